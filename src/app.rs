@@ -1,0 +1,207 @@
+//! Building and running moat: the shared state that survives reloads, the
+//! listeners, the certificate watcher, signal handling, and the drain.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::listener::certs::{self, CertStore};
+use crate::metrics::Metrics;
+use crate::proxy::client::{self, UpstreamClient};
+
+/// State shared by every request, built once and kept across reloads.
+pub struct Shared {
+    /// The current config; each request takes a snapshot.
+    pub config: ArcSwap<Config>,
+    /// The pooled upstream client.
+    pub client: UpstreamClient,
+    /// Metric families.
+    pub metrics: Metrics,
+    /// The served certificate.
+    pub certs: Arc<CertStore>,
+}
+
+impl Shared {
+    /// Whether `ip` is a trusted proxy whose forwarding headers are believed.
+    pub fn is_trusted_peer(&self, _cfg: &Config, _ip: IpAddr) -> bool {
+        false
+    }
+}
+
+/// Why moat could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Certificate problem.
+    #[error("{0}")]
+    Cert(#[from] certs::CertError),
+    /// TLS configuration problem.
+    #[error("{0}")]
+    Tls(#[from] crate::listener::tls::TlsError),
+    /// A listener could not bind.
+    #[error("{0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// A built, bound, not yet running moat.
+pub struct App {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    https: TcpListener,
+    admin: TcpListener,
+    redirect: Option<TcpListener>,
+    acceptor: TlsAcceptor,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl App {
+    /// Loads the certificate, builds TLS, binds every listener. Nothing is
+    /// served until [`App::run`].
+    pub async fn build(config: Config) -> Result<App, StartError> {
+        let ck = match &config.tls.cert {
+            Some((c, k)) => certs::load_pair(c, k)?,
+            None => {
+                let ck = certs::self_signed()?;
+                tracing::warn!(
+                    fingerprint_sha256 = %certs::fingerprint(&ck),
+                    "no tls.cert configured: serving a self-signed development certificate generated at start; configure tls.cert and tls.key for production"
+                );
+                ck
+            }
+        };
+        let metrics = Metrics::new();
+        if let Some(t) = certs::not_after(&ck) {
+            metrics.cert_not_after.set(t);
+        }
+        let store = Arc::new(CertStore::new(ck));
+        let tls_cfg = crate::listener::tls::server_config(&config.tls, store.clone())?;
+        let https = crate::listener::bind(config.listen.https, "listen.https").await?;
+        let admin = crate::listener::bind(config.listen.admin, "listen.admin").await?;
+        let redirect = match config.listen.http_redirect {
+            Some(a) => Some(crate::listener::bind(a, "listen.http_redirect").await?),
+            None => None,
+        };
+        let shared = Arc::new(Shared {
+            client: client::build(&config.upstream),
+            config: ArcSwap::from_pointee(config),
+            metrics,
+            certs: store.clone(),
+        });
+        let cfg = shared.config.load_full();
+        let watcher = match &cfg.tls.cert {
+            Some((c, k)) => {
+                let sh = shared.clone();
+                match certs::watch(store, c.clone(), k.clone(), move |ck| {
+                    if let Some(t) = certs::not_after(ck) {
+                        sh.metrics.cert_not_after.set(t);
+                    }
+                }) {
+                    Ok(w) => Some(w),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot watch the certificate files; certificate reload is off");
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        Ok(App { shared, https, admin, redirect, acceptor: TlsAcceptor::from(Arc::new(tls_cfg)), _watcher: watcher })
+    }
+
+    /// The bound HTTPS address (useful with port 0).
+    pub fn https_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.https.local_addr()
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.admin.local_addr()
+    }
+
+    /// Serves until `shutdown` is cancelled, then drains in-flight requests
+    /// for at most `limits.shutdown_grace`.
+    pub async fn run(self, shutdown: CancellationToken, mut reload: tokio::sync::mpsc::Receiver<()>) {
+        let App { shared, https, admin, redirect, acceptor, _watcher } = self;
+        let tracker = TaskTracker::new();
+        let cfg = shared.config.load_full();
+        tracing::info!(
+            https = %cfg.listen.https,
+            admin = %cfg.listen.admin,
+            upstream = %cfg.upstream.origin,
+            config = %cfg.source,
+            "moat is serving"
+        );
+        let svc = crate::server::HttpService::new(crate::stack::build(&shared));
+        tracker.spawn(crate::listener::serve_tls(https, acceptor, shared.clone(), svc, shutdown.clone(), tracker.clone()));
+
+        let sh = shared.clone();
+        let admin_svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture { Box::pin(crate::admin::handle(sh.clone(), req)) }));
+        tracker.spawn(crate::listener::serve_plain(admin, admin_svc, cfg.limits.clone(), 64, shutdown.clone(), tracker.clone()));
+
+        if let Some(l) = redirect {
+            let port = cfg.listen.https.port();
+            let svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture {
+                Box::pin(async move { Ok(crate::admin::redirect(&req, port)) })
+            }));
+            tracker.spawn(crate::listener::serve_plain(l, svc, cfg.limits.clone(), 1024, shutdown.clone(), tracker.clone()));
+        }
+
+        let sh = shared.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = reload.recv() => { if r.is_none() { break; } reload_config(&sh).await; }
+                    _ = token.cancelled() => break,
+                }
+            }
+        });
+
+        shutdown.cancelled().await;
+        tracker.close();
+        let grace = shared.config.load().limits.shutdown_grace;
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace elapsed with requests still in flight");
+        } else {
+            tracing::info!("all connections drained");
+        }
+    }
+}
+
+/// Re-reads the config file; swaps it in if valid, else keeps the old one.
+pub async fn reload_config(shared: &Arc<Shared>) {
+    let old = shared.config.load_full();
+    let Some(path) = old.path.clone() else {
+        tracing::info!("reload requested, but moat runs on built-in defaults: nothing to reload");
+        return;
+    };
+    let loaded = tokio::task::spawn_blocking(move || crate::config::load(Some(&path))).await;
+    match loaded {
+        Ok(Ok(new)) => {
+            if new.listen != old.listen {
+                tracing::warn!("listen addresses changed: they take effect only after a restart");
+            }
+            if new.tls != old.tls {
+                tracing::warn!("[tls] settings changed: certificate files reload by themselves; other tls settings need a restart");
+            }
+            shared.config.store(Arc::new(new));
+            shared.metrics.reload("ok");
+            tracing::info!("config reloaded");
+        }
+        Ok(Err(e)) => {
+            shared.metrics.reload("error");
+            for p in &e.problems {
+                tracing::error!(problem = %p, "config reload refused; the previous config keeps serving");
+            }
+        }
+        Err(_) => {
+            shared.metrics.reload("error");
+            tracing::error!("config reload task failed");
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// moat: a hardened TLS reverse-proxy sidecar.
+#[derive(Debug, Parser)]
+#[command(name = "moat", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve (built-in defaults when no config file is given).
+    Run {
+        /// Config file (TOML).
+        #[arg(long, short, env = "MOAT_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and print the effective policy of every route.
+    Check {
+        /// Config file (TOML).
+        #[arg(long, short, env = "MOAT_CONFIG")]
+        config: PathBuf,
+    },
+}

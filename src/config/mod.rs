@@ -1,0 +1,560 @@
+//! Configuration: TOML file → environment overrides → `*_file` secrets →
+//! raw serde structs (`raw.rs`) → validated typed values (`validate.rs`).
+//!
+//! Every problem is reported as `SOURCE: key: reason`, where SOURCE is the
+//! file (or the environment variable that set the key), and all problems are
+//! collected before failing, so one `moat check` shows them all.
+
+pub mod raw;
+pub mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+
+use validate::validate;
+
+/// Keys whose value may instead be read from a file named by `KEY_file`
+/// (mounted secrets). The file's content, minus a trailing newline, becomes
+/// the value.
+const FILE_KEYS: &[&str] = &["upstream.url"];
+
+/// A validated configuration, ready to build listeners and policies from.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from: a file path, or `built-in defaults`.
+    pub source: String,
+    /// The file, if any (watched for reloads).
+    pub path: Option<PathBuf>,
+    /// Allowlist mode: paths outside every route are 404.
+    pub deny_unmatched: bool,
+    /// `[listen]`
+    pub listen: Listen,
+    /// `[tls]`
+    pub tls: Tls,
+    /// `[upstream]`
+    pub upstream: Upstream,
+    /// `[limits]`
+    pub limits: Limits,
+    /// `[security_headers]`
+    pub security_headers: crate::policy::security_headers::SecurityHeaders,
+    /// `[[routes]]`, in file order (first match wins).
+    pub routes: Vec<Arc<Route>>,
+    /// The policy for requests that match no route.
+    pub default_route: Arc<Route>,
+}
+
+/// `[listen]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// HTTPS listener.
+    pub https: SocketAddr,
+    /// Plain-HTTP redirect listener.
+    pub http_redirect: Option<SocketAddr>,
+    /// Admin listener.
+    pub admin: SocketAddr,
+}
+
+/// Lowest TLS version accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    V1_2,
+    /// TLS 1.3 only.
+    V1_3,
+}
+
+/// `[tls]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Certificate chain and key files; `None` → self-signed dev certificate.
+    pub cert: Option<(PathBuf, PathBuf)>,
+    /// Lowest accepted version.
+    pub min_version: TlsVersion,
+    /// CA bundle for client certificates.
+    pub client_ca: Option<PathBuf>,
+    /// Handshake deadline.
+    pub handshake_timeout: Duration,
+}
+
+/// `[upstream]`
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Scheme and authority of the app, e.g. `http://127.0.0.1:8000`.
+    pub origin: http::uri::Authority,
+    /// Path prefix of the URL (no trailing slash; empty for `/`).
+    pub base_path: String,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Time to response headers.
+    pub response_timeout: Duration,
+    /// Pool idle timeout.
+    pub pool_idle_timeout: Duration,
+    /// Idle pooled connections kept.
+    pub pool_max_idle: usize,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Concurrent connections.
+    pub max_connections: usize,
+    /// Request-head deadline.
+    pub header_read_timeout: Duration,
+    /// Idle connection timeout.
+    pub idle_timeout: Duration,
+    /// Request-head size.
+    pub max_header_bytes: usize,
+    /// Default body limit.
+    pub max_body: u64,
+    /// Gap allowed between request body chunks.
+    pub body_read_timeout: Duration,
+    /// Drain deadline on shutdown.
+    pub shutdown_grace: Duration,
+    /// HTTP/2 concurrent streams per connection.
+    pub h2_max_concurrent_streams: u32,
+}
+
+/// A route's path pattern: literal segments and `{param}` segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPattern {
+    /// The pattern as written.
+    pub raw: String,
+    segments: Vec<Segment>,
+    /// Literal prefix in bytes (`strip_prefix` removes this many path segments).
+    exact: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Lit(String),
+    Param,
+}
+
+impl PathPattern {
+    /// Parses `/api/v1/tasks/{id}`.
+    pub fn parse(raw: &str, exact: bool) -> Result<Self, String> {
+        if !raw.starts_with('/') {
+            return Err(format!("\"{raw}\" must start with /"));
+        }
+        let mut segments = Vec::new();
+        for seg in raw.split('/').skip(1) {
+            if seg.is_empty() {
+                continue;
+            }
+            if seg.starts_with('{') && seg.ends_with('}') && seg.len() > 2 {
+                segments.push(Segment::Param);
+            } else if seg.contains(['{', '}', '?', '#', '%', '\\']) || seg == ".." || seg == "." {
+                return Err(format!("\"{raw}\": segment \"{seg}\" is not a literal or a {{param}}"));
+            } else {
+                segments.push(Segment::Lit(seg.to_string()));
+            }
+        }
+        Ok(Self { raw: raw.to_string(), segments, exact })
+    }
+
+    /// Whether `path` (already normalized) matches; segment-wise prefix unless exact.
+    pub fn matches(&self, path: &str) -> bool {
+        let mut parts = path.split('/').filter(|s| !s.is_empty());
+        for seg in &self.segments {
+            match (seg, parts.next()) {
+                (Segment::Lit(l), Some(p)) if l == p => {}
+                (Segment::Param, Some(_)) => {}
+                _ => return false,
+            }
+        }
+        !self.exact || parts.next().is_none()
+    }
+
+    /// Whether the whole path must match.
+    pub fn is_exact(&self) -> bool {
+        self.exact
+    }
+
+    /// `path` with the pattern's segments removed (for `strip_prefix`); always starts with `/`.
+    pub fn strip<'a>(&self, path: &'a str) -> &'a str {
+        let mut rest = path;
+        for _ in &self.segments {
+            let trimmed = rest.trim_start_matches('/');
+            rest = match trimmed.find('/') {
+                Some(i) => &trimmed[i..],
+                None => "",
+            };
+        }
+        if rest.is_empty() {
+            "/"
+        } else {
+            rest
+        }
+    }
+}
+
+/// The effective policy of one route (or of the defaults).
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Name for logs and metrics (`default` for unmatched requests).
+    pub name: String,
+    /// Path pattern; `None` for the defaults.
+    pub path: Option<PathPattern>,
+    /// Allowed methods; `None` = any.
+    pub methods: Option<Vec<Method>>,
+    /// Body limit.
+    pub max_body: u64,
+    /// Time to the upstream's response headers.
+    pub response_timeout: Duration,
+    /// Remove the matched prefix before forwarding.
+    pub strip_prefix: bool,
+    /// Allowed request content types (lowercase essence), `None` = any.
+    pub content_types: Option<Vec<String>>,
+    /// Security headers for this route, if it overrides the global ones.
+    pub security_headers: Option<crate::policy::security_headers::SecurityHeaders>,
+}
+
+/// One problem found in a config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// File (or environment variable) that holds the key.
+    pub source: String,
+    /// Dotted key path, e.g. `upstream.url` or `routes[2].max_body`.
+    pub key: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.source, self.reason)
+        } else {
+            write!(f, "{}: {}: {}", self.source, self.key, self.reason)
+        }
+    }
+}
+
+/// Every problem found in a config; nothing was applied.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// The problems, in the order found.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems with the source of each key.
+pub(crate) struct Problems {
+    source: String,
+    env_keys: BTreeMap<String, String>,
+    pub(crate) list: Vec<Problem>,
+}
+
+impl Problems {
+    pub(crate) fn push(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        let key = key.into();
+        let source = self
+            .env_keys
+            .iter()
+            .find(|(k, _)| key == **k || key.starts_with(&format!("{k}.")) || key.starts_with(&format!("{k}[")))
+            .map(|(_, var)| format!("{var} (environment)"))
+            .unwrap_or_else(|| self.source.clone());
+        self.list.push(Problem { source, key, reason: reason.into() });
+    }
+}
+
+/// Loads, overrides, and validates a config. `path = None` → built-in defaults
+/// (still subject to `MOAT_*` overrides).
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("MOAT_")).collect();
+    load_with_env(path, &env)
+}
+
+/// [`load`] with an explicit environment (tests).
+pub fn load_with_env(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+    let source = path.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
+    let mut problems = Problems { source: source.clone(), env_keys: BTreeMap::new(), list: Vec::new() };
+    let fail = |problems: Problems| Err(ConfigError { problems: problems.list });
+
+    let mut table = match path {
+        None => toml::Table::new(),
+        Some(p) => {
+            let text = match std::fs::read_to_string(p) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push("", format!("cannot read the config file: {}", io_reason(&e)));
+                    return fail(problems);
+                }
+            };
+            match text.parse::<toml::Table>() {
+                Ok(t) => t,
+                Err(e) => {
+                    let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+                    let reason = match line {
+                        Some(l) => format!("line {l}: {}", e.message()),
+                        None => e.message().to_string(),
+                    };
+                    problems.push("", format!("invalid TOML: {reason}"));
+                    return fail(problems);
+                }
+            }
+        }
+    };
+
+    apply_env(&mut table, env, &mut problems);
+    resolve_files(&mut table, path, &mut problems);
+    if !problems.list.is_empty() {
+        return fail(problems);
+    }
+
+    let mut unknown = Vec::new();
+    let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+    let de = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut on_unknown);
+    let raw: Result<raw::RawConfig, _> = serde_path_to_error::deserialize(de);
+    for key in unknown {
+        problems.push(key, "unknown key (no such setting in this version of moat)");
+    }
+    let raw = match raw {
+        Ok(r) => r,
+        Err(e) => {
+            let key = e.path().to_string();
+            let msg = e.into_inner().message().to_string();
+            problems.push(if key == "." { String::new() } else { key }, msg);
+            return fail(problems);
+        }
+    };
+    let cfg = validate(raw, source, path.map(Path::to_path_buf), &mut problems);
+    match cfg {
+        Some(c) if problems.list.is_empty() => Ok(c),
+        _ => fail(problems),
+    }
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// `MOAT_SECTION__KEY=value` sets `section.key`. Digits become integers,
+/// `true`/`false` booleans, `[...]`/`{...}` TOML arrays/tables; anything else a string.
+fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut Problems) {
+    for (var, val) in env {
+        let Some(rest) = var.strip_prefix("MOAT_") else { continue };
+        if !rest.contains("__") {
+            continue; // MOAT_CONFIG, MOAT_LOG, MOAT_LOG_FORMAT
+        }
+        let parts: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+        let key = parts.join(".");
+        problems.env_keys.insert(key.clone(), var.clone());
+        if parts.iter().any(|p| p.is_empty()) {
+            problems.push(key, "malformed environment override name");
+            continue;
+        }
+        let value = env_value(val);
+        if let Err(p) = set_path(table, &parts, value) {
+            problems.push(key.clone(), format!("cannot override: `{p}` is not a table"));
+        }
+    }
+}
+
+fn set_path(table: &mut toml::Table, parts: &[String], value: toml::Value) -> Result<(), String> {
+    match parts {
+        [] => Ok(()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(first.clone()),
+            }
+        }
+    }
+}
+
+fn env_value(v: &str) -> toml::Value {
+    let t = v.trim();
+    if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(n) = t.parse::<i64>() {
+            return toml::Value::Integer(n);
+        }
+    }
+    match t {
+        "true" => return toml::Value::Boolean(true),
+        "false" => return toml::Value::Boolean(false),
+        _ => {}
+    }
+    if t.starts_with('[') || t.starts_with('{') {
+        if let Ok(tbl) = format!("v = {t}").parse::<toml::Table>() {
+            if let Some(v) = tbl.get("v") {
+                return v.clone();
+            }
+        }
+    }
+    toml::Value::String(v.to_string())
+}
+
+/// Replaces `KEY_file = "/path"` by `KEY = <file content>` for the keys in [`FILE_KEYS`].
+fn resolve_files(table: &mut toml::Table, cfg_path: Option<&Path>, problems: &mut Problems) {
+    for key in FILE_KEYS {
+        let Some((section, name)) = key.split_once('.') else { continue };
+        let Some(toml::Value::Table(sec)) = table.get_mut(section) else { continue };
+        let file_key = format!("{name}_file");
+        let Some(v) = sec.remove(&file_key) else { continue };
+        let dotted = format!("{section}.{file_key}");
+        let Some(p) = v.as_str() else {
+            problems.push(dotted, "must be a file path (string)");
+            continue;
+        };
+        if sec.contains_key(&name.to_string()) {
+            problems.push(dotted, format!("both `{key}` and `{section}.{file_key}` are set; keep one"));
+            continue;
+        }
+        let p = resolve_relative(cfg_path, p);
+        match std::fs::read_to_string(&p) {
+            Ok(s) => {
+                sec.insert(name.to_string(), toml::Value::String(s.trim_end_matches(['\r', '\n']).to_string()));
+            }
+            Err(e) => problems.push(dotted, format!("cannot read {}: {}", p.display(), io_reason(&e))),
+        }
+    }
+}
+
+/// Relative paths in a config file are relative to the file's directory.
+pub(crate) fn resolve_relative(cfg_path: Option<&Path>, p: &str) -> PathBuf {
+    let pb = PathBuf::from(p);
+    match cfg_path.and_then(Path::parent) {
+        Some(dir) if pb.is_relative() && !dir.as_os_str().is_empty() => dir.join(pb),
+        _ => pb,
+    }
+}
+
+impl Config {
+    /// The built-in defaults (no file, no environment).
+    pub fn defaults() -> Result<Self, ConfigError> {
+        load_with_env(None, &[])
+    }
+
+    /// The route a request belongs to: first route whose pattern and (if set) methods match,
+    /// else `None` (the caller applies `deny_unmatched` or the defaults).
+    pub fn match_route(&self, path: &str) -> Option<&Arc<Route>> {
+        self.routes.iter().find(|r| r.path.as_ref().is_some_and(|p| p.matches(path)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    fn errors(text: &str, env: &[(&str, &str)]) -> Vec<String> {
+        let f = write(text);
+        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        match load_with_env(Some(f.path()), &env) {
+            Ok(_) => vec![],
+            Err(e) => e.problems.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::defaults().unwrap();
+        assert_eq!(c.listen.https.to_string(), "127.0.0.1:8443");
+        assert_eq!(c.listen.admin.to_string(), "127.0.0.1:9901");
+        assert_eq!(c.upstream.origin.as_str(), "127.0.0.1:8000");
+        assert!(c.tls.cert.is_none());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = errors("[listen]\nhttps = \"127.0.0.1:1\"\nfoo = 1\n[bogus]\nx = 1\n", &[]);
+        assert!(e.contains(&"listen.foo: unknown key (no such setting in this version of moat)".to_string()), "{e:?}");
+        assert!(e.iter().any(|l| l.starts_with("bogus")), "{e:?}");
+    }
+
+    #[test]
+    fn relative_url_error_names_the_key() {
+        let e = errors("[upstream]\nurl = \"app:8000/x\"\n", &[]);
+        assert!(e.iter().any(|l| l.starts_with("upstream.url: ")), "{e:?}");
+        let e = errors("[upstream]\nurl = \"/x\"\n", &[]);
+        assert_eq!(e, vec!["upstream.url: relative URL without a base".to_string()]);
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let e = errors(
+            "[limits]\nidle_timeout = \"10 parsecs\"\nmax_body = \"lots\"\n[upstream]\nurl = \"ftp://x\"\n",
+            &[],
+        );
+        assert_eq!(e.len(), 3, "{e:?}");
+    }
+
+    #[test]
+    fn env_overrides_and_sources() {
+        let f = write("[upstream]\nurl = \"http://127.0.0.1:1\"\n");
+        let env = vec![
+            ("MOAT_UPSTREAM__URL".to_string(), "http://10.1.2.3:9000".to_string()),
+            ("MOAT_LIMITS__MAX_CONNECTIONS".to_string(), "77".to_string()),
+        ];
+        let c = load_with_env(Some(f.path()), &env).unwrap();
+        assert_eq!(c.upstream.origin.as_str(), "10.1.2.3:9000");
+        assert_eq!(c.limits.max_connections, 77);
+
+        let env = vec![("MOAT_LIMITS__IDLE_TIMEOUT".to_string(), "forever".to_string())];
+        let e = load_with_env(Some(f.path()), &env).unwrap_err();
+        assert_eq!(e.problems[0].source, "MOAT_LIMITS__IDLE_TIMEOUT (environment)");
+        assert_eq!(e.problems[0].key, "limits.idle_timeout");
+    }
+
+    #[test]
+    fn file_secrets() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("url"), "http://127.0.0.1:4567\n").unwrap();
+        let cfg = dir.path().join("moat.toml");
+        std::fs::write(&cfg, "[upstream]\nurl_file = \"url\"\n").unwrap();
+        let c = load_with_env(Some(&cfg), &[]).unwrap();
+        assert_eq!(c.upstream.origin.as_str(), "127.0.0.1:4567");
+    }
+
+    #[test]
+    fn path_patterns() {
+        let p = PathPattern::parse("/api/v1/tasks/{id}", false).unwrap();
+        assert!(p.matches("/api/v1/tasks/42"));
+        assert!(p.matches("/api/v1/tasks/42/result"));
+        assert!(!p.matches("/api/v1/tasks"));
+        assert!(!p.matches("/api/v1/tasksx/1"));
+        let e = PathPattern::parse("/", true).unwrap();
+        assert!(e.matches("/"));
+        assert!(!e.matches("/x"));
+        let pre = PathPattern::parse("/app", false).unwrap();
+        assert!(pre.matches("/app"));
+        assert!(pre.matches("/app/x"));
+        assert!(!pre.matches("/apple"));
+        assert_eq!(pre.strip("/app/x/y"), "/x/y");
+        assert_eq!(pre.strip("/app"), "/");
+    }
+}

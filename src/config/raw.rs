@@ -1,0 +1,134 @@
+//! The config file as written: serde structs, every value still in its
+//! textual form. `validate.rs` turns these into typed values and reports
+//! every problem with its key path. Keys that no struct here declares are
+//! collected by the loader and refused: a security proxy never silently
+//! ignores a setting.
+
+use serde::Deserialize;
+
+use super::units::Scalar;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawConfig {
+    /// Allowlist mode: a path outside every route is a 404.
+    pub deny_unmatched: Option<bool>,
+    /// `[listen]`
+    pub listen: RawListen,
+    /// `[tls]`
+    pub tls: RawTls,
+    /// `[upstream]`
+    pub upstream: RawUpstream,
+    /// `[limits]`
+    pub limits: RawLimits,
+    /// `[security_headers]`
+    pub security_headers: RawSecurityHeaders,
+    /// `[[routes]]`
+    pub routes: Vec<RawRoute>,
+}
+
+/// `[security_headers]` (also a route's `security_headers` override). An
+/// empty string turns a header off.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default)]
+pub struct RawSecurityHeaders {
+    /// `strict-transport-security`
+    pub hsts: Option<String>,
+    /// `content-security-policy`
+    pub content_security_policy: Option<String>,
+    /// `x-frame-options`
+    pub frame_options: Option<String>,
+    /// `referrer-policy`
+    pub referrer_policy: Option<String>,
+}
+
+/// `[listen]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawListen {
+    /// HTTPS listener address.
+    pub https: Option<String>,
+    /// Optional plain-HTTP listener answering 308 to https.
+    pub http_redirect: Option<String>,
+    /// Admin listener address (plain HTTP).
+    pub admin: Option<String>,
+}
+
+/// `[tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawTls {
+    /// PEM certificate chain.
+    pub cert: Option<String>,
+    /// PEM private key.
+    pub key: Option<String>,
+    /// `"1.2"` or `"1.3"`.
+    pub min_version: Option<String>,
+    /// PEM CA bundle; when set, clients must present a certificate it signed.
+    pub client_ca: Option<String>,
+    /// Time allowed for the TLS handshake.
+    pub handshake_timeout: Option<Scalar>,
+}
+
+/// `[upstream]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawUpstream {
+    /// Base URL of the app.
+    pub url: Option<String>,
+    /// TCP connect timeout.
+    pub connect_timeout: Option<Scalar>,
+    /// Time to the upstream's response headers.
+    pub response_timeout: Option<Scalar>,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Option<Scalar>,
+    /// Idle pooled connections kept at most.
+    pub pool_max_idle: Option<i64>,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawLimits {
+    /// Concurrent client connections.
+    pub max_connections: Option<i64>,
+    /// Time allowed for a client to send a complete request head.
+    pub header_read_timeout: Option<Scalar>,
+    /// A connection with no request in flight and no traffic for this long is closed.
+    pub idle_timeout: Option<Scalar>,
+    /// Size of a request head (request line and headers).
+    pub max_header_bytes: Option<Scalar>,
+    /// Default request body limit for every route.
+    pub max_body: Option<Scalar>,
+    /// Time allowed between two chunks of a request body.
+    pub body_read_timeout: Option<Scalar>,
+    /// Time in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace: Option<Scalar>,
+    /// HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: Option<i64>,
+}
+
+/// One `[[routes]]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawRoute {
+    /// Name used in logs and metrics.
+    pub name: Option<String>,
+    /// Path prefix (segment-wise), `{param}` segments allowed.
+    pub path: Option<String>,
+    /// Match the whole path instead of a prefix.
+    pub exact: Option<bool>,
+    /// Allowed methods; others get 405.
+    pub methods: Option<Vec<String>>,
+    /// Body limit for this route.
+    pub max_body: Option<Scalar>,
+    /// Time to the upstream's response headers on this route.
+    pub response_timeout: Option<Scalar>,
+    /// Remove the route's path prefix before forwarding.
+    pub strip_prefix: Option<bool>,
+    /// Allowed request `Content-Type`s for requests with a body.
+    pub content_types: Option<Vec<String>>,
+    /// Per-route security header overrides.
+    pub security_headers: Option<RawSecurityHeaders>,
+}

@@ -1,0 +1,322 @@
+//! Raw → typed. Each check pushes a problem with its key path and goes on, so
+//! that every mistake in a file is reported at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+
+use super::raw::{RawConfig, RawRoute, RawSecurityHeaders};
+use crate::policy::security_headers::SecurityHeaders;
+use super::units::{self, Scalar};
+use super::{Config, Limits, Listen, PathPattern, Problems, Route, Tls, TlsVersion, Upstream};
+
+fn dur(p: &mut Problems, key: &str, v: &Option<Scalar>, default: Duration) -> Duration {
+    match v {
+        None => default,
+        Some(v) => match units::duration(v) {
+            Ok(d) if d.is_zero() => {
+                p.push(key, "must be greater than zero");
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                p.push(key, e);
+                default
+            }
+        },
+    }
+}
+
+fn size(p: &mut Problems, key: &str, v: &Option<Scalar>, default: u64) -> u64 {
+    match v {
+        None => default,
+        Some(v) => units::size(v).unwrap_or_else(|e| {
+            p.push(key, e);
+            default
+        }),
+    }
+}
+
+fn addr(p: &mut Problems, key: &str, v: &Option<String>, default: &str) -> SocketAddr {
+    let s = v.as_deref().unwrap_or(default);
+    s.parse().unwrap_or_else(|_| {
+        p.push(key, format!("invalid socket address \"{s}\": expected IP:PORT such as 0.0.0.0:8443 or [::]:8443"));
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    })
+}
+
+fn count(p: &mut Problems, key: &str, v: Option<i64>, default: u64, min: u64, max: u64) -> u64 {
+    match v {
+        None => default,
+        Some(n) if n >= min as i64 && (n as u64) <= max => n as u64,
+        Some(n) => {
+            p.push(key, format!("{n} is out of range ({min}..={max})"));
+            default
+        }
+    }
+}
+
+fn file(p: &mut Problems, key: &str, base: Option<&Path>, v: &str) -> PathBuf {
+    let path = super::resolve_relative(base, v);
+    if let Err(e) = std::fs::metadata(&path) {
+        p.push(key, format!("cannot read {}: {}", path.display(), super::io_reason(&e)));
+    }
+    path
+}
+
+/// Turns a raw config into a typed one; problems go to `p`. Returns `None`
+/// only when a value needed to build the rest is unusable.
+pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p: &mut Problems) -> Option<Config> {
+    let base = path.as_deref();
+
+    let listen = Listen {
+        https: addr(p, "listen.https", &raw.listen.https, "127.0.0.1:8443"),
+        http_redirect: raw.listen.http_redirect.as_ref().map(|_| addr(p, "listen.http_redirect", &raw.listen.http_redirect, "")),
+        admin: addr(p, "listen.admin", &raw.listen.admin, "127.0.0.1:9901"),
+    };
+    if listen.admin == listen.https || Some(listen.admin) == listen.http_redirect || Some(listen.https) == listen.http_redirect {
+        p.push("listen", "https, http_redirect and admin must be different addresses");
+    }
+
+    let cert = match (&raw.tls.cert, &raw.tls.key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => {
+            let c = file(p, "tls.cert", base, c);
+            let k = file(p, "tls.key", base, k);
+            if c.exists() && k.exists() {
+                if let Err(e) = crate::listener::certs::load_pair(&c, &k) {
+                    p.push("tls.cert", e.to_string());
+                }
+            }
+            Some((c, k))
+        }
+        (Some(_), None) => {
+            p.push("tls.key", "missing: tls.cert is set, so tls.key must be too");
+            None
+        }
+        (None, Some(_)) => {
+            p.push("tls.cert", "missing: tls.key is set, so tls.cert must be too");
+            None
+        }
+    };
+    let min_version = match raw.tls.min_version.as_deref() {
+        None | Some("1.2") => TlsVersion::V1_2,
+        Some("1.3") => TlsVersion::V1_3,
+        Some(v) => {
+            p.push("tls.min_version", format!("\"{v}\" is not supported: use \"1.2\" or \"1.3\""));
+            TlsVersion::V1_2
+        }
+    };
+    let client_ca = raw.tls.client_ca.as_deref().map(|c| {
+        let path = file(p, "tls.client_ca", base, c);
+        if path.exists() {
+            if let Err(e) = crate::listener::certs::load_roots(&path) {
+                p.push("tls.client_ca", e.to_string());
+            }
+        }
+        path
+    });
+    let tls = Tls {
+        cert,
+        min_version,
+        client_ca,
+        handshake_timeout: dur(p, "tls.handshake_timeout", &raw.tls.handshake_timeout, Duration::from_secs(10)),
+    };
+
+    let url = raw.upstream.url.as_deref().unwrap_or("http://127.0.0.1:8000");
+    let (origin, base_path) = match url::Url::parse(url) {
+        Err(e) => {
+            p.push("upstream.url", e.to_string());
+            (None, String::new())
+        }
+        Ok(u) if u.scheme() != "http" => {
+            p.push(
+                "upstream.url",
+                format!("scheme \"{}\" is not supported: moat forwards plain http to an app beside it", u.scheme()),
+            );
+            (None, String::new())
+        }
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            p.push("upstream.url", "must not carry credentials");
+            (None, String::new())
+        }
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+            p.push("upstream.url", "must not have a query or fragment");
+            (None, String::new())
+        }
+        Ok(u) => {
+            let host = match u.host() {
+                Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+                Some(h) => h.to_string(),
+                None => String::new(),
+            };
+            let auth = format!("{host}:{}", u.port_or_known_default().unwrap_or(80));
+            match auth.parse::<http::uri::Authority>() {
+                Ok(a) => (Some(a), u.path().trim_end_matches('/').to_string()),
+                Err(_) => {
+                    p.push("upstream.url", "invalid host");
+                    (None, String::new())
+                }
+            }
+        }
+    };
+    let upstream_response_timeout =
+        dur(p, "upstream.response_timeout", &raw.upstream.response_timeout, Duration::from_secs(300));
+    let upstream = Upstream {
+        origin: origin.unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1:8000")),
+        base_path,
+        connect_timeout: dur(p, "upstream.connect_timeout", &raw.upstream.connect_timeout, Duration::from_secs(5)),
+        response_timeout: upstream_response_timeout,
+        pool_idle_timeout: dur(p, "upstream.pool_idle_timeout", &raw.upstream.pool_idle_timeout, Duration::from_secs(90)),
+        pool_max_idle: count(p, "upstream.pool_max_idle", raw.upstream.pool_max_idle, 256, 0, 1 << 20) as usize,
+    };
+
+    let max_header_bytes = size(p, "limits.max_header_bytes", &raw.limits.max_header_bytes, 16 * 1024);
+    if !(1024..=1 << 20).contains(&max_header_bytes) {
+        p.push("limits.max_header_bytes", "must be between 1KiB and 1MiB");
+    }
+    let limits = Limits {
+        max_connections: count(p, "limits.max_connections", raw.limits.max_connections, 10_000, 1, 1 << 24) as usize,
+        header_read_timeout: dur(p, "limits.header_read_timeout", &raw.limits.header_read_timeout, Duration::from_secs(10)),
+        idle_timeout: dur(p, "limits.idle_timeout", &raw.limits.idle_timeout, Duration::from_secs(75)),
+        max_header_bytes: max_header_bytes as usize,
+        max_body: size(p, "limits.max_body", &raw.limits.max_body, 10 << 20),
+        body_read_timeout: dur(p, "limits.body_read_timeout", &raw.limits.body_read_timeout, Duration::from_secs(60)),
+        shutdown_grace: dur(p, "limits.shutdown_grace", &raw.limits.shutdown_grace, Duration::from_secs(30)),
+        h2_max_concurrent_streams: count(p, "limits.h2_max_concurrent_streams", raw.limits.h2_max_concurrent_streams, 128, 1, 10_000)
+            as u32,
+    };
+
+    let security_headers = sec_headers(p, "security_headers", &raw.security_headers, &SecurityHeaders::default());
+
+    let default_route = Arc::new(Route {
+        name: "unmatched".into(),
+        path: None,
+        methods: None,
+        max_body: limits.max_body,
+        response_timeout: upstream.response_timeout,
+        strip_prefix: false,
+        content_types: None,
+        security_headers: None,
+    });
+
+    let mut routes = Vec::with_capacity(raw.routes.len());
+    let mut names = std::collections::HashSet::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        if let Some(route) = route(p, i, r, &default_route, &security_headers) {
+            if !names.insert(route.name.clone()) {
+                p.push(format!("routes[{i}].name"), format!("duplicate route name \"{}\"", route.name));
+            }
+            routes.push(Arc::new(route));
+        }
+    }
+
+    Some(Config {
+        source,
+        path,
+        deny_unmatched: raw.deny_unmatched.unwrap_or(false),
+        listen,
+        tls,
+        upstream,
+        limits,
+        security_headers,
+        routes,
+        default_route,
+    })
+}
+
+fn sec_headers(p: &mut Problems, key: &str, raw: &RawSecurityHeaders, base: &SecurityHeaders) -> SecurityHeaders {
+    let mut one = |name: &str, v: &Option<String>, dflt: &Option<http::HeaderValue>| match v.as_deref() {
+        None => dflt.clone(),
+        Some("") => None,
+        Some(s) => match http::HeaderValue::from_str(s) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                p.push(format!("{key}.{name}"), "not a valid header value");
+                dflt.clone()
+            }
+        },
+    };
+    SecurityHeaders {
+        hsts: one("hsts", &raw.hsts, &base.hsts),
+        csp: one("content_security_policy", &raw.content_security_policy, &base.csp),
+        frame_options: one("frame_options", &raw.frame_options, &base.frame_options),
+        referrer_policy: one("referrer_policy", &raw.referrer_policy, &base.referrer_policy),
+    }
+}
+
+fn route(p: &mut Problems, i: usize, r: &RawRoute, defaults: &Route, sh: &SecurityHeaders) -> Option<Route> {
+    let k = |f: &str| format!("routes[{i}].{f}");
+    let name = match r.name.as_deref() {
+        Some(n) if !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) => n.to_string(),
+        Some(n) => {
+            p.push(k("name"), format!("\"{n}\": use 1-64 characters of A-Z a-z 0-9 _ - ."));
+            return None;
+        }
+        None => {
+            p.push(k("name"), "missing: every route needs a name (used in logs and metrics)");
+            return None;
+        }
+    };
+    let path = match r.path.as_deref().map(|s| PathPattern::parse(s, r.exact.unwrap_or(false))) {
+        Some(Ok(pp)) => pp,
+        Some(Err(e)) => {
+            p.push(k("path"), e);
+            return None;
+        }
+        None => {
+            p.push(k("path"), "missing");
+            return None;
+        }
+    };
+    let methods = r.methods.as_ref().map(|ms| {
+        ms.iter()
+            .filter_map(|m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    p.push(k("methods"), format!("\"{m}\" is not an HTTP method"));
+                    None
+                }
+            })
+            .collect()
+    });
+    let content_types = r.content_types.as_ref().map(|cts| {
+        cts.iter()
+            .map(|c| {
+                let c = c.trim().to_ascii_lowercase();
+                if c.parse::<mime_like::Essence>().is_err() {
+                    p.push(k("content_types"), format!("\"{c}\" is not a media type like application/json"));
+                }
+                c
+            })
+            .collect()
+    });
+    Some(Route {
+        max_body: size(p, &k("max_body"), &r.max_body, defaults.max_body),
+        response_timeout: dur(p, &k("response_timeout"), &r.response_timeout, defaults.response_timeout),
+        strip_prefix: r.strip_prefix.unwrap_or(false),
+        security_headers: r.security_headers.as_ref().map(|raw| sec_headers(p, &k("security_headers"), raw, sh)),
+        name,
+        path: Some(path),
+        methods,
+        content_types,
+    })
+}
+
+/// Minimal media-type syntax check (`type/subtype`, token characters).
+mod mime_like {
+    pub struct Essence;
+    impl std::str::FromStr for Essence {
+        type Err = ();
+        fn from_str(s: &str) -> Result<Self, ()> {
+            let tok = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+            match s.split_once('/') {
+                Some((a, b)) if tok(a) && tok(b) => Ok(Essence),
+                _ => Err(()),
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Per-request context, created by the request-id layer and shared (one
+//! `Arc`) by every layer below it and by the access log that runs when the
+//! response body ends.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, AtomicU64};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use crate::body::BodyVerdict;
+use crate::config::{Config, Route};
+
+/// Facts about the client connection, inserted by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+/// Everything layers learn about a request, for later layers and the log.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The request id (also in `x-request-id`).
+    pub id: String,
+    /// The config snapshot this request runs under, start to end.
+    pub config: Arc<Config>,
+    /// The client connection.
+    pub conn: ConnInfo,
+    /// When the request arrived.
+    pub start: Instant,
+    /// The matched route.
+    pub route: OnceLock<Arc<Route>>,
+    /// The resolved client address (trusted-proxy aware).
+    pub client_ip: OnceLock<IpAddr>,
+    /// The authenticated identity.
+    pub user: OnceLock<String>,
+    /// Request body bytes read.
+    pub bytes_in: Arc<AtomicU64>,
+    /// The upstream's status, 0 if none.
+    pub upstream_status: AtomicU16,
+    /// Why the request body stream was cut, if it was.
+    pub body_verdict: BodyVerdict,
+}
+
+impl Ctx {
+    /// A new context.
+    pub fn new(id: String, config: Arc<Config>, conn: ConnInfo) -> Self {
+        Self {
+            id,
+            config,
+            conn,
+            start: Instant::now(),
+            route: OnceLock::new(),
+            client_ip: OnceLock::new(),
+            user: OnceLock::new(),
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            upstream_status: AtomicU16::new(0),
+            body_verdict: BodyVerdict::default(),
+        }
+    }
+
+    /// The client address: resolved, or the peer's.
+    pub fn client_ip(&self) -> IpAddr {
+        self.client_ip.get().copied().unwrap_or_else(|| crate::net::canonical(self.conn.peer.ip()))
+    }
+
+    /// The matched route, or the defaults.
+    pub fn route(&self) -> &Arc<Route> {
+        self.route.get().unwrap_or(&self.config.default_route)
+    }
+}

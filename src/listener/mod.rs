@@ -1,0 +1,140 @@
+//! Accept loops: the connection cap, the TLS handshake in its own task under
+//! a deadline, then [`crate::server::serve`]. Also the plain-HTTP redirect
+//! listener. Every listener binds exactly the address the config names.
+
+pub mod certs;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::Shared;
+use crate::ctx::ConnInfo;
+use crate::server::HttpService;
+
+/// Binds a TCP listener (with a clear error naming the address).
+pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, std::io::Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}")))
+}
+
+async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
+    match listener.accept().await {
+        Ok((s, a)) => {
+            let _ = s.set_nodelay(true);
+            Some((s, a))
+        }
+        Err(e) => {
+            // EMFILE and friends: back off instead of spinning.
+            tracing::warn!(error = %e, "accept failed");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            None
+        }
+    }
+}
+
+/// Serves HTTPS on `listener` until `shutdown`.
+pub async fn serve_tls(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    svc: HttpService,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let cfg = shared.config.load_full();
+    let limits = &cfg.limits;
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let builder = Arc::new(crate::server::builder(limits));
+    let handshake_timeout = cfg.tls.handshake_timeout;
+    let idle = limits.idle_timeout;
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            a = accept(&listener) => match a { Some(x) => x, None => continue },
+            _ = shutdown.cancelled() => break,
+        };
+        let acceptor = acceptor.clone();
+        let svc = svc.clone();
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        let shared = shared.clone();
+        tracker.spawn(async move {
+            let _permit = permit;
+            shared.metrics.active_connections.inc();
+            let _gauge = scopeguard(|| {
+                shared.metrics.active_connections.dec();
+            });
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    shared.metrics.tls_handshake_errors.inc();
+                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    shared.metrics.tls_handshake_errors.inc();
+                    tracing::debug!(peer = %peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let info = ConnInfo { peer, tls: true };
+            crate::server::serve(tls, info, svc, &builder, idle, shutdown).await;
+        });
+    }
+}
+
+/// Serves plain HTTP on `listener` with `svc` (redirect and admin listeners).
+pub async fn serve_plain(
+    listener: TcpListener,
+    svc: HttpService,
+    limits: crate::config::Limits,
+    max_conns: usize,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(max_conns));
+    let builder = Arc::new(crate::server::builder(&limits));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            a = accept(&listener) => match a { Some(x) => x, None => continue },
+            _ = shutdown.cancelled() => break,
+        };
+        let svc = svc.clone();
+        let builder = builder.clone();
+        let shutdown = shutdown.clone();
+        let idle = limits.idle_timeout;
+        tracker.spawn(async move {
+            let _permit = permit;
+            crate::server::serve(tcp, ConnInfo { peer, tls: false }, svc, &builder, idle, shutdown).await;
+        });
+    }
+}
+
+/// Runs a closure when dropped.
+pub(crate) fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

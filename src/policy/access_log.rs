@@ -1,0 +1,100 @@
+//! Layer 2: one JSON access-log line per request (target `moat::access`),
+//! written when the response body ends (or the client goes away), so that
+//! `bytes_out`, `status` and `duration_ms` are final. It sees every request,
+//! rejections included. Sensitive query values are redacted; credential
+//! headers are never logged.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use super::{ctx_of, BoxFuture};
+use crate::app::Shared;
+use crate::body::{Body, Observed};
+use crate::error::{BoxError, Rejected};
+use crate::sanitize::redact::redact_query;
+
+/// Logs every request.
+#[derive(Clone)]
+pub struct AccessLogLayer {
+    shared: Arc<Shared>,
+}
+
+impl AccessLogLayer {
+    /// The layer.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessLog { inner, shared: self.shared.clone() }
+    }
+}
+
+/// See [`AccessLogLayer`].
+#[derive(Clone)]
+pub struct AccessLog<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Service<Request<Body>> for AccessLog<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let method = req.method().clone();
+        let path = match req.uri().query() {
+            Some(q) => format!("{}?{}", req.uri().path(), redact_query(q)),
+            None => req.uri().path().to_string(),
+        };
+        let ctx = ctx_of(&req);
+        let fut = self.inner.call(req);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let ctx = ctx?;
+            let res = fut.await?;
+            let status = res.status().as_u16();
+            let reject = res.extensions().get::<Rejected>().map(|r| r.0);
+            let (parts, body) = res.into_parts();
+            let body = Observed::new(body, move |bytes_out, completed| {
+                let route = ctx.route().name.as_str();
+                let duration = ctx.start.elapsed();
+                shared.metrics.observe_request(route, &method, status, duration, reject);
+                let upstream_status = ctx.upstream_status.load(Ordering::Relaxed);
+                tracing::info!(
+                    target: "moat::access",
+                    request_id = %ctx.id,
+                    client_ip = %ctx.client_ip(),
+                    method = %method,
+                    path = %path,
+                    route = route,
+                    status = status,
+                    upstream_status = (upstream_status != 0).then_some(upstream_status),
+                    bytes_in = ctx.bytes_in.load(Ordering::Relaxed),
+                    bytes_out = bytes_out,
+                    duration_ms = (duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+                    reject_reason = reject.map(|r| r.as_str()),
+                    user = ctx.user.get().map(String::as_str),
+                    completed = completed,
+                    "request"
+                );
+            });
+            Ok(Response::from_parts(parts, crate::body::boxed(body)))
+        })
+    }
+}

@@ -1,0 +1,120 @@
+//! The request policies, one module each, in the order they run (see
+//! `stack.rs`). Most policies are "look at the request, maybe answer it,
+//! maybe adjust the response": they implement [`Policy`] and are wrapped by
+//! the generic [`PolicyLayer`]. Policies *respond* (a rejection is an
+//! ordinary `Ok(Response)`); only infrastructure failures travel as `Err`.
+
+pub mod access_log;
+pub mod body_limit;
+pub mod request_id;
+pub mod rescue;
+pub mod route;
+pub mod security_headers;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use crate::body::Body;
+use crate::ctx::Ctx;
+use crate::error::{BoxError, Reason};
+
+/// The future every stack service returns.
+pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
+
+/// The outcome of a policy's request check.
+pub enum Verdict {
+    /// Go on to the inner service.
+    Pass,
+    /// Answer now with this response.
+    Respond(Response<Body>),
+}
+
+/// A request policy.
+pub trait Policy: Send + Sync + 'static {
+    /// Checks (and may adjust) the request before the inner service.
+    fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> impl Future<Output = Verdict> + Send;
+
+    /// Adjusts the response (the inner service's, or this policy's own rejection).
+    fn response(&self, _res: &mut Response<Body>, _ctx: &Arc<Ctx>) {}
+}
+
+/// Wraps a service with a [`Policy`].
+pub struct PolicyLayer<P> {
+    policy: Arc<P>,
+}
+
+impl<P> Clone for PolicyLayer<P> {
+    fn clone(&self) -> Self {
+        Self { policy: self.policy.clone() }
+    }
+}
+
+impl<P> PolicyLayer<P> {
+    /// A layer applying `policy`.
+    pub fn new(policy: P) -> Self {
+        Self { policy: Arc::new(policy) }
+    }
+}
+
+impl<S, P> Layer<S> for PolicyLayer<P> {
+    type Service = PolicyService<S, P>;
+    fn layer(&self, inner: S) -> Self::Service {
+        PolicyService { inner, policy: self.policy.clone() }
+    }
+}
+
+/// The service of a [`PolicyLayer`].
+pub struct PolicyService<S, P> {
+    inner: S,
+    policy: Arc<P>,
+}
+
+impl<S: Clone, P> Clone for PolicyService<S, P> {
+    fn clone(&self) -> Self {
+        Self { inner: self.inner.clone(), policy: self.policy.clone() }
+    }
+}
+
+impl<S, P> Service<Request<Body>> for PolicyService<S, P>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
+    P: Policy,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        // The clone is ready: every service in the stack is always ready.
+        let mut inner = self.inner.clone();
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            let ctx = ctx_of(&req)?;
+            let mut res = match policy.request(&mut req, &ctx).await {
+                Verdict::Pass => inner.call(req).await?,
+                Verdict::Respond(r) => r,
+            };
+            policy.response(&mut res, &ctx);
+            Ok(res)
+        })
+    }
+}
+
+/// The request's context; every request below the request-id layer has one.
+pub fn ctx_of<B>(req: &Request<B>) -> Result<Arc<Ctx>, BoxError> {
+    req.extensions().get::<Arc<Ctx>>().cloned().ok_or_else(|| "request without context".into())
+}
+
+/// A rejection response for `reason`, with the request id.
+pub fn reject(reason: Reason, ctx: &Ctx) -> Verdict {
+    Verdict::Respond(crate::error::problem(reason, &ctx.id))
+}

@@ -1,0 +1,116 @@
+//! Layer 1: the request id and the per-request context.
+//!
+//! Every request, rejections included, gets an id: a UUIDv7 (time-ordered),
+//! sent to the upstream and back to the client in `x-request-id`. An incoming
+//! `x-request-id` is kept only from a trusted proxy and only if it is 1–64
+//! characters of `[A-Za-z0-9._-]`; otherwise it is replaced. This layer also
+//! takes the config snapshot the request runs under from start to end, so a
+//! reload never changes the policy of a request in flight.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::HeaderValue;
+use http::{HeaderName, Request, Response};
+use tower::{Layer, Service};
+
+use super::BoxFuture;
+use crate::app::Shared;
+use crate::body::Body;
+use crate::ctx::{ConnInfo, Ctx};
+use crate::error::BoxError;
+
+/// `x-request-id`
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Whether an incoming id is acceptable.
+pub fn valid_id(v: &[u8]) -> bool {
+    (1..=64).contains(&v.len()) && v.iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+}
+
+/// A fresh id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Creates the [`Ctx`] and the request id.
+#[derive(Clone)]
+pub struct RequestIdLayer {
+    shared: Arc<Shared>,
+}
+
+impl RequestIdLayer {
+    /// The layer.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = RequestId<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestId { inner, shared: self.shared.clone() }
+    }
+}
+
+/// See [`RequestIdLayer`].
+#[derive(Clone)]
+pub struct RequestId<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Service<Request<Body>> for RequestId<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let config = self.shared.config.load_full();
+        let conn = req.extensions().get::<ConnInfo>().copied().unwrap_or(ConnInfo {
+            peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            tls: false,
+        });
+        let trusted = self.shared.is_trusted_peer(&config, conn.peer.ip());
+        let id = match req.headers().get(&X_REQUEST_ID) {
+            Some(v) if trusted && valid_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            _ => new_id(),
+        };
+        let hv = HeaderValue::from_str(&id).ok();
+        if let Some(hv) = &hv {
+            req.headers_mut().insert(X_REQUEST_ID.clone(), hv.clone());
+        }
+        let ctx = Arc::new(Ctx::new(id, config, conn));
+        req.extensions_mut().insert(ctx);
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let mut res = fut.await?;
+            if let Some(hv) = hv {
+                res.headers_mut().insert(X_REQUEST_ID.clone(), hv);
+            }
+            Ok(res)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_rules() {
+        assert!(valid_id(b"abc-123_x.y"));
+        assert!(!valid_id(b""));
+        assert!(!valid_id(&[b'a'; 65]));
+        assert!(!valid_id(b"a b"));
+        assert!(!valid_id(b"a\"<script>"));
+        assert_eq!(new_id().len(), 32);
+    }
+}

@@ -1,0 +1,124 @@
+//! Layer 4: the one place where errors become responses.
+//!
+//! Catches panics from every layer below (a panic becomes a 500 problem+json,
+//! never a dropped connection) and turns `Err` values into the problem+json
+//! of their [`Reason`]. The cause chain is logged at warn with the request
+//! id; the client sees only the fixed text of `error.rs`.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::FutureExt;
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use super::{ctx_of, BoxFuture};
+use crate::app::Shared;
+use crate::body::Body;
+use crate::error::{problem, BoxError, ProxyError, Reason};
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct RescueLayer {
+    shared: Arc<Shared>,
+}
+
+impl RescueLayer {
+    /// The layer.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+impl<S> Layer<S> for RescueLayer {
+    type Service = Rescue<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Rescue { inner, shared: self.shared.clone() }
+    }
+}
+
+/// See [`RescueLayer`].
+#[derive(Clone)]
+pub struct Rescue<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The reason for an error: a [`ProxyError`] anywhere in the chain, or internal.
+pub fn classify(e: &BoxError) -> (Reason, Option<&'static str>) {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
+    while let Some(c) = cur {
+        if let Some(p) = c.downcast_ref::<ProxyError>() {
+            return (p.reason(), p.upstream_kind());
+        }
+        if let Some(b) = c.downcast_ref::<crate::body::BodyRefused>() {
+            return (b.0, None);
+        }
+        if c.is::<tower::timeout::error::Elapsed>() {
+            return (Reason::UpstreamTimeout, Some("timeout"));
+        }
+        cur = c.source();
+    }
+    (Reason::Internal, None)
+}
+
+impl<S> Service<Request<Body>> for Rescue<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let ctx = ctx_of(&req);
+        let h1 = req.version() < http::Version::HTTP_2;
+        let mut inner = self.inner.clone();
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let ctx = ctx?;
+            let fut = std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)));
+            let outcome = match fut {
+                Ok(f) => AssertUnwindSafe(f).catch_unwind().await,
+                Err(p) => Err(p),
+            };
+            let err: BoxError = match outcome {
+                Ok(Ok(res)) => return Ok(res),
+                Ok(Err(e)) => e,
+                Err(_) => Box::new(ProxyError::Panic),
+            };
+            let (reason, kind) = classify(&err);
+            if let Some(kind) = kind {
+                shared.metrics.upstream_error(kind);
+            }
+            let level_warn = matches!(reason, Reason::Internal | Reason::UpstreamUnavailable | Reason::UpstreamTimeout);
+            if level_warn {
+                tracing::warn!(request_id = %ctx.id, reason = reason.as_str(), error = %chain(err.as_ref()), "request failed");
+            } else {
+                tracing::info!(request_id = %ctx.id, reason = reason.as_str(), error = %chain(err.as_ref()), "request refused");
+            }
+            let mut res = problem(reason, &ctx.id);
+            if h1 && matches!(reason, Reason::BodyTooLarge | Reason::RequestTimeout | Reason::BadRequest | Reason::UploadType | Reason::UploadName | Reason::UploadCount) {
+                // The request body was not read to its end: the connection cannot be reused.
+                res.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            }
+            Ok(res)
+        })
+    }
+}

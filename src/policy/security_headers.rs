@@ -1,0 +1,87 @@
+//! Layer 3: response hardening on every response, moat's own included.
+//!
+//! Removes headers that advertise the upstream's software or internals
+//! (`server`, `x-powered-by`, `x-aspnet-version`, `x-aspnetmvc-version`,
+//! `x-runtime`, `x-debug-*`, `x-sourcefiles`) and sets
+//! `strict-transport-security` (HTTPS only), `x-content-type-options:
+//! nosniff`, `x-frame-options`, `referrer-policy` and
+//! `content-security-policy` from `[security_headers]`. An upstream's own
+//! CSP is kept when moat's is turned off (`content_security_policy = ""`).
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response};
+
+use super::{Policy, Verdict};
+use crate::body::Body;
+use crate::ctx::Ctx;
+
+/// The configured header values (`None` = do not set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityHeaders {
+    /// `strict-transport-security`
+    pub hsts: Option<HeaderValue>,
+    /// `content-security-policy`
+    pub csp: Option<HeaderValue>,
+    /// `x-frame-options`
+    pub frame_options: Option<HeaderValue>,
+    /// `referrer-policy`
+    pub referrer_policy: Option<HeaderValue>,
+}
+
+impl Default for SecurityHeaders {
+    fn default() -> Self {
+        Self {
+            hsts: Some(HeaderValue::from_static("max-age=31536000; includeSubDomains")),
+            csp: Some(HeaderValue::from_static("default-src 'self'")),
+            frame_options: Some(HeaderValue::from_static("DENY")),
+            referrer_policy: Some(HeaderValue::from_static("no-referrer")),
+        }
+    }
+}
+
+const LEAKY: &[&str] = &["server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "x-runtime", "x-sourcefiles"];
+
+/// Removes leaky headers from `h` (upstream responses).
+pub fn strip_leaky(h: &mut http::HeaderMap) {
+    for n in LEAKY {
+        h.remove(*n);
+    }
+    if h.keys().any(|k| k.as_str().starts_with("x-debug-")) {
+        let names: Vec<_> = h.keys().filter(|k| k.as_str().starts_with("x-debug-")).cloned().collect();
+        for n in names {
+            h.remove(n);
+        }
+    }
+}
+
+/// The policy.
+pub struct Hardening;
+
+impl Policy for Hardening {
+    async fn request(&self, _req: &mut Request<Body>, _ctx: &Arc<Ctx>) -> Verdict {
+        Verdict::Pass
+    }
+
+    fn response(&self, res: &mut Response<Body>, ctx: &Arc<Ctx>) {
+        let sh = ctx.route().security_headers.as_ref().unwrap_or(&ctx.config.security_headers);
+        let h = res.headers_mut();
+        strip_leaky(h);
+        if ctx.conn.tls {
+            if let Some(v) = &sh.hsts {
+                h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
+            }
+        }
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        if let Some(v) = &sh.frame_options {
+            h.insert(header::X_FRAME_OPTIONS, v.clone());
+        }
+        if let Some(v) = &sh.referrer_policy {
+            h.insert(header::REFERRER_POLICY, v.clone());
+        }
+        if let Some(v) = &sh.csp {
+            h.insert(header::CONTENT_SECURITY_POLICY, v.clone());
+        }
+    }
+}

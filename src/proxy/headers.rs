@@ -1,0 +1,147 @@
+//! Header hygiene between client and upstream.
+//!
+//! Hop-by-hop headers (RFC 9110 §7.6.1: `connection`, `keep-alive`,
+//! `proxy-connection`, `te`, `trailer`, `transfer-encoding`, `upgrade`,
+//! `proxy-authenticate`, `proxy-authorization`, and every header named in
+//! `connection`) are removed in both directions. The upstream gets
+//! `x-forwarded-for`, `x-forwarded-proto`, `x-forwarded-host`, `x-real-ip`
+//! and `forwarded` (RFC 7239). A forwarding chain sent by an untrusted peer
+//! is not passed on: it is replaced by the peer's address, so the upstream
+//! only ever sees a chain moat vouches for.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Removes hop-by-hop headers. When `keep_upgrade` is set (an upgrade
+/// handshake being forwarded), `connection: upgrade` and `upgrade` are kept.
+pub fn remove_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    if let Some(conn) = h.get(header::CONNECTION).cloned() {
+        if let Ok(s) = conn.to_str() {
+            for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
+                    h.remove(n);
+                }
+            }
+        }
+    }
+    for n in [&KEEP_ALIVE, &PROXY_CONNECTION, &header::TE, &header::TRAILER, &header::TRANSFER_ENCODING, &header::PROXY_AUTHENTICATE] {
+        h.remove(n);
+    }
+    h.remove(header::PROXY_AUTHORIZATION);
+    if keep_upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
+}
+
+/// Whether a request asks for a protocol upgrade (HTTP/1.1 `Connection: upgrade` + `Upgrade`).
+pub fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+fn forwarded_node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("\"[{a}]\""),
+    }
+}
+
+/// Sets the forwarding headers for the upstream.
+///
+/// `peer` is the TCP peer, `client` the resolved client address, `trusted`
+/// whether the peer is a trusted proxy (its chain is extended, else replaced),
+/// `host` the host the client asked for.
+pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: bool, host: Option<&str>) {
+    let xff = match (trusted, h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())) {
+        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {peer}"),
+        _ => peer.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        h.insert(X_FORWARDED_FOR.clone(), v);
+    }
+    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
+    h.remove(&X_FORWARDED_HOST);
+    let mut fwd = format!("for={};proto=https", forwarded_node(peer));
+    if let Some(host) = host {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            h.insert(X_FORWARDED_HOST.clone(), v);
+        }
+        if host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
+            fwd.push_str(";host=\"");
+            fwd.push_str(host);
+            fwd.push('"');
+        }
+    }
+    let fwd = match (trusted, h.get(header::FORWARDED).and_then(|v| v.to_str().ok())) {
+        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {fwd}"),
+        _ => fwd,
+    };
+    if let Ok(v) = HeaderValue::from_str(&fwd) {
+        h.insert(header::FORWARDED, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+        h.insert(X_REAL_IP.clone(), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-secret-hop".parse().unwrap());
+        h.insert("x-secret-hop", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("x-keep", "1".parse().unwrap());
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn forwarding_untrusted_replaces_chain() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "6.6.6.6".parse().unwrap());
+        h.insert("forwarded", "for=6.6.6.6".parse().unwrap());
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        set_forwarding(&mut h, peer, peer, false, Some("app.example.com"));
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "app.example.com");
+        assert_eq!(h["forwarded"], "for=192.0.2.1;proto=https;host=\"app.example.com\"");
+        assert_eq!(h["x-real-ip"], "192.0.2.1");
+    }
+
+    #[test]
+    fn forwarding_trusted_appends() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        let peer: IpAddr = "::1".parse().unwrap();
+        set_forwarding(&mut h, peer, "203.0.113.9".parse().unwrap(), true, None);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, ::1");
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https");
+        assert_eq!(h["x-real-ip"], "203.0.113.9");
+    }
+}

@@ -1,0 +1,3 @@
+//! Keeping internals out of what clients see and what logs hold.
+
+pub mod redact;

@@ -1,0 +1,41 @@
+//! The request path as one tower stack, outermost first. Each layer says why
+//! it sits where it does; `../shared/DESIGN.md` numbers are kept in the
+//! comments so the order can be checked against the design.
+
+use std::sync::Arc;
+
+use http::{Request, Response};
+use tower::{Service, ServiceBuilder};
+
+use crate::app::Shared;
+use crate::body::Body;
+use crate::error::BoxError;
+use crate::policy::access_log::AccessLogLayer;
+use crate::policy::body_limit::BodyLimit;
+use crate::policy::request_id::RequestIdLayer;
+use crate::policy::rescue::RescueLayer;
+use crate::policy::route::Routing;
+use crate::policy::security_headers::Hardening;
+use crate::policy::{BoxFuture, PolicyLayer};
+use crate::proxy::Proxy;
+
+/// Builds the public listener's service.
+pub fn build(
+    shared: &Arc<Shared>,
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static {
+    ServiceBuilder::new()
+        // 1. Everything below, rejections included, carries an id and runs under one config snapshot.
+        .layer(RequestIdLayer::new(shared.clone()))
+        // 2. Sees the final status of every request, including those made by rescue.
+        .layer(AccessLogLayer::new(shared.clone()))
+        // 3. Every response, moat's own too, gets the security headers and loses leaky ones.
+        .layer(PolicyLayer::new(Hardening))
+        // 4. The one place errors and panics become problem+json responses.
+        .layer(RescueLayer::new(shared.clone()))
+        // 5. Normalize the path and pick the route every later policy reads.
+        .layer(PolicyLayer::new(Routing))
+        // 10. Body limits wrap the stream before anything reads it.
+        .layer(PolicyLayer::new(BodyLimit))
+        // 11 + 13. Upstream timeout and forwarding.
+        .service(Proxy::new(shared.clone()))
+}
