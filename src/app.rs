@@ -110,7 +110,14 @@ impl App {
             }
             None => None,
         };
-        Ok(App { shared, https, admin, redirect, acceptor: TlsAcceptor::from(Arc::new(tls_cfg)), _watcher: watcher })
+        Ok(App {
+            shared,
+            https,
+            admin,
+            redirect,
+            acceptor: TlsAcceptor::from(Arc::new(tls_cfg)),
+            _watcher: watcher,
+        })
     }
 
     /// The bound HTTPS address (useful with port 0).
@@ -125,30 +132,74 @@ impl App {
 
     /// Serves until `shutdown` is cancelled, then drains in-flight requests
     /// for at most `limits.shutdown_grace`.
-    pub async fn run(self, shutdown: CancellationToken, mut reload: tokio::sync::mpsc::Receiver<()>) {
-        let App { shared, https, admin, redirect, acceptor, _watcher } = self;
+    pub async fn run(
+        self,
+        shutdown: CancellationToken,
+        mut reload: tokio::sync::mpsc::Receiver<()>,
+    ) {
+        let App {
+            shared,
+            https,
+            admin,
+            redirect,
+            acceptor,
+            _watcher,
+        } = self;
         let tracker = TaskTracker::new();
         let cfg = shared.config.load_full();
+        let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
         tracing::info!(
-            https = %cfg.listen.https,
-            admin = %cfg.listen.admin,
+            https = %bound(&https),
+            admin = %bound(&admin),
+            http_redirect = redirect.as_ref().map(bound),
             upstream = %cfg.upstream.origin,
             config = %cfg.source,
             "moat is serving"
         );
+        let https_port = https
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or(cfg.listen.https.port());
         let svc = crate::server::HttpService::new(crate::stack::build(&shared));
-        tracker.spawn(crate::listener::serve_tls(https, acceptor, shared.clone(), svc, shutdown.clone(), tracker.clone()));
+        tracker.spawn(crate::listener::serve_tls(
+            https,
+            acceptor,
+            shared.clone(),
+            svc,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
 
         let sh = shared.clone();
-        let admin_svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture { Box::pin(crate::admin::handle(sh.clone(), req)) }));
-        tracker.spawn(crate::listener::serve_plain(admin, admin_svc, cfg.limits.clone(), 64, shutdown.clone(), tracker.clone()));
+        let admin_svc = crate::server::HttpService::new(tower::service_fn(
+            move |req| -> crate::policy::BoxFuture {
+                Box::pin(crate::admin::handle(sh.clone(), req))
+            },
+        ));
+        tracker.spawn(crate::listener::serve_plain(
+            admin,
+            admin_svc,
+            cfg.limits.clone(),
+            64,
+            shutdown.clone(),
+            tracker.clone(),
+        ));
 
         if let Some(l) = redirect {
-            let port = cfg.listen.https.port();
-            let svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture {
-                Box::pin(async move { Ok(crate::admin::redirect(&req, port)) })
-            }));
-            tracker.spawn(crate::listener::serve_plain(l, svc, cfg.limits.clone(), 1024, shutdown.clone(), tracker.clone()));
+            let port = https_port;
+            let svc = crate::server::HttpService::new(tower::service_fn(
+                move |req| -> crate::policy::BoxFuture {
+                    Box::pin(async move { Ok(crate::admin::redirect(&req, port)) })
+                },
+            ));
+            tracker.spawn(crate::listener::serve_plain(
+                l,
+                svc,
+                cfg.limits.clone(),
+                1024,
+                shutdown.clone(),
+                tracker.clone(),
+            ));
         }
 
         let sh = shared.clone();
@@ -166,7 +217,10 @@ impl App {
         tracker.close();
         let grace = shared.config.load().limits.shutdown_grace;
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace elapsed with requests still in flight");
+            tracing::warn!(
+                grace_secs = grace.as_secs(),
+                "shutdown grace elapsed with requests still in flight"
+            );
         } else {
             tracing::info!("all connections drained");
         }

@@ -30,18 +30,36 @@ fn dur(d: std::time::Duration) -> String {
 fn row(r: &Route) -> Vec<String> {
     vec![
         r.name.clone(),
-        r.path.as_ref().map(|p| p.raw.clone() + if p.is_exact() { " (exact)" } else { "" }).unwrap_or_else(|| "*".into()),
-        r.methods.as_ref().map(|m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")).unwrap_or_else(|| "any".into()),
+        r.path
+            .as_ref()
+            .map(|p| p.raw.clone() + if p.is_exact() { " (exact)" } else { "" })
+            .unwrap_or_else(|| "*".into()),
+        r.methods
+            .as_ref()
+            .map(|m| m.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(","))
+            .unwrap_or_else(|| "any".into()),
         size(r.max_body),
         dur(r.response_timeout),
-        r.content_types.as_ref().map(|c| c.join(",")).unwrap_or_else(|| "any".into()),
+        r.content_types
+            .as_ref()
+            .map(|c| c.join(","))
+            .unwrap_or_else(|| "any".into()),
     ]
 }
 
 /// Renders the route table.
 pub fn table(cfg: &Config) -> String {
-    let header: Vec<String> =
-        ["ROUTE", "PATH", "METHODS", "MAX BODY", "TIMEOUT", "CONTENT TYPES"].iter().map(|s| s.to_string()).collect();
+    let header: Vec<String> = [
+        "ROUTE",
+        "PATH",
+        "METHODS",
+        "MAX BODY",
+        "TIMEOUT",
+        "CONTENT TYPES",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let mut rows = vec![header];
     for r in &cfg.routes {
         rows.push(row(r));
@@ -52,14 +70,32 @@ pub fn table(cfg: &Config) -> String {
     }
     rows.push(d);
     let cols = rows[0].len();
-    let widths: Vec<usize> = (0..cols).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
     let mut out = String::new();
     let _ = writeln!(out, "{}: ok", cfg.source);
-    let _ = writeln!(out, "listen https={} admin={}{}", cfg.listen.https, cfg.listen.admin,
-        cfg.listen.http_redirect.map(|a| format!(" http_redirect={a}")).unwrap_or_default());
-    let _ = writeln!(out, "upstream http://{}{}", cfg.upstream.origin, cfg.upstream.base_path);
+    let _ = writeln!(
+        out,
+        "listen https={} admin={}{}",
+        cfg.listen.https,
+        cfg.listen.admin,
+        cfg.listen
+            .http_redirect
+            .map(|a| format!(" http_redirect={a}"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "upstream http://{}{}",
+        cfg.upstream.origin, cfg.upstream.base_path
+    );
     for r in rows {
-        let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
     out

@@ -63,7 +63,10 @@ impl Ctx {
 
     /// The client address: resolved, or the peer's.
     pub fn client_ip(&self) -> IpAddr {
-        self.client_ip.get().copied().unwrap_or_else(|| crate::net::canonical(self.conn.peer.ip()))
+        self.client_ip
+            .get()
+            .copied()
+            .unwrap_or_else(|| crate::net::canonical(self.conn.peer.ip()))
     }
 
     /// The matched route, or the defaults.

@@ -88,9 +88,10 @@ impl Reason {
     pub fn status(self) -> StatusCode {
         match self {
             Reason::IpDenied | Reason::CorsOrigin | Reason::Forbidden => StatusCode::FORBIDDEN,
-            Reason::BadRequest | Reason::PathRejected | Reason::UploadName | Reason::UploadCount => {
-                StatusCode::BAD_REQUEST
-            }
+            Reason::BadRequest
+            | Reason::PathRejected
+            | Reason::UploadName
+            | Reason::UploadCount => StatusCode::BAD_REQUEST,
             Reason::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Reason::RateLimited | Reason::AuthThrottled => StatusCode::TOO_MANY_REQUESTS,
             Reason::AuthFailed => StatusCode::UNAUTHORIZED,
@@ -226,10 +227,15 @@ pub fn problem(reason: Reason, request_id: &str) -> Response<Body> {
 /// [`problem`] with a detail from moat's own fixed texts (e.g. with a retry delay).
 pub fn problem_with_detail(reason: Reason, detail: &str, request_id: &str) -> Response<Body> {
     let status = reason.status();
-    let mut res = Response::new(body::full(Bytes::from(problem_body(status, detail, request_id))));
+    let mut res = Response::new(body::full(Bytes::from(problem_body(
+        status, detail, request_id,
+    ))));
     *res.status_mut() = status;
     let h = res.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res.extensions_mut().insert(Rejected(reason));
     res

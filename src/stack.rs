@@ -22,7 +22,10 @@ use crate::proxy::Proxy;
 /// Builds the public listener's service.
 pub fn build(
     shared: &Arc<Shared>,
-) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static {
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
+       + Clone
+       + Send
+       + 'static {
     ServiceBuilder::new()
         // 1. Everything below, rejections included, carries an id and runs under one config snapshot.
         .layer(RequestIdLayer::new(shared.clone()))

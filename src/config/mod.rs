@@ -151,12 +151,18 @@ impl PathPattern {
             if seg.starts_with('{') && seg.ends_with('}') && seg.len() > 2 {
                 segments.push(Segment::Param);
             } else if seg.contains(['{', '}', '?', '#', '%', '\\']) || seg == ".." || seg == "." {
-                return Err(format!("\"{raw}\": segment \"{seg}\" is not a literal or a {{param}}"));
+                return Err(format!(
+                    "\"{raw}\": segment \"{seg}\" is not a literal or a {{param}}"
+                ));
             } else {
                 segments.push(Segment::Lit(seg.to_string()));
             }
         }
-        Ok(Self { raw: raw.to_string(), segments, exact })
+        Ok(Self {
+            raw: raw.to_string(),
+            segments,
+            exact,
+        })
     }
 
     /// Whether `path` (already normalized) matches; segment-wise prefix unless exact.
@@ -269,25 +275,43 @@ impl Problems {
         let source = self
             .env_keys
             .iter()
-            .find(|(k, _)| key == **k || key.starts_with(&format!("{k}.")) || key.starts_with(&format!("{k}[")))
+            .find(|(k, _)| {
+                key == **k || key.starts_with(&format!("{k}.")) || key.starts_with(&format!("{k}["))
+            })
             .map(|(_, var)| format!("{var} (environment)"))
             .unwrap_or_else(|| self.source.clone());
-        self.list.push(Problem { source, key, reason: reason.into() });
+        self.list.push(Problem {
+            source,
+            key,
+            reason: reason.into(),
+        });
     }
 }
 
 /// Loads, overrides, and validates a config. `path = None` → built-in defaults
 /// (still subject to `MOAT_*` overrides).
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("MOAT_")).collect();
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("MOAT_"))
+        .collect();
     load_with_env(path, &env)
 }
 
 /// [`load`] with an explicit environment (tests).
 pub fn load_with_env(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
-    let source = path.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
-    let mut problems = Problems { source: source.clone(), env_keys: BTreeMap::new(), list: Vec::new() };
-    let fail = |problems: Problems| Err(ConfigError { problems: problems.list });
+    let source = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "built-in defaults".into());
+    let mut problems = Problems {
+        source: source.clone(),
+        env_keys: BTreeMap::new(),
+        list: Vec::new(),
+    };
+    let fail = |problems: Problems| {
+        Err(ConfigError {
+            problems: problems.list,
+        })
+    };
 
     let mut table = match path {
         None => toml::Table::new(),
@@ -295,7 +319,10 @@ pub fn load_with_env(path: Option<&Path>, env: &[(String, String)]) -> Result<Co
             let text = match std::fs::read_to_string(p) {
                 Ok(t) => t,
                 Err(e) => {
-                    problems.push("", format!("cannot read the config file: {}", io_reason(&e)));
+                    problems.push(
+                        "",
+                        format!("cannot read the config file: {}", io_reason(&e)),
+                    );
                     return fail(problems);
                 }
             };
@@ -355,7 +382,9 @@ fn io_reason(e: &std::io::Error) -> String {
 /// `true`/`false` booleans, `[...]`/`{...}` TOML arrays/tables; anything else a string.
 fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut Problems) {
     for (var, val) in env {
-        let Some(rest) = var.strip_prefix("MOAT_") else { continue };
+        let Some(rest) = var.strip_prefix("MOAT_") else {
+            continue;
+        };
         if !rest.contains("__") {
             continue; // MOAT_CONFIG, MOAT_LOG, MOAT_LOG_FORMAT
         }
@@ -368,7 +397,10 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut P
         }
         let value = env_value(val);
         if let Err(p) = set_path(table, &parts, value) {
-            problems.push(key.clone(), format!("cannot override: `{p}` is not a table"));
+            problems.push(
+                key.clone(),
+                format!("cannot override: `{p}` is not a table"),
+            );
         }
     }
 }
@@ -381,7 +413,9 @@ fn set_path(table: &mut toml::Table, parts: &[String], value: toml::Value) -> Re
             Ok(())
         }
         [first, rest @ ..] => {
-            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(t) => set_path(t, rest, value),
                 _ => Err(first.clone()),
@@ -415,25 +449,40 @@ fn env_value(v: &str) -> toml::Value {
 /// Replaces `KEY_file = "/path"` by `KEY = <file content>` for the keys in [`FILE_KEYS`].
 fn resolve_files(table: &mut toml::Table, cfg_path: Option<&Path>, problems: &mut Problems) {
     for key in FILE_KEYS {
-        let Some((section, name)) = key.split_once('.') else { continue };
-        let Some(toml::Value::Table(sec)) = table.get_mut(section) else { continue };
+        let Some((section, name)) = key.split_once('.') else {
+            continue;
+        };
+        let Some(toml::Value::Table(sec)) = table.get_mut(section) else {
+            continue;
+        };
         let file_key = format!("{name}_file");
-        let Some(v) = sec.remove(&file_key) else { continue };
+        let Some(v) = sec.remove(&file_key) else {
+            continue;
+        };
         let dotted = format!("{section}.{file_key}");
         let Some(p) = v.as_str() else {
             problems.push(dotted, "must be a file path (string)");
             continue;
         };
         if sec.contains_key(&name.to_string()) {
-            problems.push(dotted, format!("both `{key}` and `{section}.{file_key}` are set; keep one"));
+            problems.push(
+                dotted,
+                format!("both `{key}` and `{section}.{file_key}` are set; keep one"),
+            );
             continue;
         }
         let p = resolve_relative(cfg_path, p);
         match std::fs::read_to_string(&p) {
             Ok(s) => {
-                sec.insert(name.to_string(), toml::Value::String(s.trim_end_matches(['\r', '\n']).to_string()));
+                sec.insert(
+                    name.to_string(),
+                    toml::Value::String(s.trim_end_matches(['\r', '\n']).to_string()),
+                );
             }
-            Err(e) => problems.push(dotted, format!("cannot read {}: {}", p.display(), io_reason(&e))),
+            Err(e) => problems.push(
+                dotted,
+                format!("cannot read {}: {}", p.display(), io_reason(&e)),
+            ),
         }
     }
 }
@@ -456,7 +505,9 @@ impl Config {
     /// The route a request belongs to: first route whose pattern and (if set) methods match,
     /// else `None` (the caller applies `deny_unmatched` or the defaults).
     pub fn match_route(&self, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.path.as_ref().is_some_and(|p| p.matches(path)))
+        self.routes
+            .iter()
+            .find(|r| r.path.as_ref().is_some_and(|p| p.matches(path)))
     }
 }
 
@@ -473,10 +524,17 @@ mod tests {
 
     fn errors(text: &str, env: &[(&str, &str)]) -> Vec<String> {
         let f = write(text);
-        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
         match load_with_env(Some(f.path()), &env) {
             Ok(_) => vec![],
-            Err(e) => e.problems.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect(),
+            Err(e) => e
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.key, p.reason))
+                .collect(),
         }
     }
 
@@ -491,8 +549,16 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        let e = errors("[listen]\nhttps = \"127.0.0.1:1\"\nfoo = 1\n[bogus]\nx = 1\n", &[]);
-        assert!(e.contains(&"listen.foo: unknown key (no such setting in this version of moat)".to_string()), "{e:?}");
+        let e = errors(
+            "[listen]\nhttps = \"127.0.0.1:1\"\nfoo = 1\n[bogus]\nx = 1\n",
+            &[],
+        );
+        assert!(
+            e.contains(
+                &"listen.foo: unknown key (no such setting in this version of moat)".to_string()
+            ),
+            "{e:?}"
+        );
         assert!(e.iter().any(|l| l.starts_with("bogus")), "{e:?}");
     }
 
@@ -501,7 +567,10 @@ mod tests {
         let e = errors("[upstream]\nurl = \"app:8000/x\"\n", &[]);
         assert!(e.iter().any(|l| l.starts_with("upstream.url: ")), "{e:?}");
         let e = errors("[upstream]\nurl = \"/x\"\n", &[]);
-        assert_eq!(e, vec!["upstream.url: relative URL without a base".to_string()]);
+        assert_eq!(
+            e,
+            vec!["upstream.url: relative URL without a base".to_string()]
+        );
     }
 
     #[test]
@@ -517,16 +586,25 @@ mod tests {
     fn env_overrides_and_sources() {
         let f = write("[upstream]\nurl = \"http://127.0.0.1:1\"\n");
         let env = vec![
-            ("MOAT_UPSTREAM__URL".to_string(), "http://10.1.2.3:9000".to_string()),
+            (
+                "MOAT_UPSTREAM__URL".to_string(),
+                "http://10.1.2.3:9000".to_string(),
+            ),
             ("MOAT_LIMITS__MAX_CONNECTIONS".to_string(), "77".to_string()),
         ];
         let c = load_with_env(Some(f.path()), &env).unwrap();
         assert_eq!(c.upstream.origin.as_str(), "10.1.2.3:9000");
         assert_eq!(c.limits.max_connections, 77);
 
-        let env = vec![("MOAT_LIMITS__IDLE_TIMEOUT".to_string(), "forever".to_string())];
+        let env = vec![(
+            "MOAT_LIMITS__IDLE_TIMEOUT".to_string(),
+            "forever".to_string(),
+        )];
         let e = load_with_env(Some(f.path()), &env).unwrap_err();
-        assert_eq!(e.problems[0].source, "MOAT_LIMITS__IDLE_TIMEOUT (environment)");
+        assert_eq!(
+            e.problems[0].source,
+            "MOAT_LIMITS__IDLE_TIMEOUT (environment)"
+        );
         assert_eq!(e.problems[0].key, "limits.idle_timeout");
     }
 

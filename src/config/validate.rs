@@ -9,9 +9,9 @@ use std::time::Duration;
 use http::Method;
 
 use super::raw::{RawConfig, RawRoute, RawSecurityHeaders};
-use crate::policy::security_headers::SecurityHeaders;
 use super::units::{self, Scalar};
 use super::{Config, Limits, Listen, PathPattern, Problems, Route, Tls, TlsVersion, Upstream};
+use crate::policy::security_headers::SecurityHeaders;
 
 fn dur(p: &mut Problems, key: &str, v: &Option<Scalar>, default: Duration) -> Duration {
     match v {
@@ -62,23 +62,42 @@ fn count(p: &mut Problems, key: &str, v: Option<i64>, default: u64, min: u64, ma
 fn file(p: &mut Problems, key: &str, base: Option<&Path>, v: &str) -> PathBuf {
     let path = super::resolve_relative(base, v);
     if let Err(e) = std::fs::metadata(&path) {
-        p.push(key, format!("cannot read {}: {}", path.display(), super::io_reason(&e)));
+        p.push(
+            key,
+            format!("cannot read {}: {}", path.display(), super::io_reason(&e)),
+        );
     }
     path
 }
 
 /// Turns a raw config into a typed one; problems go to `p`. Returns `None`
 /// only when a value needed to build the rest is unusable.
-pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p: &mut Problems) -> Option<Config> {
+pub(crate) fn validate(
+    raw: RawConfig,
+    source: String,
+    path: Option<PathBuf>,
+    p: &mut Problems,
+) -> Option<Config> {
     let base = path.as_deref();
 
     let listen = Listen {
         https: addr(p, "listen.https", &raw.listen.https, "127.0.0.1:8443"),
-        http_redirect: raw.listen.http_redirect.as_ref().map(|_| addr(p, "listen.http_redirect", &raw.listen.http_redirect, "")),
+        http_redirect: raw
+            .listen
+            .http_redirect
+            .as_ref()
+            .map(|_| addr(p, "listen.http_redirect", &raw.listen.http_redirect, "")),
         admin: addr(p, "listen.admin", &raw.listen.admin, "127.0.0.1:9901"),
     };
-    if listen.admin == listen.https || Some(listen.admin) == listen.http_redirect || Some(listen.https) == listen.http_redirect {
-        p.push("listen", "https, http_redirect and admin must be different addresses");
+    let same = |a: SocketAddr, b: Option<SocketAddr>| b.is_some_and(|b| a == b && a.port() != 0);
+    if same(listen.admin, Some(listen.https))
+        || same(listen.admin, listen.http_redirect)
+        || same(listen.https, listen.http_redirect)
+    {
+        p.push(
+            "listen",
+            "https, http_redirect and admin must be different addresses",
+        );
     }
 
     let cert = match (&raw.tls.cert, &raw.tls.key) {
@@ -94,11 +113,17 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
             Some((c, k))
         }
         (Some(_), None) => {
-            p.push("tls.key", "missing: tls.cert is set, so tls.key must be too");
+            p.push(
+                "tls.key",
+                "missing: tls.cert is set, so tls.key must be too",
+            );
             None
         }
         (None, Some(_)) => {
-            p.push("tls.cert", "missing: tls.key is set, so tls.cert must be too");
+            p.push(
+                "tls.cert",
+                "missing: tls.key is set, so tls.cert must be too",
+            );
             None
         }
     };
@@ -106,7 +131,10 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         None | Some("1.2") => TlsVersion::V1_2,
         Some("1.3") => TlsVersion::V1_3,
         Some(v) => {
-            p.push("tls.min_version", format!("\"{v}\" is not supported: use \"1.2\" or \"1.3\""));
+            p.push(
+                "tls.min_version",
+                format!("\"{v}\" is not supported: use \"1.2\" or \"1.3\""),
+            );
             TlsVersion::V1_2
         }
     };
@@ -123,10 +151,19 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         cert,
         min_version,
         client_ca,
-        handshake_timeout: dur(p, "tls.handshake_timeout", &raw.tls.handshake_timeout, Duration::from_secs(10)),
+        handshake_timeout: dur(
+            p,
+            "tls.handshake_timeout",
+            &raw.tls.handshake_timeout,
+            Duration::from_secs(10),
+        ),
     };
 
-    let url = raw.upstream.url.as_deref().unwrap_or("http://127.0.0.1:8000");
+    let url = raw
+        .upstream
+        .url
+        .as_deref()
+        .unwrap_or("http://127.0.0.1:8000");
     let (origin, base_path) = match url::Url::parse(url) {
         Err(e) => {
             p.push("upstream.url", e.to_string());
@@ -135,7 +172,10 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         Ok(u) if u.scheme() != "http" => {
             p.push(
                 "upstream.url",
-                format!("scheme \"{}\" is not supported: moat forwards plain http to an app beside it", u.scheme()),
+                format!(
+                    "scheme \"{}\" is not supported: moat forwards plain http to an app beside it",
+                    u.scheme()
+                ),
             );
             (None, String::new())
         }
@@ -163,34 +203,98 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
             }
         }
     };
-    let upstream_response_timeout =
-        dur(p, "upstream.response_timeout", &raw.upstream.response_timeout, Duration::from_secs(300));
+    let upstream_response_timeout = dur(
+        p,
+        "upstream.response_timeout",
+        &raw.upstream.response_timeout,
+        Duration::from_secs(300),
+    );
     let upstream = Upstream {
         origin: origin.unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1:8000")),
         base_path,
-        connect_timeout: dur(p, "upstream.connect_timeout", &raw.upstream.connect_timeout, Duration::from_secs(5)),
+        connect_timeout: dur(
+            p,
+            "upstream.connect_timeout",
+            &raw.upstream.connect_timeout,
+            Duration::from_secs(5),
+        ),
         response_timeout: upstream_response_timeout,
-        pool_idle_timeout: dur(p, "upstream.pool_idle_timeout", &raw.upstream.pool_idle_timeout, Duration::from_secs(90)),
-        pool_max_idle: count(p, "upstream.pool_max_idle", raw.upstream.pool_max_idle, 256, 0, 1 << 20) as usize,
+        pool_idle_timeout: dur(
+            p,
+            "upstream.pool_idle_timeout",
+            &raw.upstream.pool_idle_timeout,
+            Duration::from_secs(90),
+        ),
+        pool_max_idle: count(
+            p,
+            "upstream.pool_max_idle",
+            raw.upstream.pool_max_idle,
+            256,
+            0,
+            1 << 20,
+        ) as usize,
     };
 
-    let max_header_bytes = size(p, "limits.max_header_bytes", &raw.limits.max_header_bytes, 16 * 1024);
+    let max_header_bytes = size(
+        p,
+        "limits.max_header_bytes",
+        &raw.limits.max_header_bytes,
+        16 * 1024,
+    );
     if !(1024..=1 << 20).contains(&max_header_bytes) {
         p.push("limits.max_header_bytes", "must be between 1KiB and 1MiB");
     }
     let limits = Limits {
-        max_connections: count(p, "limits.max_connections", raw.limits.max_connections, 10_000, 1, 1 << 24) as usize,
-        header_read_timeout: dur(p, "limits.header_read_timeout", &raw.limits.header_read_timeout, Duration::from_secs(10)),
-        idle_timeout: dur(p, "limits.idle_timeout", &raw.limits.idle_timeout, Duration::from_secs(75)),
+        max_connections: count(
+            p,
+            "limits.max_connections",
+            raw.limits.max_connections,
+            10_000,
+            1,
+            1 << 24,
+        ) as usize,
+        header_read_timeout: dur(
+            p,
+            "limits.header_read_timeout",
+            &raw.limits.header_read_timeout,
+            Duration::from_secs(10),
+        ),
+        idle_timeout: dur(
+            p,
+            "limits.idle_timeout",
+            &raw.limits.idle_timeout,
+            Duration::from_secs(75),
+        ),
         max_header_bytes: max_header_bytes as usize,
         max_body: size(p, "limits.max_body", &raw.limits.max_body, 10 << 20),
-        body_read_timeout: dur(p, "limits.body_read_timeout", &raw.limits.body_read_timeout, Duration::from_secs(60)),
-        shutdown_grace: dur(p, "limits.shutdown_grace", &raw.limits.shutdown_grace, Duration::from_secs(30)),
-        h2_max_concurrent_streams: count(p, "limits.h2_max_concurrent_streams", raw.limits.h2_max_concurrent_streams, 128, 1, 10_000)
-            as u32,
+        body_read_timeout: dur(
+            p,
+            "limits.body_read_timeout",
+            &raw.limits.body_read_timeout,
+            Duration::from_secs(60),
+        ),
+        shutdown_grace: dur(
+            p,
+            "limits.shutdown_grace",
+            &raw.limits.shutdown_grace,
+            Duration::from_secs(30),
+        ),
+        h2_max_concurrent_streams: count(
+            p,
+            "limits.h2_max_concurrent_streams",
+            raw.limits.h2_max_concurrent_streams,
+            128,
+            1,
+            10_000,
+        ) as u32,
     };
 
-    let security_headers = sec_headers(p, "security_headers", &raw.security_headers, &SecurityHeaders::default());
+    let security_headers = sec_headers(
+        p,
+        "security_headers",
+        &raw.security_headers,
+        &SecurityHeaders::default(),
+    );
 
     let default_route = Arc::new(Route {
         name: "unmatched".into(),
@@ -208,7 +312,10 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
     for (i, r) in raw.routes.iter().enumerate() {
         if let Some(route) = route(p, i, r, &default_route, &security_headers) {
             if !names.insert(route.name.clone()) {
-                p.push(format!("routes[{i}].name"), format!("duplicate route name \"{}\"", route.name));
+                p.push(
+                    format!("routes[{i}].name"),
+                    format!("duplicate route name \"{}\"", route.name),
+                );
             }
             routes.push(Arc::new(route));
         }
@@ -228,40 +335,77 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
     })
 }
 
-fn sec_headers(p: &mut Problems, key: &str, raw: &RawSecurityHeaders, base: &SecurityHeaders) -> SecurityHeaders {
-    let mut one = |name: &str, v: &Option<String>, dflt: &Option<http::HeaderValue>| match v.as_deref() {
-        None => dflt.clone(),
-        Some("") => None,
-        Some(s) => match http::HeaderValue::from_str(s) {
-            Ok(h) => Some(h),
-            Err(_) => {
-                p.push(format!("{key}.{name}"), "not a valid header value");
-                dflt.clone()
-            }
-        },
-    };
+fn sec_headers(
+    p: &mut Problems,
+    key: &str,
+    raw: &RawSecurityHeaders,
+    base: &SecurityHeaders,
+) -> SecurityHeaders {
+    let mut one =
+        |name: &str, v: &Option<String>, dflt: &Option<http::HeaderValue>| match v.as_deref() {
+            None => dflt.clone(),
+            Some("") => None,
+            Some(s) => match http::HeaderValue::from_str(s) {
+                Ok(h) => Some(h),
+                Err(_) => {
+                    p.push(format!("{key}.{name}"), "not a valid header value");
+                    dflt.clone()
+                }
+            },
+        };
     SecurityHeaders {
         hsts: one("hsts", &raw.hsts, &base.hsts),
-        csp: one("content_security_policy", &raw.content_security_policy, &base.csp),
+        csp: one(
+            "content_security_policy",
+            &raw.content_security_policy,
+            &base.csp,
+        ),
         frame_options: one("frame_options", &raw.frame_options, &base.frame_options),
-        referrer_policy: one("referrer_policy", &raw.referrer_policy, &base.referrer_policy),
+        referrer_policy: one(
+            "referrer_policy",
+            &raw.referrer_policy,
+            &base.referrer_policy,
+        ),
     }
 }
 
-fn route(p: &mut Problems, i: usize, r: &RawRoute, defaults: &Route, sh: &SecurityHeaders) -> Option<Route> {
+fn route(
+    p: &mut Problems,
+    i: usize,
+    r: &RawRoute,
+    defaults: &Route,
+    sh: &SecurityHeaders,
+) -> Option<Route> {
     let k = |f: &str| format!("routes[{i}].{f}");
     let name = match r.name.as_deref() {
-        Some(n) if !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) => n.to_string(),
+        Some(n)
+            if !n.is_empty()
+                && n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) =>
+        {
+            n.to_string()
+        }
         Some(n) => {
-            p.push(k("name"), format!("\"{n}\": use 1-64 characters of A-Z a-z 0-9 _ - ."));
+            p.push(
+                k("name"),
+                format!("\"{n}\": use 1-64 characters of A-Z a-z 0-9 _ - ."),
+            );
             return None;
         }
         None => {
-            p.push(k("name"), "missing: every route needs a name (used in logs and metrics)");
+            p.push(
+                k("name"),
+                "missing: every route needs a name (used in logs and metrics)",
+            );
             return None;
         }
     };
-    let path = match r.path.as_deref().map(|s| PathPattern::parse(s, r.exact.unwrap_or(false))) {
+    let path = match r
+        .path
+        .as_deref()
+        .map(|s| PathPattern::parse(s, r.exact.unwrap_or(false)))
+    {
         Some(Ok(pp)) => pp,
         Some(Err(e)) => {
             p.push(k("path"), e);
@@ -274,13 +418,15 @@ fn route(p: &mut Problems, i: usize, r: &RawRoute, defaults: &Route, sh: &Securi
     };
     let methods = r.methods.as_ref().map(|ms| {
         ms.iter()
-            .filter_map(|m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                Ok(m) => Some(m),
-                Err(_) => {
-                    p.push(k("methods"), format!("\"{m}\" is not an HTTP method"));
-                    None
-                }
-            })
+            .filter_map(
+                |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                    Ok(m) => Some(m),
+                    Err(_) => {
+                        p.push(k("methods"), format!("\"{m}\" is not an HTTP method"));
+                        None
+                    }
+                },
+            )
             .collect()
     });
     let content_types = r.content_types.as_ref().map(|cts| {
@@ -288,7 +434,10 @@ fn route(p: &mut Problems, i: usize, r: &RawRoute, defaults: &Route, sh: &Securi
             .map(|c| {
                 let c = c.trim().to_ascii_lowercase();
                 if c.parse::<mime_like::Essence>().is_err() {
-                    p.push(k("content_types"), format!("\"{c}\" is not a media type like application/json"));
+                    p.push(
+                        k("content_types"),
+                        format!("\"{c}\" is not a media type like application/json"),
+                    );
                 }
                 c
             })
@@ -296,9 +445,17 @@ fn route(p: &mut Problems, i: usize, r: &RawRoute, defaults: &Route, sh: &Securi
     });
     Some(Route {
         max_body: size(p, &k("max_body"), &r.max_body, defaults.max_body),
-        response_timeout: dur(p, &k("response_timeout"), &r.response_timeout, defaults.response_timeout),
+        response_timeout: dur(
+            p,
+            &k("response_timeout"),
+            &r.response_timeout,
+            defaults.response_timeout,
+        ),
         strip_prefix: r.strip_prefix.unwrap_or(false),
-        security_headers: r.security_headers.as_ref().map(|raw| sec_headers(p, &k("security_headers"), raw, sh)),
+        security_headers: r
+            .security_headers
+            .as_ref()
+            .map(|raw| sec_headers(p, &k("security_headers"), raw, sh)),
         name,
         path: Some(path),
         methods,
@@ -312,7 +469,11 @@ mod mime_like {
     impl std::str::FromStr for Essence {
         type Err = ();
         fn from_str(s: &str) -> Result<Self, ()> {
-            let tok = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
+            let tok = |t: &str| {
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+            };
             match s.split_once('/') {
                 Some((a, b)) if tok(a) && tok(b) => Ok(Essence),
                 _ => Err(()),

@@ -31,16 +31,24 @@ pub fn essence(v: &http::HeaderValue) -> Option<String> {
 pub fn has_body(req: &Request<Body>) -> bool {
     match req.headers().get(CONTENT_LENGTH) {
         Some(v) => v.to_str().ok().and_then(|s| s.parse::<u64>().ok()) != Some(0),
-        None => req.headers().contains_key(TRANSFER_ENCODING) || !http_body::Body::is_end_stream(req.body()),
+        None => {
+            req.headers().contains_key(TRANSFER_ENCODING)
+                || !http_body::Body::is_end_stream(req.body())
+        }
     }
 }
 
 /// A rejection sent before the body was read: on HTTP/1 the connection is
 /// closed after it, since the unread body cannot be skipped safely.
 pub fn refuse(reason: Reason, ctx: &Ctx, h1: bool) -> Verdict {
-    let Verdict::Respond(mut res) = reject(reason, ctx) else { return Verdict::Pass };
+    let Verdict::Respond(mut res) = reject(reason, ctx) else {
+        return Verdict::Pass;
+    };
     if h1 {
-        res.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        res.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
     }
     Verdict::Respond(res)
 }
@@ -61,7 +69,11 @@ impl Policy for BodyLimit {
         }
         if let Some(allowed) = &route.content_types {
             if has_body(req) {
-                let ok = req.headers().get(CONTENT_TYPE).and_then(essence).is_some_and(|e| allowed.contains(&e));
+                let ok = req
+                    .headers()
+                    .get(CONTENT_TYPE)
+                    .and_then(essence)
+                    .is_some_and(|e| allowed.contains(&e));
                 if !ok {
                     return refuse(Reason::UploadType, ctx, h1);
                 }

@@ -25,12 +25,36 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Whether an incoming id is acceptable.
 pub fn valid_id(v: &[u8]) -> bool {
-    (1..=64).contains(&v.len()) && v.iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+    (1..=64).contains(&v.len())
+        && v.iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
 }
 
-/// A fresh id.
+/// A fresh id: 32 hex characters laid out like a UUIDv7 (48-bit millisecond
+/// timestamp first, so ids sort by time), the rest from a per-thread
+/// generator seeded once from the OS.
 pub fn new_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([7; 8])) | 1);
+    }
+    let next = || {
+        STATE.with(|s| {
+            // splitmix64
+            let mut z = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+            s.set(z);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+    };
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let hi = (ms << 16) | 0x7000 | (next() & 0x0fff);
+    let lo = (next() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    format!("{hi:016x}{lo:016x}")
 }
 
 /// Creates the [`Ctx`] and the request id.
@@ -49,7 +73,10 @@ impl RequestIdLayer {
 impl<S> Layer<S> for RequestIdLayer {
     type Service = RequestId<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RequestId { inner, shared: self.shared.clone() }
+        RequestId {
+            inner,
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -62,7 +89,10 @@ pub struct RequestId<S> {
 
 impl<S> Service<Request<Body>> for RequestId<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
+        + Clone
+        + Send
+        + 'static,
 {
     type Response = Response<Body>;
     type Error = BoxError;
@@ -74,13 +104,19 @@ where
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let config = self.shared.config.load_full();
-        let conn = req.extensions().get::<ConnInfo>().copied().unwrap_or(ConnInfo {
-            peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-            tls: false,
-        });
+        let conn = req
+            .extensions()
+            .get::<ConnInfo>()
+            .copied()
+            .unwrap_or(ConnInfo {
+                peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                tls: false,
+            });
         let trusted = self.shared.is_trusted_peer(&config, conn.peer.ip());
         let id = match req.headers().get(&X_REQUEST_ID) {
-            Some(v) if trusted && valid_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            Some(v) if trusted && valid_id(v.as_bytes()) => {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            }
             _ => new_id(),
         };
         let hv = HeaderValue::from_str(&id).ok();

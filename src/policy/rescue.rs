@@ -34,7 +34,10 @@ impl RescueLayer {
 impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Rescue { inner, shared: self.shared.clone() }
+        Rescue {
+            inner,
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -76,7 +79,10 @@ pub fn classify(e: &BoxError) -> (Reason, Option<&'static str>) {
 
 impl<S> Service<Request<Body>> for Rescue<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
+        + Clone
+        + Send
+        + 'static,
 {
     type Response = Response<Body>;
     type Error = BoxError;
@@ -107,16 +113,32 @@ where
             if let Some(kind) = kind {
                 shared.metrics.upstream_error(kind);
             }
-            let level_warn = matches!(reason, Reason::Internal | Reason::UpstreamUnavailable | Reason::UpstreamTimeout);
+            let level_warn = matches!(
+                reason,
+                Reason::Internal | Reason::UpstreamUnavailable | Reason::UpstreamTimeout
+            );
             if level_warn {
                 tracing::warn!(request_id = %ctx.id, reason = reason.as_str(), error = %chain(err.as_ref()), "request failed");
             } else {
                 tracing::info!(request_id = %ctx.id, reason = reason.as_str(), error = %chain(err.as_ref()), "request refused");
             }
             let mut res = problem(reason, &ctx.id);
-            if h1 && matches!(reason, Reason::BodyTooLarge | Reason::RequestTimeout | Reason::BadRequest | Reason::UploadType | Reason::UploadName | Reason::UploadCount) {
+            if h1
+                && matches!(
+                    reason,
+                    Reason::BodyTooLarge
+                        | Reason::RequestTimeout
+                        | Reason::BadRequest
+                        | Reason::UploadType
+                        | Reason::UploadName
+                        | Reason::UploadCount
+                )
+            {
                 // The request body was not read to its end: the connection cannot be reused.
-                res.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                res.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
             }
             Ok(res)
         })

@@ -1,4 +1,8 @@
-//! Layer 5: path normalization and route matching.
+//! Layer 5: head size, path normalization and route matching.
+//!
+//! A request head (request line and headers) over `limits.max_header_bytes`
+//! is refused with 431 `header_too_large`; hyper's own read buffer is a
+//! coarser second bound.
 //!
 //! The path is percent-decoded before matching, so `/api/%61dmin` is matched
 //! as `/api/admin` (the upstream will decode it the same way): a policy on a
@@ -39,7 +43,10 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, Reason> {
         }
         if b == b'%' {
             let hex = lower.get(i + 1..i + 3).ok_or(Reason::PathRejected)?;
-            let v = std::str::from_utf8(hex).ok().and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or(Reason::PathRejected)?;
+            let v = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or(Reason::PathRejected)?;
             if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7f {
                 return Err(Reason::PathRejected);
             }
@@ -48,11 +55,23 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, Reason> {
         }
         i += 1;
     }
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8().map_err(|_| Reason::PathRejected)?;
+    let decoded = percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map_err(|_| Reason::PathRejected)?;
     if decoded.split('/').any(|seg| seg == "." || seg == "..") {
         return Err(Reason::PathRejected);
     }
     Ok(decoded)
+}
+
+/// The size of a request head as HTTP/1.1 would carry it.
+pub fn head_size<B>(req: &Request<B>) -> usize {
+    let line = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + 12;
+    req.headers()
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
 /// What routing decided.
@@ -106,6 +125,9 @@ pub struct Routing;
 
 impl Policy for Routing {
     async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        if head_size(req) > ctx.config.limits.max_header_bytes {
+            return reject(Reason::HeaderTooLarge, ctx);
+        }
         let path = match normalize(req.uri().path()) {
             Ok(p) => p,
             Err(r) => return reject(r, ctx),
@@ -147,7 +169,19 @@ mod tests {
     fn normalization() {
         assert_eq!(normalize("/a/b").unwrap(), "/a/b");
         assert_eq!(normalize("/api/%61dmin").unwrap(), "/api/admin");
-        for bad in ["/a/../b", "/a/%2e%2e/b", "/a/%2E./b", "/a%2fb", "/a%5Cb", "/a\\b", "/a%00", "/a/./b", "/%zz", "/%ff", "x"] {
+        for bad in [
+            "/a/../b",
+            "/a/%2e%2e/b",
+            "/a/%2E./b",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+            "/a%00",
+            "/a/./b",
+            "/%zz",
+            "/%ff",
+            "x",
+        ] {
             assert!(normalize(bad).is_err(), "{bad}");
         }
         assert_eq!(normalize("/a/..b/c").unwrap(), "/a/..b/c");

@@ -33,7 +33,9 @@ pub struct SecurityHeaders {
 impl Default for SecurityHeaders {
     fn default() -> Self {
         Self {
-            hsts: Some(HeaderValue::from_static("max-age=31536000; includeSubDomains")),
+            hsts: Some(HeaderValue::from_static(
+                "max-age=31536000; includeSubDomains",
+            )),
             csp: Some(HeaderValue::from_static("default-src 'self'")),
             frame_options: Some(HeaderValue::from_static("DENY")),
             referrer_policy: Some(HeaderValue::from_static("no-referrer")),
@@ -41,7 +43,14 @@ impl Default for SecurityHeaders {
     }
 }
 
-const LEAKY: &[&str] = &["server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "x-runtime", "x-sourcefiles"];
+const LEAKY: &[&str] = &[
+    "server",
+    "x-powered-by",
+    "x-aspnet-version",
+    "x-aspnetmvc-version",
+    "x-runtime",
+    "x-sourcefiles",
+];
 
 /// Removes leaky headers from `h` (upstream responses).
 pub fn strip_leaky(h: &mut http::HeaderMap) {
@@ -49,7 +58,11 @@ pub fn strip_leaky(h: &mut http::HeaderMap) {
         h.remove(*n);
     }
     if h.keys().any(|k| k.as_str().starts_with("x-debug-")) {
-        let names: Vec<_> = h.keys().filter(|k| k.as_str().starts_with("x-debug-")).cloned().collect();
+        let names: Vec<_> = h
+            .keys()
+            .filter(|k| k.as_str().starts_with("x-debug-"))
+            .cloned()
+            .collect();
         for n in names {
             h.remove(n);
         }
@@ -65,7 +78,11 @@ impl Policy for Hardening {
     }
 
     fn response(&self, res: &mut Response<Body>, ctx: &Arc<Ctx>) {
-        let sh = ctx.route().security_headers.as_ref().unwrap_or(&ctx.config.security_headers);
+        let sh = ctx
+            .route()
+            .security_headers
+            .as_ref()
+            .unwrap_or(&ctx.config.security_headers);
         let h = res.headers_mut();
         strip_leaky(h);
         if ctx.conn.tls {
@@ -73,7 +90,10 @@ impl Policy for Hardening {
                 h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
             }
         }
-        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         if let Some(v) = &sh.frame_options {
             h.insert(header::X_FRAME_OPTIONS, v.clone());
         }

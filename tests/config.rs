@@ -1,0 +1,123 @@
+//! Config errors as a user meets them: `moat check` and `moat run` on bad
+//! files print `FILE: key: reason` and exit non-zero before binding anything.
+
+mod common;
+
+use common::*;
+
+fn write(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("moat.toml");
+    std::fs::write(&p, text).unwrap();
+    (dir, p.display().to_string())
+}
+
+#[test]
+fn unknown_key_names_file_key_and_reason() {
+    let (_d, p) = write("[upstream]\nurl = \"http://127.0.0.1:8000\"\nretries = 3\n");
+    for cmd in ["check", "run"] {
+        let (code, _, err) = moat_cmd(&[cmd, "--config", &p], &[]);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains(&format!("{p}: upstream.retries: unknown key")),
+            "{cmd}: {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_duration_names_file_key_and_reason() {
+    let (_d, p) = write("[limits]\nidle_timeout = \"10 parsecs\"\n");
+    let (code, _, err) = moat_cmd(&["check", "--config", &p], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!(
+            "{p}: limits.idle_timeout: invalid duration \"10 parsecs\""
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn relative_upstream_url() {
+    let (_d, p) = write("[upstream]\nurl = \"/just/a/path\"\n");
+    let (code, _, err) = moat_cmd(&["check", "--config", &p], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!("{p}: upstream.url: relative URL without a base")),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_with_bad_config_binds_nothing() {
+    // A listener address that is free now; a bad key elsewhere must stop moat before it binds it.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let (_d, p) = write(&format!("[listen]\nhttps = \"{addr}\"\nadmin = \"127.0.0.1:0\"\n[limits]\nshutdown_grace = \"soon\"\n"));
+    let (code, _, err) = moat_cmd(&["run", "--config", &p], &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("limits.shutdown_grace"), "{err}");
+    assert!(
+        std::net::TcpListener::bind(addr).is_ok(),
+        "the https address was bound"
+    );
+}
+
+#[test]
+fn every_problem_reported_with_environment_source() {
+    let (_d, p) =
+        write("[limits]\nmax_body = \"lots\"\nmystery = 1\n[upstream]\nurl = \"ftp://x\"\n");
+    let (code, _, err) = moat_cmd(
+        &["check", "--config", &p],
+        &[("MOAT_LIMITS__IDLE_TIMEOUT", "never")],
+    );
+    assert_ne!(code, 0);
+    assert!(
+        err.contains(&format!("{p}: limits.max_body: invalid size")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{p}: limits.mystery: unknown key")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{p}: upstream.url: scheme \"ftp\"")),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "MOAT_LIMITS__IDLE_TIMEOUT (environment): limits.idle_timeout: invalid duration"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("4 problem(s) found"), "{err}");
+}
+
+#[test]
+fn check_prints_route_table() {
+    let (_d, p) = write(
+        "deny_unmatched = true\n[[routes]]\nname = \"upload\"\npath = \"/api/v1/tasks/submit\"\nmethods = [\"POST\"]\nmax_body = \"100MiB\"\nresponse_timeout = \"30m\"\n",
+    );
+    let (code, out, err) = moat_cmd(&["check", "--config", &p], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("upload"), "{out}");
+    assert!(out.contains("/api/v1/tasks/submit"), "{out}");
+    assert!(out.contains("100MiB"), "{out}");
+    assert!(out.contains("30m"), "{out}");
+    assert!(out.contains("deny_unmatched"), "{out}");
+}
+
+#[test]
+fn shipped_configs_pass_check() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    for entry in std::fs::read_dir(format!("{root}/config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let p = path.display().to_string();
+            let (code, out, err) = moat_cmd(&["check", "--config", &p], &[]);
+            assert_eq!(code, 0, "{p}:\n{err}{out}");
+        }
+    }
+}
