@@ -28,6 +28,16 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Shared state for `config` serving `certs`.
+    pub fn new(config: Config, certs: Arc<CertStore>) -> Arc<Self> {
+        Arc::new(Shared {
+            client: client::build(&config.upstream),
+            config: ArcSwap::from_pointee(config),
+            metrics: Metrics::new(),
+            certs,
+        })
+    }
+
     /// Whether `ip` is a trusted proxy whose forwarding headers are believed.
     pub fn is_trusted_peer(&self, _cfg: &Config, _ip: IpAddr) -> bool {
         false
@@ -74,10 +84,7 @@ impl App {
                 ck
             }
         };
-        let metrics = Metrics::new();
-        if let Some(t) = certs::not_after(&ck) {
-            metrics.cert_not_after.set(t);
-        }
+        let not_after = certs::not_after(&ck);
         let store = Arc::new(CertStore::new(ck));
         let tls_cfg = crate::listener::tls::server_config(&config.tls, store.clone())?;
         let https = crate::listener::bind(config.listen.https, "listen.https").await?;
@@ -86,12 +93,10 @@ impl App {
             Some(a) => Some(crate::listener::bind(a, "listen.http_redirect").await?),
             None => None,
         };
-        let shared = Arc::new(Shared {
-            client: client::build(&config.upstream),
-            config: ArcSwap::from_pointee(config),
-            metrics,
-            certs: store.clone(),
-        });
+        let shared = Shared::new(config, store.clone());
+        if let Some(t) = not_after {
+            shared.metrics.cert_not_after.set(t);
+        }
         let cfg = shared.config.load_full();
         let watcher = match &cfg.tls.cert {
             Some((c, k)) => {

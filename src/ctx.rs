@@ -42,6 +42,8 @@ pub struct Ctx {
     pub upstream_status: AtomicU16,
     /// Why the request body stream was cut, if it was.
     pub body_verdict: BodyVerdict,
+    /// The client's `Accept` prefers `text/html` over JSON (a browser navigating).
+    pub prefers_html: bool,
 }
 
 impl Ctx {
@@ -58,7 +60,33 @@ impl Ctx {
             bytes_in: Arc::new(AtomicU64::new(0)),
             upstream_status: AtomicU16::new(0),
             body_verdict: BodyVerdict::default(),
+            prefers_html: false,
         }
+    }
+
+    /// Whether an `Accept` value prefers HTML: `text/html` is listed with a
+    /// weight higher than any JSON type's.
+    pub fn accept_prefers_html(accept: &str) -> bool {
+        let mut html = 0.0f32;
+        let mut json = 0.0f32;
+        for item in accept.split(',') {
+            let mut parts = item.split(';');
+            let ty = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| {
+                    p.trim()
+                        .strip_prefix("q=")
+                        .and_then(|v| v.parse::<f32>().ok())
+                })
+                .next()
+                .unwrap_or(1.0);
+            if ty == "text/html" || ty == "application/xhtml+xml" {
+                html = html.max(q);
+            } else if ty.ends_with("/json") || ty.ends_with("+json") {
+                json = json.max(q);
+            }
+        }
+        html > 0.0 && html > json
     }
 
     /// The client address: resolved, or the peer's.

@@ -205,7 +205,17 @@ fn json_str(out: &mut String, s: &str) {
 
 /// Builds the problem+json body.
 pub fn problem_body(status: StatusCode, detail: &str, request_id: &str) -> String {
-    let mut s = String::with_capacity(160);
+    problem_body_with(status, detail, request_id, false)
+}
+
+/// [`problem_body`], optionally with an `"error": detail` member.
+pub fn problem_body_with(
+    status: StatusCode,
+    detail: &str,
+    request_id: &str,
+    error_field: bool,
+) -> String {
+    let mut s = String::with_capacity(200);
     s.push_str("{\"type\":\"about:blank\",\"title\":");
     json_str(&mut s, status.canonical_reason().unwrap_or("Error"));
     s.push_str(",\"status\":");
@@ -214,8 +224,73 @@ pub fn problem_body(status: StatusCode, detail: &str, request_id: &str) -> Strin
     json_str(&mut s, detail);
     s.push_str(",\"request_id\":");
     json_str(&mut s, request_id);
+    if error_field {
+        s.push_str(",\"error\":");
+        json_str(&mut s, detail);
+    }
     s.push('}');
     s
+}
+
+/// The facts of a problem response, kept as an extension so the outer
+/// layers can render it as HTML for browsers.
+#[derive(Debug, Clone)]
+pub struct ProblemDoc {
+    /// Status.
+    pub status: StatusCode,
+    /// Fixed public detail.
+    pub detail: std::borrow::Cow<'static, str>,
+}
+
+/// A problem+json response for a request (honours `errors.error_field`).
+/// `reason` marks it as a rejection for the log and metrics.
+pub fn problem_response(
+    status: StatusCode,
+    detail: impl Into<std::borrow::Cow<'static, str>>,
+    ctx: &crate::ctx::Ctx,
+    reason: Option<Reason>,
+) -> Response<Body> {
+    let detail = detail.into();
+    let body = problem_body_with(status, &detail, &ctx.id, ctx.config.errors.error_field);
+    let mut res = Response::new(body::full(Bytes::from(body)));
+    *res.status_mut() = status;
+    let h = res.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.extensions_mut().insert(ProblemDoc { status, detail });
+    if let Some(r) = reason {
+        res.extensions_mut().insert(Rejected(r));
+    }
+    res
+}
+
+/// The rejection response for `reason` in the context of a request.
+pub fn reject_response(reason: Reason, ctx: &crate::ctx::Ctx) -> Response<Body> {
+    problem_response(reason.status(), reason.detail(), ctx, Some(reason))
+}
+
+/// A minimal HTML page with the same facts as the problem+json.
+pub fn html_page(status: StatusCode, detail: &str, request_id: &str) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\n<body><h1>{t}</h1>\n<p>{d}</p>\n<p>Request id: <code>{id}</code></p></body></html>\n",
+        t = esc(&title),
+        d = esc(detail),
+        id = esc(request_id)
+    )
 }
 
 /// The response for a reason: problem+json, `cache-control: no-store`, and

@@ -15,6 +15,7 @@ use crate::policy::body_limit::BodyLimit;
 use crate::policy::request_id::RequestIdLayer;
 use crate::policy::rescue::RescueLayer;
 use crate::policy::route::Routing;
+use crate::policy::sanitize::SanitizeLayer;
 use crate::policy::security_headers::Hardening;
 use crate::policy::{BoxFuture, PolicyLayer};
 use crate::proxy::Proxy;
@@ -39,6 +40,8 @@ pub fn build(
         .layer(PolicyLayer::new(Routing))
         // 10. Body limits wrap the stream before anything reads it.
         .layer(PolicyLayer::new(BodyLimit))
+        // 12. Only upstream responses pass here: 5xx bodies replaced, 4xx bodies redacted.
+        .layer(SanitizeLayer)
         // 11 + 13. Upstream timeout and forwarding.
         .service(Proxy::new(shared.clone()))
 }

@@ -42,6 +42,8 @@ pub struct Config {
     pub upstream: Upstream,
     /// `[limits]`
     pub limits: Limits,
+    /// `[errors]`
+    pub errors: crate::policy::sanitize::ErrorPolicy,
     /// `[security_headers]`
     pub security_headers: crate::policy::security_headers::SecurityHeaders,
     /// `[[routes]]`, in file order (first match wins).

@@ -22,10 +22,26 @@ pub struct RawConfig {
     pub upstream: RawUpstream,
     /// `[limits]`
     pub limits: RawLimits,
+    /// `[errors]`
+    pub errors: RawErrors,
     /// `[security_headers]`
     pub security_headers: RawSecurityHeaders,
     /// `[[routes]]`
     pub routes: Vec<RawRoute>,
+}
+
+/// `[errors]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawErrors {
+    /// Replace upstream 5xx bodies with moat's problem+json.
+    pub replace_upstream_5xx: Option<bool>,
+    /// Redact leaks from upstream 4xx bodies.
+    pub redact_upstream_4xx: Option<bool>,
+    /// Add `"error": <detail>` to moat's problem+json.
+    pub error_field: Option<bool>,
+    /// Answer browsers (Accept prefers text/html) with an HTML error page.
+    pub html: Option<bool>,
 }
 
 /// `[security_headers]` (also a route's `security_headers` override). An

@@ -329,6 +329,12 @@ pub(crate) fn validate(
         tls,
         upstream,
         limits,
+        errors: crate::policy::sanitize::ErrorPolicy {
+            replace_upstream_5xx: raw.errors.replace_upstream_5xx.unwrap_or(true),
+            redact_upstream_4xx: raw.errors.redact_upstream_4xx.unwrap_or(true),
+            error_field: raw.errors.error_field.unwrap_or(false),
+            html: raw.errors.html.unwrap_or(true),
+        },
         security_headers,
         routes,
         default_route,

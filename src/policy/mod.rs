@@ -9,6 +9,7 @@ pub mod body_limit;
 pub mod request_id;
 pub mod rescue;
 pub mod route;
+pub mod sanitize;
 pub mod security_headers;
 
 use std::future::Future;
@@ -136,5 +137,5 @@ pub fn ctx_of<B>(req: &Request<B>) -> Result<Arc<Ctx>, BoxError> {
 
 /// A rejection response for `reason`, with the request id.
 pub fn reject(reason: Reason, ctx: &Ctx) -> Verdict {
-    Verdict::Respond(crate::error::problem(reason, &ctx.id))
+    Verdict::Respond(crate::error::reject_response(reason, ctx))
 }

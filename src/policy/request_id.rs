@@ -123,7 +123,14 @@ where
         if let Some(hv) = &hv {
             req.headers_mut().insert(X_REQUEST_ID.clone(), hv.clone());
         }
-        let ctx = Arc::new(Ctx::new(id, config, conn));
+        let mut ctx = Ctx::new(id, config, conn);
+        ctx.prefers_html = ctx.config.errors.html
+            && req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(Ctx::accept_prefers_html);
+        let ctx = Arc::new(ctx);
         req.extensions_mut().insert(ctx);
         let fut = self.inner.call(req);
         Box::pin(async move {

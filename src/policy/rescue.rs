@@ -16,7 +16,7 @@ use tower::{Layer, Service};
 use super::{ctx_of, BoxFuture};
 use crate::app::Shared;
 use crate::body::Body;
-use crate::error::{problem, BoxError, ProxyError, Reason};
+use crate::error::{BoxError, ProxyError, Reason};
 
 /// See the module docs.
 #[derive(Clone)]
@@ -122,7 +122,7 @@ where
             } else {
                 tracing::info!(request_id = %ctx.id, reason = reason.as_str(), error = %chain(err.as_ref()), "request refused");
             }
-            let mut res = problem(reason, &ctx.id);
+            let mut res = crate::error::reject_response(reason, &ctx);
             if h1
                 && matches!(
                     reason,
@@ -142,5 +142,75 @@ where
             }
             Ok(res)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::listener::certs::{self_signed, CertStore};
+    use crate::policy::request_id::RequestIdLayer;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    fn shared() -> Arc<Shared> {
+        Shared::new(
+            Config::defaults().unwrap(),
+            Arc::new(CertStore::new(self_signed().unwrap())),
+        )
+    }
+
+    async fn run(
+        inner: impl Fn() -> Result<Response<Body>, BoxError> + Clone + Send + Sync + 'static,
+    ) -> Response<Body> {
+        let sh = shared();
+        let svc = ServiceBuilder::new()
+            .layer(RequestIdLayer::new(sh.clone()))
+            .layer(RescueLayer::new(sh))
+            .service(tower::service_fn(move |_req: Request<Body>| -> BoxFuture {
+                let inner = inner.clone();
+                Box::pin(async move { inner() })
+            }));
+        svc.oneshot(Request::new(crate::body::empty()))
+            .await
+            .unwrap()
+    }
+
+    async fn body_json(res: Response<Body>) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        let b = res.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&b).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_panic_becomes_a_500_problem() {
+        let res = run(|| panic!("boom at /srv/secret/path.rs")).await;
+        assert_eq!(res.status(), 500);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+        let v = body_json(res).await;
+        assert_eq!(v["status"], 500);
+        assert_eq!(v["request_id"], id.as_str());
+        assert!(!v.to_string().contains("boom"));
+    }
+
+    #[tokio::test]
+    async fn errors_map_to_their_status_with_fixed_text() {
+        let res = run(|| {
+            Err(Box::new(ProxyError::UpstreamConnect(
+                "connect 10.0.0.5:8000 refused".into(),
+            )))
+        })
+        .await;
+        assert_eq!(res.status(), 502);
+        let v = body_json(res).await;
+        assert!(!v.to_string().contains("10.0.0.5"));
+        let res = run(|| Err(Box::new(ProxyError::UpstreamTimeout))).await;
+        assert_eq!(res.status(), 504);
+        let res = run(|| Err(Box::new(ProxyError::BodyRefused(Reason::BodyTooLarge)))).await;
+        assert_eq!(res.status(), 413);
+        let res = run(|| Err("something unforeseen".into())).await;
+        assert_eq!(res.status(), 500);
+        assert!(!body_json(res).await.to_string().contains("unforeseen"));
     }
 }

@@ -27,7 +27,7 @@ use super::{reject, Policy, Verdict};
 use crate::body::Body;
 use crate::config::{Config, Route};
 use crate::ctx::Ctx;
-use crate::error::{problem, Reason};
+use crate::error::Reason;
 
 /// The normalized (decoded) path, or why it is refused.
 pub fn normalize(path: &str) -> Result<Cow<'_, str>, Reason> {
@@ -150,7 +150,8 @@ impl Policy for Routing {
             Match::Default => Verdict::Pass,
             Match::NotFound => reject(Reason::NotFound, ctx),
             Match::WrongMethod(ms) => {
-                let mut res: Response<Body> = problem(Reason::MethodNotAllowed, &ctx.id);
+                let mut res: Response<Body> =
+                    crate::error::reject_response(Reason::MethodNotAllowed, ctx);
                 let allow = ms.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
                 if let Ok(v) = HeaderValue::from_str(&allow) {
                     res.headers_mut().insert(http::header::ALLOW, v);

@@ -78,6 +78,17 @@ impl Policy for Hardening {
     }
 
     fn response(&self, res: &mut Response<Body>, ctx: &Arc<Ctx>) {
+        if ctx.prefers_html {
+            if let Some(doc) = res.extensions().get::<crate::error::ProblemDoc>() {
+                let page = crate::error::html_page(doc.status, &doc.detail, &ctx.id);
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                res.headers_mut().remove(header::CONTENT_LENGTH);
+                *res.body_mut() = crate::body::full(page);
+            }
+        }
         let sh = ctx
             .route()
             .security_headers
