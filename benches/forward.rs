@@ -15,10 +15,7 @@ fn request() -> Request<moat::body::Body> {
         .method(Method::POST)
         .uri("https://docs.example.com/api/v1/tasks/submit?priority=1")
         .header("host", "docs.example.com")
-        .header(
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
-        )
+        .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36")
         .header("accept", "application/json")
         .header("accept-encoding", "gzip, deflate, br")
         .header("content-type", "multipart/form-data; boundary=----x")
@@ -37,21 +34,18 @@ fn config() -> Arc<Config> {
     let p = dir.join("moat.toml");
     let mut text = String::from("[upstream]\nurl = \"http://127.0.0.1:8000\"\n");
     for i in 0..20 {
-        text.push_str(&format!("[[routes]]\nname = \"r{i}\"\npath = \"/api/v{i}/things/{{id}}\"\nmethods = [\"GET\"]\n"));
+        text.push_str(&format!(
+            "[[routes]]\nname = \"r{i}\"\npath = \"/api/v{i}/things/{{id}}\"\nmethods = [\"GET\"]\n"
+        ));
     }
-    text.push_str(
-        "[[routes]]\nname = \"submit\"\npath = \"/api/v1/tasks/submit\"\nmethods = [\"POST\"]\n",
-    );
+    text.push_str("[[routes]]\nname = \"submit\"\npath = \"/api/v1/tasks/submit\"\nmethods = [\"POST\"]\n");
     std::fs::write(&p, text).unwrap();
     Arc::new(moat::config::load_with_env(Some(&p), &[]).unwrap())
 }
 
 fn bench(c: &mut Criterion) {
     let cfg = config();
-    let conn = ConnInfo {
-        peer: "192.0.2.10:50000".parse().unwrap(),
-        tls: true,
-    };
+    let conn = ConnInfo { peer: "192.0.2.10:50000".parse().unwrap(), tls: true };
 
     c.bench_function("prepare_upstream_request", |b| {
         b.iter_batched(
@@ -70,13 +64,7 @@ fn bench(c: &mut Criterion) {
             |mut h| {
                 moat::proxy::headers::remove_hop_by_hop(&mut h, false);
                 let ip = "192.0.2.10".parse().unwrap();
-                moat::proxy::headers::set_forwarding(
-                    &mut h,
-                    ip,
-                    ip,
-                    false,
-                    Some("docs.example.com"),
-                );
+                moat::proxy::headers::set_forwarding(&mut h, ip, ip, false, Some("docs.example.com"));
                 black_box(h)
             },
             criterion::BatchSize::SmallInput,
@@ -93,17 +81,10 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    c.bench_function("request_id", |b| {
-        b.iter(|| black_box(moat::policy::request_id::new_id()))
-    });
+    c.bench_function("request_id", |b| b.iter(|| black_box(moat::policy::request_id::new_id())));
 
     c.bench_function("problem_json_body", |b| {
-        b.iter(|| {
-            black_box(moat::error::problem(
-                moat::error::Reason::RateLimited,
-                "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6",
-            ))
-        })
+        b.iter(|| black_box(moat::error::problem(moat::error::Reason::RateLimited, "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6")))
     });
 }
 

@@ -20,10 +20,8 @@ use crate::error::BoxError;
 fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(body::full(body));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
-    r.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
 }
 
@@ -32,20 +30,13 @@ pub async fn upstream_ready(shared: &Shared) -> bool {
     let cfg = shared.config.load_full();
     let target = cfg.upstream.origin.as_str().to_string();
     let timeout = cfg.upstream.connect_timeout.min(Duration::from_secs(2));
-    matches!(
-        tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await,
-        Ok(Ok(_))
-    )
+    matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await, Ok(Ok(_)))
 }
 
 /// Answers one admin request.
 pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return Ok(text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "method not allowed\n",
-        ));
+        return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n"));
     }
     Ok(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
@@ -53,18 +44,12 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Result<Response<
             if upstream_ready(&shared).await {
                 text(StatusCode::OK, "text/plain", "ready\n")
             } else {
-                text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "text/plain",
-                    "upstream unreachable\n",
-                )
+                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "upstream unreachable\n")
             }
         }
-        "/metrics" => text(
-            StatusCode::OK,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            shared.metrics.encode(),
-        ),
+        "/metrics" => {
+            text(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", shared.metrics.encode())
+        }
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     })
 }
@@ -79,9 +64,7 @@ fn clean_host(h: &str) -> Option<&str> {
     };
     let ok = !host.is_empty()
         && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b));
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-[]:".contains(&b));
     ok.then_some(host)
 }
 
@@ -91,29 +74,14 @@ pub fn redirect(req: &Request<Body>, https_port: u16) -> Response<Body> {
         .uri()
         .authority()
         .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        })
+        .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()))
         .and_then(clean_host);
     let Some(host) = host else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "text/plain",
-            "missing or invalid Host header\n",
-        );
+        return text(StatusCode::BAD_REQUEST, "text/plain", "missing or invalid Host header\n");
     };
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let loc = if https_port == 443 {
-        format!("https://{host}{pq}")
-    } else {
-        format!("https://{host}:{https_port}{pq}")
-    };
+    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let loc =
+        if https_port == 443 { format!("https://{host}{pq}") } else { format!("https://{host}:{https_port}{pq}") };
     match HeaderValue::from_str(&loc) {
         Ok(v) => {
             let mut r = text(StatusCode::PERMANENT_REDIRECT, "text/plain", "");
@@ -130,25 +98,13 @@ mod tests {
 
     #[test]
     fn redirect_location() {
-        let req = Request::builder()
-            .uri("/a?b=1")
-            .header("host", "example.com:8080")
-            .body(body::empty())
-            .unwrap();
+        let req = Request::builder().uri("/a?b=1").header("host", "example.com:8080").body(body::empty()).unwrap();
         let r = redirect(&req, 8443);
         assert_eq!(r.status(), 308);
         assert_eq!(r.headers()[LOCATION], "https://example.com:8443/a?b=1");
-        let req = Request::builder()
-            .uri("/")
-            .header("host", "evil.com/x")
-            .body(body::empty())
-            .unwrap();
+        let req = Request::builder().uri("/").header("host", "evil.com/x").body(body::empty()).unwrap();
         assert_eq!(redirect(&req, 443).status(), 400);
-        let req = Request::builder()
-            .uri("/")
-            .header("host", "[::1]:80")
-            .body(body::empty())
-            .unwrap();
+        let req = Request::builder().uri("/").header("host", "[::1]:80").body(body::empty()).unwrap();
         assert_eq!(redirect(&req, 443).headers()[LOCATION], "https://[::1]/");
     }
 }

@@ -25,6 +25,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// The served certificate.
     pub certs: Arc<CertStore>,
+    /// Rate-limit buckets and in-flight semaphores (kept across reloads).
+    pub limiters: crate::policy::rate_limit::Limiters,
 }
 
 impl Shared {
@@ -35,12 +37,13 @@ impl Shared {
             config: ArcSwap::from_pointee(config),
             metrics: Metrics::new(),
             certs,
+            limiters: Default::default(),
         })
     }
 
     /// Whether `ip` is a trusted proxy whose forwarding headers are believed.
-    pub fn is_trusted_peer(&self, _cfg: &Config, _ip: IpAddr) -> bool {
-        false
+    pub fn is_trusted_peer(&self, cfg: &Config, ip: IpAddr) -> bool {
+        crate::policy::client_ip::in_nets(&cfg.client_ip.trusted_proxies, ip)
     }
 }
 
@@ -115,14 +118,7 @@ impl App {
             }
             None => None,
         };
-        Ok(App {
-            shared,
-            https,
-            admin,
-            redirect,
-            acceptor: TlsAcceptor::from(Arc::new(tls_cfg)),
-            _watcher: watcher,
-        })
+        Ok(App { shared, https, admin, redirect, acceptor: TlsAcceptor::from(Arc::new(tls_cfg)), _watcher: watcher })
     }
 
     /// The bound HTTPS address (useful with port 0).
@@ -137,19 +133,8 @@ impl App {
 
     /// Serves until `shutdown` is cancelled, then drains in-flight requests
     /// for at most `limits.shutdown_grace`.
-    pub async fn run(
-        self,
-        shutdown: CancellationToken,
-        mut reload: tokio::sync::mpsc::Receiver<()>,
-    ) {
-        let App {
-            shared,
-            https,
-            admin,
-            redirect,
-            acceptor,
-            _watcher,
-        } = self;
+    pub async fn run(self, shutdown: CancellationToken, mut reload: tokio::sync::mpsc::Receiver<()>) {
+        let App { shared, https, admin, redirect, acceptor, _watcher } = self;
         let tracker = TaskTracker::new();
         let cfg = shared.config.load_full();
         let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -161,10 +146,7 @@ impl App {
             config = %cfg.source,
             "moat is serving"
         );
-        let https_port = https
-            .local_addr()
-            .map(|a| a.port())
-            .unwrap_or(cfg.listen.https.port());
+        let https_port = https.local_addr().map(|a| a.port()).unwrap_or(cfg.listen.https.port());
         let svc = crate::server::HttpService::new(crate::stack::build(&shared));
         tracker.spawn(crate::listener::serve_tls(
             https,
@@ -176,11 +158,9 @@ impl App {
         ));
 
         let sh = shared.clone();
-        let admin_svc = crate::server::HttpService::new(tower::service_fn(
-            move |req| -> crate::policy::BoxFuture {
-                Box::pin(crate::admin::handle(sh.clone(), req))
-            },
-        ));
+        let admin_svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture {
+            Box::pin(crate::admin::handle(sh.clone(), req))
+        }));
         tracker.spawn(crate::listener::serve_plain(
             admin,
             admin_svc,
@@ -192,11 +172,9 @@ impl App {
 
         if let Some(l) = redirect {
             let port = https_port;
-            let svc = crate::server::HttpService::new(tower::service_fn(
-                move |req| -> crate::policy::BoxFuture {
-                    Box::pin(async move { Ok(crate::admin::redirect(&req, port)) })
-                },
-            ));
+            let svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture {
+                Box::pin(async move { Ok(crate::admin::redirect(&req, port)) })
+            }));
             tracker.spawn(crate::listener::serve_plain(
                 l,
                 svc,
@@ -218,14 +196,30 @@ impl App {
             }
         });
 
+        // Rate-limit sweeper: drop full buckets, return memory, export the key count.
+        let sh = shared.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let cfg = sh.config.load_full();
+                        let mut live: Vec<String> = cfg.routes.iter().map(|r| r.name.clone()).collect();
+                        live.push(cfg.default_route.name.clone());
+                        let n = sh.limiters.sweep(&live);
+                        sh.metrics.ratelimit_keys.set(n as i64);
+                    }
+                    _ = token.cancelled() => break,
+                }
+            }
+        });
+
         shutdown.cancelled().await;
         tracker.close();
         let grace = shared.config.load().limits.shutdown_grace;
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-            tracing::warn!(
-                grace_secs = grace.as_secs(),
-                "shutdown grace elapsed with requests still in flight"
-            );
+            tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace elapsed with requests still in flight");
         } else {
             tracing::info!("all connections drained");
         }
@@ -246,7 +240,9 @@ pub async fn reload_config(shared: &Arc<Shared>) {
                 tracing::warn!("listen addresses changed: they take effect only after a restart");
             }
             if new.tls != old.tls {
-                tracing::warn!("[tls] settings changed: certificate files reload by themselves; other tls settings need a restart");
+                tracing::warn!(
+                    "[tls] settings changed: certificate files reload by themselves; other tls settings need a restart"
+                );
             }
             shared.config.store(Arc::new(new));
             shared.metrics.reload("ok");

@@ -20,9 +20,7 @@ pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// An empty body.
@@ -80,22 +78,8 @@ pin_project_lite::pin_project! {
 
 impl<B> Guarded<B> {
     /// Wraps `inner`; `counter` receives the bytes read (for the access log).
-    pub fn new(
-        inner: B,
-        limit: u64,
-        gap: Duration,
-        counter: Arc<AtomicU64>,
-        verdict: BodyVerdict,
-    ) -> Self {
-        Self {
-            inner,
-            seen: 0,
-            limit,
-            counter,
-            verdict,
-            gap,
-            deadline: None,
-        }
+    pub fn new(inner: B, limit: u64, gap: Duration, counter: Arc<AtomicU64>, verdict: BodyVerdict) -> Self {
+        Self { inner, seen: 0, limit, counter, verdict, gap, deadline: None }
     }
 }
 
@@ -107,10 +91,7 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Pending => {
@@ -120,9 +101,7 @@ where
                 if let Some(d) = this.deadline.as_mut().as_pin_mut() {
                     if d.poll(cx).is_ready() {
                         this.verdict.set(Reason::RequestTimeout);
-                        return Poll::Ready(Some(Err(Box::new(BodyRefused(
-                            Reason::RequestTimeout,
-                        )))));
+                        return Poll::Ready(Some(Err(Box::new(BodyRefused(Reason::RequestTimeout)))));
                     }
                 }
                 Poll::Pending
@@ -182,12 +161,7 @@ impl<B: HttpBody, F: FnOnce(u64, bool)> Observed<B, F> {
     /// Wraps `inner`; `on_end(bytes, completed)`.
     pub fn new(inner: B, on_end: F) -> Self {
         let empty = inner.is_end_stream();
-        Self {
-            inner,
-            bytes: 0,
-            empty,
-            on_end: Some(on_end),
-        }
+        Self { inner, bytes: 0, empty, on_end: Some(on_end) }
     }
 }
 
@@ -199,10 +173,7 @@ where
     type Data = Bytes;
     type Error = B::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let mut this = self.project();
         let r = this.inner.as_mut().poll_frame(cx);
         match &r {

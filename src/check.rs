@@ -40,26 +40,14 @@ fn row(r: &Route) -> Vec<String> {
             .unwrap_or_else(|| "any".into()),
         size(r.max_body),
         dur(r.response_timeout),
-        r.content_types
-            .as_ref()
-            .map(|c| c.join(","))
-            .unwrap_or_else(|| "any".into()),
+        r.content_types.as_ref().map(|c| c.join(",")).unwrap_or_else(|| "any".into()),
     ]
 }
 
 /// Renders the route table.
 pub fn table(cfg: &Config) -> String {
-    let header: Vec<String> = [
-        "ROUTE",
-        "PATH",
-        "METHODS",
-        "MAX BODY",
-        "TIMEOUT",
-        "CONTENT TYPES",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let header: Vec<String> =
+        ["ROUTE", "PATH", "METHODS", "MAX BODY", "TIMEOUT", "CONTENT TYPES"].iter().map(|s| s.to_string()).collect();
     let mut rows = vec![header];
     for r in &cfg.routes {
         rows.push(row(r));
@@ -70,9 +58,7 @@ pub fn table(cfg: &Config) -> String {
     }
     rows.push(d);
     let cols = rows[0].len();
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> = (0..cols).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
     let mut out = String::new();
     let _ = writeln!(out, "{}: ok", cfg.source);
     let _ = writeln!(
@@ -80,22 +66,11 @@ pub fn table(cfg: &Config) -> String {
         "listen https={} admin={}{}",
         cfg.listen.https,
         cfg.listen.admin,
-        cfg.listen
-            .http_redirect
-            .map(|a| format!(" http_redirect={a}"))
-            .unwrap_or_default()
+        cfg.listen.http_redirect.map(|a| format!(" http_redirect={a}")).unwrap_or_default()
     );
-    let _ = writeln!(
-        out,
-        "upstream http://{}{}",
-        cfg.upstream.origin, cfg.upstream.base_path
-    );
+    let _ = writeln!(out, "upstream http://{}{}", cfg.upstream.origin, cfg.upstream.base_path);
     for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
+        let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
     }
     out

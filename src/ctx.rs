@@ -42,6 +42,11 @@ pub struct Ctx {
     pub upstream_status: AtomicU16,
     /// Why the request body stream was cut, if it was.
     pub body_verdict: BodyVerdict,
+    /// The rate-limit decision, for the response headers.
+    pub ratelimit: OnceLock<crate::policy::rate_limit::Decision>,
+    /// In-flight permits, released when the request ends (the context is dropped
+    /// after the response body has been sent).
+    pub permits: std::sync::Mutex<Vec<tokio::sync::OwnedSemaphorePermit>>,
     /// The client's `Accept` prefers `text/html` over JSON (a browser navigating).
     pub prefers_html: bool,
 }
@@ -61,6 +66,8 @@ impl Ctx {
             upstream_status: AtomicU16::new(0),
             body_verdict: BodyVerdict::default(),
             prefers_html: false,
+            ratelimit: OnceLock::new(),
+            permits: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -73,11 +80,7 @@ impl Ctx {
             let mut parts = item.split(';');
             let ty = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             let q = parts
-                .filter_map(|p| {
-                    p.trim()
-                        .strip_prefix("q=")
-                        .and_then(|v| v.parse::<f32>().ok())
-                })
+                .filter_map(|p| p.trim().strip_prefix("q=").and_then(|v| v.parse::<f32>().ok()))
                 .next()
                 .unwrap_or(1.0);
             if ty == "text/html" || ty == "application/xhtml+xml" {
@@ -91,10 +94,7 @@ impl Ctx {
 
     /// The client address: resolved, or the peer's.
     pub fn client_ip(&self) -> IpAddr {
-        self.client_ip
-            .get()
-            .copied()
-            .unwrap_or_else(|| crate::net::canonical(self.conn.peer.ip()))
+        self.client_ip.get().copied().unwrap_or_else(|| crate::net::canonical(self.conn.peer.ip()))
     }
 
     /// The matched route, or the defaults.

@@ -88,10 +88,9 @@ impl Reason {
     pub fn status(self) -> StatusCode {
         match self {
             Reason::IpDenied | Reason::CorsOrigin | Reason::Forbidden => StatusCode::FORBIDDEN,
-            Reason::BadRequest
-            | Reason::PathRejected
-            | Reason::UploadName
-            | Reason::UploadCount => StatusCode::BAD_REQUEST,
+            Reason::BadRequest | Reason::PathRejected | Reason::UploadName | Reason::UploadCount => {
+                StatusCode::BAD_REQUEST
+            }
             Reason::HeaderTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Reason::RateLimited | Reason::AuthThrottled => StatusCode::TOO_MANY_REQUESTS,
             Reason::AuthFailed => StatusCode::UNAUTHORIZED,
@@ -209,12 +208,7 @@ pub fn problem_body(status: StatusCode, detail: &str, request_id: &str) -> Strin
 }
 
 /// [`problem_body`], optionally with an `"error": detail` member.
-pub fn problem_body_with(
-    status: StatusCode,
-    detail: &str,
-    request_id: &str,
-    error_field: bool,
-) -> String {
+pub fn problem_body_with(status: StatusCode, detail: &str, request_id: &str, error_field: bool) -> String {
     let mut s = String::with_capacity(200);
     s.push_str("{\"type\":\"about:blank\",\"title\":");
     json_str(&mut s, status.canonical_reason().unwrap_or("Error"));
@@ -255,10 +249,7 @@ pub fn problem_response(
     let mut res = Response::new(body::full(Bytes::from(body)));
     *res.status_mut() = status;
     let h = res.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res.extensions_mut().insert(ProblemDoc { status, detail });
     if let Some(r) = reason {
@@ -274,17 +265,8 @@ pub fn reject_response(reason: Reason, ctx: &crate::ctx::Ctx) -> Response<Body> 
 
 /// A minimal HTML page with the same facts as the problem+json.
 pub fn html_page(status: StatusCode, detail: &str, request_id: &str) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
-    let title = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error")
-    );
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("Error"));
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\n<body><h1>{t}</h1>\n<p>{d}</p>\n<p>Request id: <code>{id}</code></p></body></html>\n",
         t = esc(&title),
@@ -302,15 +284,10 @@ pub fn problem(reason: Reason, request_id: &str) -> Response<Body> {
 /// [`problem`] with a detail from moat's own fixed texts (e.g. with a retry delay).
 pub fn problem_with_detail(reason: Reason, detail: &str, request_id: &str) -> Response<Body> {
     let status = reason.status();
-    let mut res = Response::new(body::full(Bytes::from(problem_body(
-        status, detail, request_id,
-    ))));
+    let mut res = Response::new(body::full(Bytes::from(problem_body(status, detail, request_id))));
     *res.status_mut() = status;
     let h = res.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res.extensions_mut().insert(Rejected(reason));
     res

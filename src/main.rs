@@ -33,10 +33,7 @@ fn run(config: Option<std::path::PathBuf>) -> ExitCode {
         }
     };
     let _guard = moat::telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("moat: cannot start the runtime: {e}");

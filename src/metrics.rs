@@ -60,6 +60,7 @@ pub struct Metrics {
     reloads: Family<ResultLabel, Counter>,
     /// Keys tracked by the rate limiter.
     pub ratelimit_keys: Gauge,
+    ratelimit_backend_errors: Counter,
 }
 
 fn method_label(m: &Method) -> &'static str {
@@ -86,16 +87,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "moat_requests",
-            "Requests answered, by route, method and status",
-            requests.clone(),
-        );
+        registry.register("moat_requests", "Requests answered, by route, method and status", requests.clone());
         // 0.5 ms .. 60 s
         let duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
             Histogram::new([
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0, 30.0, 60.0,
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ])
         });
         registry.register(
@@ -104,11 +100,7 @@ impl Metrics {
             duration.clone(),
         );
         let rejections = Family::<RejectLabels, Counter>::default();
-        registry.register(
-            "moat_rejections",
-            "Requests moat answered itself, by route and reason",
-            rejections.clone(),
-        );
+        registry.register("moat_rejections", "Requests moat answered itself, by route and reason", rejections.clone());
         let upstream_errors = Family::<KindLabel, Counter>::default();
         registry.register(
             "moat_upstream_errors",
@@ -116,11 +108,7 @@ impl Metrics {
             upstream_errors.clone(),
         );
         let active_connections = Gauge::default();
-        registry.register(
-            "moat_active_connections",
-            "Open client connections",
-            active_connections.clone(),
-        );
+        registry.register("moat_active_connections", "Open client connections", active_connections.clone());
         let tls_handshake_errors = Counter::default();
         registry.register(
             "moat_tls_handshake_errors",
@@ -134,16 +122,18 @@ impl Metrics {
             cert_not_after.clone(),
         );
         let reloads = Family::<ResultLabel, Counter>::default();
-        registry.register(
-            "moat_config_reloads",
-            "Config reloads by result",
-            reloads.clone(),
-        );
+        registry.register("moat_config_reloads", "Config reloads by result", reloads.clone());
         let ratelimit_keys = Gauge::default();
         registry.register(
             "moat_ratelimit_tracked_keys",
             "Keys held by the in-memory rate limiter",
             ratelimit_keys.clone(),
+        );
+        let ratelimit_backend_errors = Counter::default();
+        registry.register(
+            "moat_ratelimit_backend_errors",
+            "Rate-limit decisions the backend (Redis) could not make",
+            ratelimit_backend_errors.clone(),
         );
         Self {
             registry,
@@ -156,45 +146,29 @@ impl Metrics {
             cert_not_after,
             reloads,
             ratelimit_keys,
+            ratelimit_backend_errors,
         }
     }
 
     /// Records a finished request.
-    pub fn observe_request(
-        &self,
-        route: &str,
-        method: &Method,
-        status: u16,
-        took: Duration,
-        reject: Option<Reason>,
-    ) {
+    pub fn observe_request(&self, route: &str, method: &Method, status: u16, took: Duration, reject: Option<Reason>) {
         self.requests
-            .get_or_create(&RequestLabels {
-                route: route.to_string(),
-                method: method_label(method),
-                status,
-            })
+            .get_or_create(&RequestLabels { route: route.to_string(), method: method_label(method), status })
             .inc();
-        self.duration
-            .get_or_create(&RouteLabel {
-                route: route.to_string(),
-            })
-            .observe(took.as_secs_f64());
+        self.duration.get_or_create(&RouteLabel { route: route.to_string() }).observe(took.as_secs_f64());
         if let Some(r) = reject {
-            self.rejections
-                .get_or_create(&RejectLabels {
-                    route: route.to_string(),
-                    reason: r.as_str(),
-                })
-                .inc();
+            self.rejections.get_or_create(&RejectLabels { route: route.to_string(), reason: r.as_str() }).inc();
         }
     }
 
     /// Counts an upstream failure.
     pub fn upstream_error(&self, kind: &'static str) {
-        self.upstream_errors
-            .get_or_create(&KindLabel { kind })
-            .inc();
+        self.upstream_errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Counts a failed rate-limit backend call.
+    pub fn ratelimit_backend_error(&self) {
+        self.ratelimit_backend_errors.inc();
     }
 
     /// Counts a config reload (`ok` or `error`).

@@ -63,15 +63,10 @@ pub struct Activity {
 
 impl Activity {
     fn new() -> Arc<Self> {
-        Arc::new(Self {
-            base: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-        })
+        Arc::new(Self { base: Instant::now(), last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) })
     }
     fn touch(&self) {
-        self.last_ms
-            .store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_ms.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     fn idle_for(&self) -> Duration {
         let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
@@ -89,11 +84,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<T: AsyncRead> AsyncRead for TrackedIo<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.project();
         let before = buf.filled().len();
         let r = this.inner.poll_read(cx, buf);
@@ -105,11 +96,7 @@ impl<T: AsyncRead> AsyncRead for TrackedIo<T> {
 }
 
 impl<T: AsyncWrite> AsyncWrite for TrackedIo<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.project();
         let r = this.inner.poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
@@ -140,15 +127,9 @@ impl<T: AsyncWrite> AsyncWrite for TrackedIo<T> {
     }
 }
 
-type HandleFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+type HandleFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-fn handle(
-    mut svc: HttpService,
-    act: Arc<Activity>,
-    info: ConnInfo,
-    req: Request<Incoming>,
-) -> HandleFuture {
+fn handle(mut svc: HttpService, act: Arc<Activity>, info: ConnInfo, req: Request<Incoming>) -> HandleFuture {
     act.in_flight.fetch_add(1, Ordering::Relaxed);
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(info);
@@ -186,14 +167,10 @@ pub async fn serve<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Activity::new();
-    let io = TrackedIo {
-        inner: io,
-        activity: activity.clone(),
-    };
+    let io = TrackedIo { inner: io, activity: activity.clone() };
     let act = activity.clone();
-    let hyper_svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        handle(svc.clone(), act.clone(), info, req)
-    });
+    let hyper_svc =
+        hyper::service::service_fn(move |req: Request<Incoming>| handle(svc.clone(), act.clone(), info, req));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), hyper_svc);
     tokio::pin!(conn);
     let tick = (idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));

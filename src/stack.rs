@@ -12,6 +12,8 @@ use crate::body::Body;
 use crate::error::BoxError;
 use crate::policy::access_log::AccessLogLayer;
 use crate::policy::body_limit::BodyLimit;
+use crate::policy::client_ip::ClientIp;
+use crate::policy::rate_limit::RateLimit;
 use crate::policy::request_id::RequestIdLayer;
 use crate::policy::rescue::RescueLayer;
 use crate::policy::route::Routing;
@@ -23,10 +25,8 @@ use crate::proxy::Proxy;
 /// Builds the public listener's service.
 pub fn build(
     shared: &Arc<Shared>,
-) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
-       + Clone
-       + Send
-       + 'static {
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static
+{
     ServiceBuilder::new()
         // 1. Everything below, rejections included, carries an id and runs under one config snapshot.
         .layer(RequestIdLayer::new(shared.clone()))
@@ -38,6 +38,10 @@ pub fn build(
         .layer(RescueLayer::new(shared.clone()))
         // 5. Normalize the path and pick the route every later policy reads.
         .layer(PolicyLayer::new(Routing))
+        // 6. Who the client is (trusted proxies only), then the IP allow/deny lists.
+        .layer(PolicyLayer::new(ClientIp))
+        // 8. Cheap refusals before expensive work: buckets, then in-flight caps.
+        .layer(PolicyLayer::new(RateLimit::new(shared.clone())))
         // 10. Body limits wrap the stream before anything reads it.
         .layer(PolicyLayer::new(BodyLimit))
         // 12. Only upstream responses pass here: 5xx bodies replaced, 4xx bodies redacted.

@@ -32,11 +32,7 @@ struct Fields<'a>(&'a mut Map<String, Value>);
 impl Fields<'_> {
     fn put(&mut self, field: &Field, v: Value) {
         let name = field.name();
-        let v = if SECRET_FIELDS.contains(&name) {
-            Value::String("[redacted]".into())
-        } else {
-            v
-        };
+        let v = if SECRET_FIELDS.contains(&name) { Value::String("[redacted]".into()) } else { v };
         self.0.insert(name.to_string(), v);
     }
 }
@@ -73,26 +69,13 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let mut map = Map::new();
         let now = time::OffsetDateTime::now_utc();
-        let ts = now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
+        let ts = now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
         map.insert("time".into(), Value::String(ts));
-        map.insert(
-            "level".into(),
-            Value::String(event.metadata().level().as_str().to_ascii_lowercase()),
-        );
-        map.insert(
-            "target".into(),
-            Value::String(event.metadata().target().to_string()),
-        );
+        map.insert("level".into(), Value::String(event.metadata().level().as_str().to_ascii_lowercase()));
+        map.insert("target".into(), Value::String(event.metadata().target().to_string()));
         event.record(&mut Fields(&mut map));
         writeln!(writer, "{}", Value::Object(map))
     }
@@ -105,14 +88,8 @@ pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
         .buffered_lines_limit(64 * 1024)
         .finish(std::io::stdout());
     let pretty = std::env::var("MOAT_LOG_FORMAT").is_ok_and(|v| v == "pretty");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let res = if pretty {
-        builder.try_init()
-    } else {
-        builder.event_format(JsonLines).try_init()
-    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let res = if pretty { builder.try_init() } else { builder.event_format(JsonLines).try_init() };
     if res.is_err() {
         eprintln!("moat: logging was already initialised");
     }

@@ -18,10 +18,7 @@ fn unknown_key_names_file_key_and_reason() {
     for cmd in ["check", "run"] {
         let (code, _, err) = moat_cmd(&[cmd, "--config", &p], &[]);
         assert_ne!(code, 0);
-        assert!(
-            err.contains(&format!("{p}: upstream.retries: unknown key")),
-            "{cmd}: {err}"
-        );
+        assert!(err.contains(&format!("{p}: upstream.retries: unknown key")), "{cmd}: {err}");
     }
 }
 
@@ -30,12 +27,7 @@ fn bad_duration_names_file_key_and_reason() {
     let (_d, p) = write("[limits]\nidle_timeout = \"10 parsecs\"\n");
     let (code, _, err) = moat_cmd(&["check", "--config", &p], &[]);
     assert_ne!(code, 0);
-    assert!(
-        err.contains(&format!(
-            "{p}: limits.idle_timeout: invalid duration \"10 parsecs\""
-        )),
-        "{err}"
-    );
+    assert!(err.contains(&format!("{p}: limits.idle_timeout: invalid duration \"10 parsecs\"")), "{err}");
 }
 
 #[test]
@@ -43,10 +35,7 @@ fn relative_upstream_url() {
     let (_d, p) = write("[upstream]\nurl = \"/just/a/path\"\n");
     let (code, _, err) = moat_cmd(&["check", "--config", &p], &[]);
     assert_ne!(code, 0);
-    assert!(
-        err.contains(&format!("{p}: upstream.url: relative URL without a base")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("{p}: upstream.url: relative URL without a base")), "{err}");
 }
 
 #[test]
@@ -55,43 +44,23 @@ fn run_with_bad_config_binds_nothing() {
     let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = probe.local_addr().unwrap();
     drop(probe);
-    let (_d, p) = write(&format!("[listen]\nhttps = \"{addr}\"\nadmin = \"127.0.0.1:0\"\n[limits]\nshutdown_grace = \"soon\"\n"));
+    let (_d, p) =
+        write(&format!("[listen]\nhttps = \"{addr}\"\nadmin = \"127.0.0.1:0\"\n[limits]\nshutdown_grace = \"soon\"\n"));
     let (code, _, err) = moat_cmd(&["run", "--config", &p], &[]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("limits.shutdown_grace"), "{err}");
-    assert!(
-        std::net::TcpListener::bind(addr).is_ok(),
-        "the https address was bound"
-    );
+    assert!(std::net::TcpListener::bind(addr).is_ok(), "the https address was bound");
 }
 
 #[test]
 fn every_problem_reported_with_environment_source() {
-    let (_d, p) =
-        write("[limits]\nmax_body = \"lots\"\nmystery = 1\n[upstream]\nurl = \"ftp://x\"\n");
-    let (code, _, err) = moat_cmd(
-        &["check", "--config", &p],
-        &[("MOAT_LIMITS__IDLE_TIMEOUT", "never")],
-    );
+    let (_d, p) = write("[limits]\nmax_body = \"lots\"\nmystery = 1\n[upstream]\nurl = \"ftp://x\"\n");
+    let (code, _, err) = moat_cmd(&["check", "--config", &p], &[("MOAT_LIMITS__IDLE_TIMEOUT", "never")]);
     assert_ne!(code, 0);
-    assert!(
-        err.contains(&format!("{p}: limits.max_body: invalid size")),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!("{p}: limits.mystery: unknown key")),
-        "{err}"
-    );
-    assert!(
-        err.contains(&format!("{p}: upstream.url: scheme \"ftp\"")),
-        "{err}"
-    );
-    assert!(
-        err.contains(
-            "MOAT_LIMITS__IDLE_TIMEOUT (environment): limits.idle_timeout: invalid duration"
-        ),
-        "{err}"
-    );
+    assert!(err.contains(&format!("{p}: limits.max_body: invalid size")), "{err}");
+    assert!(err.contains(&format!("{p}: limits.mystery: unknown key")), "{err}");
+    assert!(err.contains(&format!("{p}: upstream.url: scheme \"ftp\"")), "{err}");
+    assert!(err.contains("MOAT_LIMITS__IDLE_TIMEOUT (environment): limits.idle_timeout: invalid duration"), "{err}");
     assert!(err.contains("4 problem(s) found"), "{err}");
 }
 

@@ -50,11 +50,7 @@ async fn leaky_upstream() -> Upstream {
             "/unavailable" => (503, "text/plain", TRACEBACK.into()),
             "/fastapi422" => (422, "application/json", fastapi_422()),
             "/html404" => (404, "text/html", HTML_404.into()),
-            _ => (
-                200,
-                "text/plain",
-                format!("{TRACEBACK}{GO_PANIC}{}{HTML_404}", fastapi_422()),
-            ),
+            _ => (200, "text/plain", format!("{TRACEBACK}{GO_PANIC}{}{HTML_404}", fastapi_422())),
         };
         let mut b = Response::builder()
             .status(status)
@@ -83,10 +79,7 @@ fn assert_clean(what: &str, headers: &reqwest::header::HeaderMap, body: &str) {
     }
     all.push_str(body);
     for leak in LEAKS {
-        assert!(
-            !all.contains(leak),
-            "{what}: `{leak}` reached the client:\n{all}"
-        );
+        assert!(!all.contains(leak), "{what}: `{leak}` reached the client:\n{all}");
     }
 }
 
@@ -104,35 +97,19 @@ async fn upstream_errors_are_sanitized_and_logged_with_request_id() {
     ));
     let client = pki.client();
 
-    for (path, status) in [
-        ("/py500", 500u16),
-        ("/gopanic", 502),
-        ("/unavailable", 503),
-        ("/fastapi422", 422),
-        ("/html404", 404),
-    ] {
+    for (path, status) in
+        [("/py500", 500u16), ("/gopanic", 502), ("/unavailable", 503), ("/fastapi422", 422), ("/html404", 404)]
+    {
         let res = client.get(m.url(path)).send().await.unwrap();
         assert_eq!(res.status().as_u16(), status, "{path}");
-        for h in [
-            "server",
-            "x-powered-by",
-            "x-runtime",
-            "x-debug-token",
-            "x-aspnet-version",
-        ] {
+        for h in ["server", "x-powered-by", "x-runtime", "x-debug-token", "x-aspnet-version"] {
             assert!(res.headers().get(h).is_none(), "{path}: {h} not removed");
         }
         assert_eq!(res.headers()["x-content-type-options"], "nosniff");
         assert_eq!(res.headers()["x-frame-options"], "DENY");
         assert_eq!(res.headers()["referrer-policy"], "no-referrer");
-        assert_eq!(
-            res.headers()["content-security-policy"],
-            "default-src 'self'"
-        );
-        assert!(res.headers()["strict-transport-security"]
-            .to_str()
-            .unwrap()
-            .starts_with("max-age="));
+        assert_eq!(res.headers()["content-security-policy"], "default-src 'self'");
+        assert!(res.headers()["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
         let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
         let headers = res.headers().clone();
         if status == 503 {
@@ -148,10 +125,7 @@ async fn upstream_errors_are_sanitized_and_logged_with_request_id() {
             assert_eq!(v["request_id"], id.as_str());
             // The original is in the log under the same request id, redacted.
             let line = m
-                .wait_log(
-                    &format!("\"request_id\":\"{id}\",\"upstream_status\""),
-                    std::time::Duration::from_secs(5),
-                )
+                .wait_log(&format!("\"request_id\":\"{id}\",\"upstream_status\""), std::time::Duration::from_secs(5))
                 .await;
             let line = line.unwrap_or_else(|| panic!("no log of the replaced body for {id}"));
             let v: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -179,10 +153,7 @@ async fn upstream_errors_are_sanitized_and_logged_with_request_id() {
     let res = client.get(m.url("/ok")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     let body = res.text().await.unwrap();
-    assert_eq!(
-        body,
-        format!("{TRACEBACK}{GO_PANIC}{}{HTML_404}", fastapi_422())
-    );
+    assert_eq!(body, format!("{TRACEBACK}{GO_PANIC}{}{HTML_404}", fastapi_422()));
 }
 
 #[tokio::test]
@@ -200,18 +171,12 @@ async fn browsers_get_an_html_error_page() {
     let res = pki
         .client()
         .get(m.url("/py500"))
-        .header(
-            "accept",
-            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
-        )
+        .header("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 500);
-    assert!(res.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/html"));
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
     let body = res.text().await.unwrap();
     assert!(body.contains("500 Internal Server Error"), "{body}");
@@ -237,10 +202,7 @@ async fn sanitizing_can_be_turned_off_and_csp_overridden_per_route() {
     assert!(res.headers().get("x-frame-options").is_none());
     assert!(res.text().await.unwrap().contains("Traceback"));
     let res = client.get(m.url("/ui/index")).send().await.unwrap();
-    assert_eq!(
-        res.headers()["content-security-policy"],
-        "default-src 'self'; img-src 'self' data:"
-    );
+    assert_eq!(res.headers()["content-security-policy"], "default-src 'self'; img-src 'self' data:");
 }
 
 #[tokio::test]
@@ -250,34 +212,17 @@ async fn secrets_never_reach_the_log() {
     let up = Upstream::ok().await;
     let (c, k) = pki.write_server("s", &rcgen::PKCS_ECDSA_P256_SHA256);
     let m = Moat::start_env(
-        &format!(
-            "[upstream]\nurl = \"{}\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            up.url(),
-            c.display(),
-            k.display()
-        ),
+        &format!("[upstream]\nurl = \"{}\"\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n", up.url(), c.display(), k.display()),
         &[("MOAT_LOG", "debug")],
     );
     let client = pki.client();
-    let secrets = [
-        "BearerSecretAAA111",
-        "CookieSecretBBB222",
-        "ApiKeySecretCCC333",
-        "QueryTokenDDD444",
-        "PasswordEEE555",
-    ];
+    let secrets =
+        ["BearerSecretAAA111", "CookieSecretBBB222", "ApiKeySecretCCC333", "QueryTokenDDD444", "PasswordEEE555"];
     let mut ids = Vec::new();
     for h2 in [false, true] {
-        let c = if h2 {
-            pki.builder().http2_prior_knowledge().build().unwrap()
-        } else {
-            client.clone()
-        };
+        let c = if h2 { pki.builder().http2_prior_knowledge().build().unwrap() } else { client.clone() };
         let res = c
-            .get(m.url(&format!(
-                "/search?q=report&token={}&password={}&page=2",
-                secrets[3], secrets[4]
-            )))
+            .get(m.url(&format!("/search?q=report&token={}&password={}&page=2", secrets[3], secrets[4])))
             .header("authorization", format!("Bearer {}", secrets[0]))
             .header("cookie", format!("session={}", secrets[1]))
             .header("x-api-key", secrets[2])
@@ -290,10 +235,7 @@ async fn secrets_never_reach_the_log() {
     for id in &ids {
         let line = m.access_line(id).await;
         let path = line["path"].as_str().unwrap();
-        assert_eq!(
-            path,
-            "/search?q=report&token=[redacted]&password=[redacted]&page=2"
-        );
+        assert_eq!(path, "/search?q=report&token=[redacted]&password=[redacted]&page=2");
     }
     let mut m = m;
     m.signal("TERM");

@@ -17,11 +17,7 @@ fn base(up: &Upstream) -> String {
 
 fn with_cert(pki: &Pki, extra: &str) -> String {
     let (c, k) = pki.write_server("server", &rcgen::PKCS_ECDSA_P256_SHA256);
-    format!(
-        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n{extra}",
-        c.display(),
-        k.display()
-    )
+    format!("[tls]\ncert = \"{}\"\nkey = \"{}\"\n{extra}", c.display(), k.display())
 }
 
 #[tokio::test]
@@ -32,14 +28,8 @@ async fn h1_and_h2_round_trips_with_forwarding_headers() {
     let m = Moat::start(&format!("{}{}", base(&up), with_cert(&pki, "")));
 
     for (client, version) in [
-        (
-            pki.builder().http1_only().build().unwrap(),
-            http::Version::HTTP_11,
-        ),
-        (
-            pki.builder().http2_prior_knowledge().build().unwrap(),
-            http::Version::HTTP_2,
-        ),
+        (pki.builder().http1_only().build().unwrap(), http::Version::HTTP_11),
+        (pki.builder().http2_prior_knowledge().build().unwrap(), http::Version::HTTP_2),
     ] {
         let res = client
             .get(m.url("/hello?x=1"))
@@ -59,18 +49,9 @@ async fn h1_and_h2_round_trips_with_forwarding_headers() {
         // An untrusted peer's chain is replaced, never passed on.
         assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
         assert_eq!(seen.headers["x-forwarded-proto"], "https");
-        assert_eq!(
-            seen.headers["x-forwarded-host"],
-            format!("localhost:{}", m.https.port()).as_str()
-        );
-        assert!(seen.headers["forwarded"]
-            .to_str()
-            .unwrap()
-            .starts_with("for=127.0.0.1;proto=https"));
-        assert!(seen
-            .headers
-            .get("connection")
-            .is_none_or(|v| v != "keep-alive"));
+        assert_eq!(seen.headers["x-forwarded-host"], format!("localhost:{}", m.https.port()).as_str());
+        assert!(seen.headers["forwarded"].to_str().unwrap().starts_with("for=127.0.0.1;proto=https"));
+        assert!(seen.headers.get("connection").is_none_or(|v| v != "keep-alive"));
         let line = m.access_line(&id).await;
         assert_eq!(line["status"], 200);
         assert_eq!(line["upstream_status"], 200);
@@ -149,26 +130,15 @@ async fn tls_1_1_client_is_refused_and_1_2_accepted() {
     let mut tcp = tokio::net::TcpStream::connect(m.https).await.unwrap();
     tcp.write_all(&hello).await.unwrap();
     let mut buf = vec![0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf)).await.unwrap().unwrap_or(0);
     // Either a fatal alert record, or a closed connection; never a ServerHello.
     if n > 0 {
         assert_eq!(buf[0], 0x15, "expected a TLS alert, got {:?}", &buf[..n]);
         assert_eq!(buf[5], 2, "expected a fatal alert, got {:?}", &buf[..n]);
-        assert!(
-            [40, 70].contains(&buf[6]),
-            "expected handshake_failure or protocol_version, got {:?}",
-            &buf[..n]
-        );
+        assert!([40, 70].contains(&buf[6]), "expected handshake_failure or protocol_version, got {:?}", &buf[..n]);
     }
 
-    let tls12 = pki
-        .builder()
-        .tls_version_max(reqwest::tls::Version::TLS_1_2)
-        .build()
-        .unwrap();
+    let tls12 = pki.builder().tls_version_max(reqwest::tls::Version::TLS_1_2).build().unwrap();
     assert_eq!(tls12.get(m.url("/")).send().await.unwrap().status(), 200);
 }
 
@@ -177,21 +147,10 @@ async fn tls_1_3_only_refuses_1_2() {
     init_crypto();
     let pki = Pki::new();
     let up = Upstream::ok().await;
-    let m = Moat::start(&format!(
-        "{}{}",
-        base(&up),
-        with_cert(&pki, "min_version = \"1.3\"\n")
-    ));
-    let tls12 = pki
-        .builder()
-        .tls_version_max(reqwest::tls::Version::TLS_1_2)
-        .build()
-        .unwrap();
+    let m = Moat::start(&format!("{}{}", base(&up), with_cert(&pki, "min_version = \"1.3\"\n")));
+    let tls12 = pki.builder().tls_version_max(reqwest::tls::Version::TLS_1_2).build().unwrap();
     assert!(tls12.get(m.url("/")).send().await.is_err());
-    assert_eq!(
-        pki.client().get(m.url("/")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(pki.client().get(m.url("/")).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test]
@@ -200,24 +159,9 @@ async fn rsa_and_ed25519_certificates_serve() {
     let pki = Pki::new();
     let up = Upstream::ok().await;
     for alg in [&rcgen::PKCS_RSA_SHA256, &rcgen::PKCS_ED25519] {
-        let (c, k) = pki.write_server(
-            if alg == &rcgen::PKCS_ED25519 {
-                "ed"
-            } else {
-                "rsa"
-            },
-            alg,
-        );
-        let m = Moat::start(&format!(
-            "{}[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
-            base(&up),
-            c.display(),
-            k.display()
-        ));
-        assert_eq!(
-            pki.client().get(m.url("/")).send().await.unwrap().status(),
-            200
-        );
+        let (c, k) = pki.write_server(if alg == &rcgen::PKCS_ED25519 { "ed" } else { "rsa" }, alg);
+        let m = Moat::start(&format!("{}[tls]\ncert = \"{}\"\nkey = \"{}\"\n", base(&up), c.display(), k.display()));
+        assert_eq!(pki.client().get(m.url("/")).send().await.unwrap().status(), 200);
     }
 }
 
@@ -229,33 +173,19 @@ async fn large_upload_and_download_stream_byte_identical() {
     let up = Upstream::start(handler(|parts, _| async move {
         if parts.uri.path() == "/download" {
             let (stream, _) = noise_stream(42, SIZE);
-            let body =
-                http_body_util::StreamBody::new(stream.map(|r| r.map(hyper::body::Frame::data)));
-            return Response::new(http_body_util::BodyExt::boxed(
-                http_body_util::BodyExt::map_err(body, |e| {
-                    Box::new(e) as Box<dyn std::error::Error + Send + Sync>
-                }),
-            ));
+            let body = http_body_util::StreamBody::new(stream.map(|r| r.map(hyper::body::Frame::data)));
+            return Response::new(http_body_util::BodyExt::boxed(http_body_util::BodyExt::map_err(body, |e| {
+                Box::new(e) as Box<dyn std::error::Error + Send + Sync>
+            })));
         }
         Response::new(full("stored"))
     }))
     .await;
-    let m = Moat::start(&format!(
-        "{}{}[limits]\nmax_body = \"200MiB\"\n",
-        base(&up),
-        with_cert(&pki, "")
-    ));
-    for client in [
-        pki.builder().http1_only().build().unwrap(),
-        pki.builder().http2_prior_knowledge().build().unwrap(),
-    ] {
+    let m = Moat::start(&format!("{}{}[limits]\nmax_body = \"200MiB\"\n", base(&up), with_cert(&pki, "")));
+    for client in [pki.builder().http1_only().build().unwrap(), pki.builder().http2_prior_knowledge().build().unwrap()]
+    {
         let (stream, digest) = noise_stream(7, SIZE);
-        let res = client
-            .post(m.url("/upload"))
-            .body(reqwest::Body::wrap_stream(stream))
-            .send()
-            .await
-            .unwrap();
+        let res = client.post(m.url("/upload")).body(reqwest::Body::wrap_stream(stream)).send().await.unwrap();
         assert_eq!(res.status(), 200);
         let seen = up.seen().pop().unwrap();
         assert_eq!(seen.body_len, SIZE);
@@ -276,10 +206,7 @@ async fn large_upload_and_download_stream_byte_identical() {
         assert_eq!(n, SIZE);
         assert_eq!(hex::encode(h.finalize()), expected);
     }
-    eprintln!(
-        "moat peak RSS after 2x100 MiB up + down: {} KiB",
-        m.peak_rss_kib()
-    );
+    eprintln!("moat peak RSS after 2x100 MiB up + down: {} KiB", m.peak_rss_kib());
 }
 
 #[tokio::test]
@@ -289,10 +216,7 @@ async fn upstream_down_is_502_problem_without_address() {
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = free.local_addr().unwrap().port();
     drop(free);
-    let m = Moat::start(&format!(
-        "[upstream]\nurl = \"http://127.0.0.1:{port}\"\n{}",
-        with_cert(&pki, "")
-    ));
+    let m = Moat::start(&format!("[upstream]\nurl = \"http://127.0.0.1:{port}\"\n{}", with_cert(&pki, "")));
     let res = pki.client().get(m.url("/x")).send().await.unwrap();
     assert_eq!(res.status(), 502);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
@@ -302,14 +226,8 @@ async fn upstream_down_is_502_problem_without_address() {
     assert_eq!(v["status"], 502);
     assert_eq!(v["title"], "Bad Gateway");
     assert_eq!(v["request_id"], id.as_str());
-    assert!(
-        !body.contains(&port.to_string()) && !body.contains("127.0.0.1"),
-        "{body}"
-    );
-    assert!(
-        !body.to_lowercase().contains("error trying to connect"),
-        "{body}"
-    );
+    assert!(!body.contains(&port.to_string()) && !body.contains("127.0.0.1"), "{body}");
+    assert!(!body.to_lowercase().contains("error trying to connect"), "{body}");
     let line = m.access_line(&id).await;
     assert_eq!(line["reject_reason"], "upstream_unavailable");
 }
@@ -323,11 +241,7 @@ async fn slow_upstream_is_504() {
         Response::new(full("late"))
     }))
     .await;
-    let m = Moat::start(&format!(
-        "{}response_timeout = \"1s\"\n{}",
-        base(&up),
-        with_cert(&pki, "")
-    ));
+    let m = Moat::start(&format!("{}response_timeout = \"1s\"\n{}", base(&up), with_cert(&pki, "")));
     let res = pki.client().get(m.url("/slow")).send().await.unwrap();
     assert_eq!(res.status(), 504);
     let v: serde_json::Value = serde_json::from_str(&res.text().await.unwrap()).unwrap();
@@ -342,10 +256,8 @@ async fn oversized_header_is_431() {
     let up = Upstream::ok().await;
     let m = Moat::start(&format!("{}{}", base(&up), with_cert(&pki, "")));
     let big = "a".repeat(20 * 1024);
-    for client in [
-        pki.builder().http1_only().build().unwrap(),
-        pki.builder().http2_prior_knowledge().build().unwrap(),
-    ] {
+    for client in [pki.builder().http1_only().build().unwrap(), pki.builder().http2_prior_knowledge().build().unwrap()]
+    {
         match client.get(m.url("/")).header("x-big", &big).send().await {
             Ok(res) => assert_eq!(res.status(), 431),
             Err(e) => {
@@ -354,10 +266,7 @@ async fn oversized_header_is_431() {
             }
         }
     }
-    assert!(
-        up.seen().is_empty(),
-        "an oversized request reached the upstream"
-    );
+    assert!(up.seen().is_empty(), "an oversized request reached the upstream");
 }
 
 #[tokio::test]
@@ -365,15 +274,9 @@ async fn slowloris_client_is_disconnected() {
     init_crypto();
     let pki = Pki::new();
     let up = Upstream::ok().await;
-    let m = Moat::start(&format!(
-        "{}{}[limits]\nheader_read_timeout = \"1s\"\n",
-        base(&up),
-        with_cert(&pki, "")
-    ));
+    let m = Moat::start(&format!("{}{}[limits]\nheader_read_timeout = \"1s\"\n", base(&up), with_cert(&pki, "")));
     let mut tls = tls_connect(&pki, m.https).await;
-    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaa")
-        .await
-        .unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: aaa").await.unwrap();
     tls.flush().await.unwrap();
     let mut buf = [0u8; 1024];
     // The connection must be closed by moat (read returns EOF, an error, or a 408), long before this bound.
@@ -398,38 +301,24 @@ async fn mtls_requires_a_client_certificate() {
     let m = Moat::start(&format!(
         "{}{}",
         base(&up),
-        with_cert(
-            &pki,
-            &format!("client_ca = \"{}\"\n", pki.ca_path().display())
-        )
+        with_cert(&pki, &format!("client_ca = \"{}\"\n", pki.ca_path().display()))
     ));
     let anonymous = pki.client();
-    assert!(
-        anonymous.get(m.url("/")).send().await.is_err(),
-        "a client without a certificate got through"
-    );
+    assert!(anonymous.get(m.url("/")).send().await.is_err(), "a client without a certificate got through");
     let id = reqwest::Identity::from_pem(pki.client_identity_pem().as_bytes()).unwrap();
     let with_cert = pki.builder().identity(id).build().unwrap();
-    assert_eq!(
-        with_cert.get(m.url("/")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(with_cert.get(m.url("/")).send().await.unwrap().status(), 200);
     assert_eq!(up.seen().len(), 1);
 }
 
 async fn peer_cert(pki: &Pki, addr: std::net::SocketAddr) -> Vec<u8> {
     let tls = tls_connect(pki, addr).await;
-    tls.get_ref().1.peer_certificates().unwrap()[0]
-        .as_ref()
-        .to_vec()
+    tls.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec()
 }
 
 fn pem_der(pem: &str) -> Vec<u8> {
     use rustls_pki_types::pem::PemObject;
-    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-        .unwrap()
-        .as_ref()
-        .to_vec()
+    rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap().as_ref().to_vec()
 }
 
 #[tokio::test]
@@ -457,9 +346,7 @@ async fn certificate_hot_reload() {
 
     // An open keep-alive connection made before the swap.
     let mut old = tls_connect(&pki, m.https).await;
-    old.write_all(b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    old.write_all(b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 4096];
     let n = old.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
@@ -484,9 +371,7 @@ async fn certificate_hot_reload() {
     assert!(swapped, "new connections still get the old certificate");
 
     // The connection opened before the swap still works.
-    old.write_all(b"GET /b HTTP/1.1\r\nHost: localhost\r\n\r\n")
-        .await
-        .unwrap();
+    old.write_all(b"GET /b HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
     let n = old.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
 
@@ -497,10 +382,7 @@ async fn certificate_hot_reload() {
     std::fs::write(v3.join("tls.key"), &k1).unwrap();
     std::os::unix::fs::symlink("..v3", mount.path().join("..data_tmp")).unwrap();
     std::fs::rename(mount.path().join("..data_tmp"), mount.path().join("..data")).unwrap();
-    assert!(m
-        .wait_log("new certificate refused", Duration::from_secs(10))
-        .await
-        .is_some());
+    assert!(m.wait_log("new certificate refused", Duration::from_secs(10)).await.is_some());
     assert_eq!(peer_cert(&pki, m.https).await, pem_der(&c2));
 }
 
@@ -519,19 +401,11 @@ async fn sigterm_lets_in_flight_request_finish_and_exits_zero() {
     let arrived = up.arrived.clone();
     let notified = arrived.notified();
     let req = tokio::spawn(async move { client.get(url).send().await.map(|r| r.status()) });
-    tokio::time::timeout(Duration::from_secs(10), notified)
-        .await
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), notified).await.unwrap();
     m.signal("TERM");
-    let status = tokio::time::timeout(Duration::from_secs(15), req)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), req).await.unwrap().unwrap().unwrap();
     assert_eq!(status, StatusCode::OK);
-    let exit = m
-        .wait_exit(Duration::from_secs(15))
-        .expect("moat did not exit");
+    let exit = m.wait_exit(Duration::from_secs(15)).expect("moat did not exit");
     assert!(exit.success(), "exit status {exit:?}");
     // After shutdown, the port no longer accepts.
     assert!(tokio::net::TcpStream::connect(m.https).await.is_err());
@@ -553,7 +427,9 @@ async fn websocket_upgrade_passes_through() {
         }
         let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
         assert!(text.contains("upgrade: websocket"));
-        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").await.unwrap();
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .await
+            .unwrap();
         loop {
             let n = s.read(&mut buf).await.unwrap();
             if n == 0 {
@@ -564,32 +440,19 @@ async fn websocket_upgrade_passes_through() {
             s.write_all(&echo).await.unwrap();
         }
     });
-    let m = Moat::start(&format!(
-        "[upstream]\nurl = \"http://{addr}\"\n{}",
-        with_cert(&pki, "")
-    ));
+    let m = Moat::start(&format!("[upstream]\nurl = \"http://{addr}\"\n{}", with_cert(&pki, "")));
     let mut tls = tls_connect(&pki, m.https).await;
     tls.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 4096];
     let mut got = Vec::new();
     while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await.unwrap().unwrap();
         assert!(n > 0);
         got.extend_from_slice(&buf[..n]);
     }
-    assert!(
-        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&got)
-    );
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
     tls.write_all(b"ping").await.unwrap();
-    let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await.unwrap().unwrap();
     assert_eq!(&buf[..n], b"echo:ping");
 }
 
@@ -600,25 +463,12 @@ async fn admin_health_and_readiness() {
     let up = Upstream::ok().await;
     let m = Moat::start(&format!("{}{}", base(&up), with_cert(&pki, "")));
     let c = reqwest::Client::builder().no_proxy().build().unwrap();
-    assert_eq!(
-        c.get(m.admin_url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(m.admin_url("/readyz")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(c.get(m.admin_url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(m.admin_url("/readyz")).send().await.unwrap().status(), 200);
     up.stop();
     drop(up);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        c.get(m.admin_url("/readyz")).send().await.unwrap().status(),
-        503
-    );
+    assert_eq!(c.get(m.admin_url("/readyz")).send().await.unwrap().status(), 503);
     // The public listener serves no admin endpoints: they are proxied like any path.
     let res = pki.client().get(m.url("/metrics")).send().await.unwrap();
     assert_eq!(res.status(), 502);
@@ -634,28 +484,13 @@ async fn http_redirect_listener_answers_308() {
         base(&up),
         with_cert(&pki, "")
     ));
-    let line = m
-        .wait_log("moat is serving", Duration::from_secs(5))
-        .await
-        .unwrap();
+    let line = m.wait_log("moat is serving", Duration::from_secs(5)).await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     let redirect = v["http_redirect"].as_str().unwrap().to_string();
-    let c = reqwest::Client::builder()
-        .no_proxy()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let res = c
-        .get(format!("http://{redirect}/docs?a=1"))
-        .header("host", "docs.example.com")
-        .send()
-        .await
-        .unwrap();
+    let c = reqwest::Client::builder().no_proxy().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = c.get(format!("http://{redirect}/docs?a=1")).header("host", "docs.example.com").send().await.unwrap();
     assert_eq!(res.status(), 308);
-    assert_eq!(
-        res.headers()["location"],
-        format!("https://docs.example.com:{}/docs?a=1", m.https.port()).as_str()
-    );
+    assert_eq!(res.headers()["location"], format!("https://docs.example.com:{}/docs?a=1", m.https.port()).as_str());
 }
 
 #[tokio::test]
@@ -663,36 +498,18 @@ async fn body_over_content_length_limit_is_413_before_upstream() {
     init_crypto();
     let pki = Pki::new();
     let up = Upstream::ok().await;
-    let m = Moat::start(&format!(
-        "{}{}[limits]\nmax_body = \"1KiB\"\n",
-        base(&up),
-        with_cert(&pki, "")
-    ));
-    let res = pki
-        .client()
-        .post(m.url("/u"))
-        .body(vec![b'x'; 4096])
-        .send()
-        .await
-        .unwrap();
+    let m = Moat::start(&format!("{}{}[limits]\nmax_body = \"1KiB\"\n", base(&up), with_cert(&pki, "")));
+    let res = pki.client().post(m.url("/u")).body(vec![b'x'; 4096]).send().await.unwrap();
     assert_eq!(res.status(), 413);
     assert!(up.seen().is_empty());
     // Chunked over the limit: cut mid-stream, the upstream never gets a complete body.
     let (stream, _) = noise_stream(1, 1 << 20);
-    let res = pki
-        .client()
-        .post(m.url("/u"))
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await;
+    let res = pki.client().post(m.url("/u")).body(reqwest::Body::wrap_stream(stream)).send().await;
     if let Ok(res) = res {
         assert_eq!(res.status(), 413);
     }
     for s in up.seen() {
-        assert!(
-            !s.complete || s.body_len <= 1024,
-            "upstream got a complete oversized body: {s:?}"
-        );
+        assert!(!s.complete || s.body_len <= 1024, "upstream got a complete oversized body: {s:?}");
     }
 }
 
@@ -706,46 +523,28 @@ async fn no_config_file_serves_on_defaults_with_self_signed_cert() {
         ("MOAT_LISTEN__ADMIN", "127.0.0.1:0"),
         ("MOAT_UPSTREAM__URL", url.as_str()),
     ]);
-    let warn = m
-        .wait_log(
-            "self-signed development certificate",
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+    let warn = m.wait_log("self-signed development certificate", Duration::from_secs(5)).await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&warn).unwrap();
     assert_eq!(v["level"], "warn");
-    let fp = v["fingerprint_sha256"]
-        .as_str()
-        .unwrap()
-        .replace(':', "")
-        .to_ascii_lowercase();
+    let fp = v["fingerprint_sha256"].as_str().unwrap().replace(':', "").to_ascii_lowercase();
 
     // The served certificate is the one whose fingerprint was logged.
     let tcp = tokio::net::TcpStream::connect(m.https).await.unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .dangerous()
-    .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
-    .with_no_client_auth();
+    let cfg =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(AcceptAny))
+            .with_no_client_auth();
     let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
+        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
     let leaf = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
     assert_eq!(sha256_hex(leaf.as_ref()), fp);
 
-    let c = reqwest::Client::builder()
-        .no_proxy()
-        .tls_danger_accept_invalid_certs(true)
-        .build()
-        .unwrap();
+    let c = reqwest::Client::builder().no_proxy().tls_danger_accept_invalid_certs(true).build().unwrap();
     let res = c.get(m.url("/")).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(res.text().await.unwrap(), "ok from upstream");
@@ -782,8 +581,6 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
         Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::aws_lc_rs::default_provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        rustls::crypto::aws_lc_rs::default_provider().signature_verification_algorithms.supported_schemes()
     }
 }

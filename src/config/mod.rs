@@ -23,7 +23,7 @@ use validate::validate;
 /// Keys whose value may instead be read from a file named by `KEY_file`
 /// (mounted secrets). The file's content, minus a trailing newline, becomes
 /// the value.
-const FILE_KEYS: &[&str] = &["upstream.url"];
+const FILE_KEYS: &[&str] = &["upstream.url", "rate_limit.redis_url"];
 
 /// A validated configuration, ready to build listeners and policies from.
 #[derive(Debug, Clone)]
@@ -42,6 +42,10 @@ pub struct Config {
     pub upstream: Upstream,
     /// `[limits]`
     pub limits: Limits,
+    /// `[client_ip]`
+    pub client_ip: ClientIpConfig,
+    /// `[rate_limit]`
+    pub rate_limit: crate::policy::rate_limit::RateLimitConfig,
     /// `[errors]`
     pub errors: crate::policy::sanitize::ErrorPolicy,
     /// `[security_headers]`
@@ -85,6 +89,15 @@ pub struct Tls {
     pub handshake_timeout: Duration,
 }
 
+/// `[client_ip]`
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientIpConfig {
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Global allow/deny lists.
+    pub rules: crate::policy::client_ip::IpRules,
+}
+
 /// `[upstream]`
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -121,6 +134,8 @@ pub struct Limits {
     pub shutdown_grace: Duration,
     /// HTTP/2 concurrent streams per connection.
     pub h2_max_concurrent_streams: u32,
+    /// Requests in progress at once (global).
+    pub max_in_flight: Option<usize>,
 }
 
 /// A route's path pattern: literal segments and `{param}` segments.
@@ -153,18 +168,12 @@ impl PathPattern {
             if seg.starts_with('{') && seg.ends_with('}') && seg.len() > 2 {
                 segments.push(Segment::Param);
             } else if seg.contains(['{', '}', '?', '#', '%', '\\']) || seg == ".." || seg == "." {
-                return Err(format!(
-                    "\"{raw}\": segment \"{seg}\" is not a literal or a {{param}}"
-                ));
+                return Err(format!("\"{raw}\": segment \"{seg}\" is not a literal or a {{param}}"));
             } else {
                 segments.push(Segment::Lit(seg.to_string()));
             }
         }
-        Ok(Self {
-            raw: raw.to_string(),
-            segments,
-            exact,
-        })
+        Ok(Self { raw: raw.to_string(), segments, exact })
     }
 
     /// Whether `path` (already normalized) matches; segment-wise prefix unless exact.
@@ -222,6 +231,12 @@ pub struct Route {
     pub content_types: Option<Vec<String>>,
     /// Security headers for this route, if it overrides the global ones.
     pub security_headers: Option<crate::policy::security_headers::SecurityHeaders>,
+    /// `None`: the default limit; `Some(None)`: off; `Some(Some(rule))`: this rule.
+    pub rate_limit: Option<Option<crate::policy::rate_limit::Rule>>,
+    /// Requests in progress at once on this route.
+    pub max_in_flight: Option<usize>,
+    /// IP rules overriding the global ones.
+    pub ip_rules: Option<crate::policy::client_ip::IpRules>,
 }
 
 /// One problem found in a config.
@@ -277,43 +292,25 @@ impl Problems {
         let source = self
             .env_keys
             .iter()
-            .find(|(k, _)| {
-                key == **k || key.starts_with(&format!("{k}.")) || key.starts_with(&format!("{k}["))
-            })
+            .find(|(k, _)| key == **k || key.starts_with(&format!("{k}.")) || key.starts_with(&format!("{k}[")))
             .map(|(_, var)| format!("{var} (environment)"))
             .unwrap_or_else(|| self.source.clone());
-        self.list.push(Problem {
-            source,
-            key,
-            reason: reason.into(),
-        });
+        self.list.push(Problem { source, key, reason: reason.into() });
     }
 }
 
 /// Loads, overrides, and validates a config. `path = None` → built-in defaults
 /// (still subject to `MOAT_*` overrides).
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
-    let env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| k.starts_with("MOAT_"))
-        .collect();
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("MOAT_")).collect();
     load_with_env(path, &env)
 }
 
 /// [`load`] with an explicit environment (tests).
 pub fn load_with_env(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
-    let source = path
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "built-in defaults".into());
-    let mut problems = Problems {
-        source: source.clone(),
-        env_keys: BTreeMap::new(),
-        list: Vec::new(),
-    };
-    let fail = |problems: Problems| {
-        Err(ConfigError {
-            problems: problems.list,
-        })
-    };
+    let source = path.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
+    let mut problems = Problems { source: source.clone(), env_keys: BTreeMap::new(), list: Vec::new() };
+    let fail = |problems: Problems| Err(ConfigError { problems: problems.list });
 
     let mut table = match path {
         None => toml::Table::new(),
@@ -321,10 +318,7 @@ pub fn load_with_env(path: Option<&Path>, env: &[(String, String)]) -> Result<Co
             let text = match std::fs::read_to_string(p) {
                 Ok(t) => t,
                 Err(e) => {
-                    problems.push(
-                        "",
-                        format!("cannot read the config file: {}", io_reason(&e)),
-                    );
+                    problems.push("", format!("cannot read the config file: {}", io_reason(&e)));
                     return fail(problems);
                 }
             };
@@ -399,10 +393,7 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], problems: &mut P
         }
         let value = env_value(val);
         if let Err(p) = set_path(table, &parts, value) {
-            problems.push(
-                key.clone(),
-                format!("cannot override: `{p}` is not a table"),
-            );
+            problems.push(key.clone(), format!("cannot override: `{p}` is not a table"));
         }
     }
 }
@@ -415,9 +406,7 @@ fn set_path(table: &mut toml::Table, parts: &[String], value: toml::Value) -> Re
             Ok(())
         }
         [first, rest @ ..] => {
-            let entry = table
-                .entry(first.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = table.entry(first.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
             match entry {
                 toml::Value::Table(t) => set_path(t, rest, value),
                 _ => Err(first.clone()),
@@ -467,24 +456,15 @@ fn resolve_files(table: &mut toml::Table, cfg_path: Option<&Path>, problems: &mu
             continue;
         };
         if sec.contains_key(&name.to_string()) {
-            problems.push(
-                dotted,
-                format!("both `{key}` and `{section}.{file_key}` are set; keep one"),
-            );
+            problems.push(dotted, format!("both `{key}` and `{section}.{file_key}` are set; keep one"));
             continue;
         }
         let p = resolve_relative(cfg_path, p);
         match std::fs::read_to_string(&p) {
             Ok(s) => {
-                sec.insert(
-                    name.to_string(),
-                    toml::Value::String(s.trim_end_matches(['\r', '\n']).to_string()),
-                );
+                sec.insert(name.to_string(), toml::Value::String(s.trim_end_matches(['\r', '\n']).to_string()));
             }
-            Err(e) => problems.push(
-                dotted,
-                format!("cannot read {}: {}", p.display(), io_reason(&e)),
-            ),
+            Err(e) => problems.push(dotted, format!("cannot read {}: {}", p.display(), io_reason(&e))),
         }
     }
 }
@@ -507,9 +487,7 @@ impl Config {
     /// The route a request belongs to: first route whose pattern and (if set) methods match,
     /// else `None` (the caller applies `deny_unmatched` or the defaults).
     pub fn match_route(&self, path: &str) -> Option<&Arc<Route>> {
-        self.routes
-            .iter()
-            .find(|r| r.path.as_ref().is_some_and(|p| p.matches(path)))
+        self.routes.iter().find(|r| r.path.as_ref().is_some_and(|p| p.matches(path)))
     }
 }
 
@@ -526,17 +504,10 @@ mod tests {
 
     fn errors(text: &str, env: &[(&str, &str)]) -> Vec<String> {
         let f = write(text);
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
+        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         match load_with_env(Some(f.path()), &env) {
             Ok(_) => vec![],
-            Err(e) => e
-                .problems
-                .iter()
-                .map(|p| format!("{}: {}", p.key, p.reason))
-                .collect(),
+            Err(e) => e.problems.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect(),
         }
     }
 
@@ -551,16 +522,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        let e = errors(
-            "[listen]\nhttps = \"127.0.0.1:1\"\nfoo = 1\n[bogus]\nx = 1\n",
-            &[],
-        );
-        assert!(
-            e.contains(
-                &"listen.foo: unknown key (no such setting in this version of moat)".to_string()
-            ),
-            "{e:?}"
-        );
+        let e = errors("[listen]\nhttps = \"127.0.0.1:1\"\nfoo = 1\n[bogus]\nx = 1\n", &[]);
+        assert!(e.contains(&"listen.foo: unknown key (no such setting in this version of moat)".to_string()), "{e:?}");
         assert!(e.iter().any(|l| l.starts_with("bogus")), "{e:?}");
     }
 
@@ -569,10 +532,7 @@ mod tests {
         let e = errors("[upstream]\nurl = \"app:8000/x\"\n", &[]);
         assert!(e.iter().any(|l| l.starts_with("upstream.url: ")), "{e:?}");
         let e = errors("[upstream]\nurl = \"/x\"\n", &[]);
-        assert_eq!(
-            e,
-            vec!["upstream.url: relative URL without a base".to_string()]
-        );
+        assert_eq!(e, vec!["upstream.url: relative URL without a base".to_string()]);
     }
 
     #[test]
@@ -588,25 +548,16 @@ mod tests {
     fn env_overrides_and_sources() {
         let f = write("[upstream]\nurl = \"http://127.0.0.1:1\"\n");
         let env = vec![
-            (
-                "MOAT_UPSTREAM__URL".to_string(),
-                "http://10.1.2.3:9000".to_string(),
-            ),
+            ("MOAT_UPSTREAM__URL".to_string(), "http://10.1.2.3:9000".to_string()),
             ("MOAT_LIMITS__MAX_CONNECTIONS".to_string(), "77".to_string()),
         ];
         let c = load_with_env(Some(f.path()), &env).unwrap();
         assert_eq!(c.upstream.origin.as_str(), "10.1.2.3:9000");
         assert_eq!(c.limits.max_connections, 77);
 
-        let env = vec![(
-            "MOAT_LIMITS__IDLE_TIMEOUT".to_string(),
-            "forever".to_string(),
-        )];
+        let env = vec![("MOAT_LIMITS__IDLE_TIMEOUT".to_string(), "forever".to_string())];
         let e = load_with_env(Some(f.path()), &env).unwrap_err();
-        assert_eq!(
-            e.problems[0].source,
-            "MOAT_LIMITS__IDLE_TIMEOUT (environment)"
-        );
+        assert_eq!(e.problems[0].source, "MOAT_LIMITS__IDLE_TIMEOUT (environment)");
         assert_eq!(e.problems[0].key, "limits.idle_timeout");
     }
 

@@ -22,12 +22,70 @@ pub struct RawConfig {
     pub upstream: RawUpstream,
     /// `[limits]`
     pub limits: RawLimits,
+    /// `[client_ip]`
+    pub client_ip: RawClientIp,
+    /// `[rate_limit]`
+    pub rate_limit: RawRateLimit,
     /// `[errors]`
     pub errors: RawErrors,
     /// `[security_headers]`
     pub security_headers: RawSecurityHeaders,
     /// `[[routes]]`
     pub routes: Vec<RawRoute>,
+}
+
+/// `[client_ip]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawClientIp {
+    /// Peers whose `x-forwarded-for` is believed.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Only these networks may connect (empty = everyone).
+    pub allow: Option<Vec<String>>,
+    /// These networks may not.
+    pub deny: Option<Vec<String>>,
+}
+
+/// A rate-limit rule, or `"off"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawRuleOrOff {
+    /// `"off"`
+    Off(String),
+    /// `{ key, rate, burst }`
+    Rule(RawRule),
+}
+
+/// `{ key = "ip", rate = "20/s", burst = 40 }`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    /// `ip`, `api_key` or `route`.
+    pub key: Option<String>,
+    /// `COUNT/UNIT`.
+    pub rate: Option<String>,
+    /// Requests allowed at once (default: the rate's count).
+    pub burst: Option<i64>,
+}
+
+/// `[rate_limit]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawRateLimit {
+    /// `memory` or `redis`.
+    pub backend: Option<String>,
+    /// Redis URL.
+    pub redis_url: Option<String>,
+    /// Timeout of each Redis call.
+    pub redis_timeout: Option<Scalar>,
+    /// `allow` or `deny`.
+    pub on_backend_error: Option<String>,
+    /// IPv6 prefix length for IP keys.
+    pub ipv6_prefix: Option<i64>,
+    /// Keys tracked per route in memory.
+    pub max_keys: Option<i64>,
+    /// Limit for routes without their own.
+    pub default: Option<RawRuleOrOff>,
 }
 
 /// `[errors]`
@@ -123,6 +181,8 @@ pub struct RawLimits {
     pub shutdown_grace: Option<Scalar>,
     /// HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: Option<i64>,
+    /// Requests in progress at once (global); more are shed with 503.
+    pub max_in_flight: Option<i64>,
 }
 
 /// One `[[routes]]` entry.
@@ -147,4 +207,12 @@ pub struct RawRoute {
     pub content_types: Option<Vec<String>>,
     /// Per-route security header overrides.
     pub security_headers: Option<RawSecurityHeaders>,
+    /// This route's rate limit, or `"off"`.
+    pub rate_limit: Option<RawRuleOrOff>,
+    /// Requests in progress at once on this route.
+    pub max_in_flight: Option<i64>,
+    /// Only these networks (overrides `client_ip.allow`).
+    pub allow: Option<Vec<String>>,
+    /// Not these networks (overrides `client_ip.deny`).
+    pub deny: Option<Vec<String>>,
 }

@@ -22,9 +22,7 @@ pub fn duration(v: &Scalar) -> Result<Duration, String> {
         Scalar::Int(n) => return Err(format!("invalid duration {n}: must not be negative")),
         Scalar::Str(s) => s.trim(),
     };
-    let err = || {
-        format!("invalid duration \"{s}\": expected a number followed by ms, s, m, h or d (e.g. \"10s\")")
-    };
+    let err = || format!("invalid duration \"{s}\": expected a number followed by ms, s, m, h or d (e.g. \"10s\")");
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: u64 = num.parse().map_err(|_| err())?;
@@ -76,17 +74,11 @@ pub struct Rate {
 
 /// Parses `"20/s"`, `"10/min"`, `"100/h"`, `"1000/d"`.
 pub fn rate(s: &str) -> Result<Rate, String> {
-    let err = || {
-        format!(
-            "invalid rate \"{s}\": expected COUNT/UNIT with UNIT s, min, h or d (e.g. \"20/s\")"
-        )
-    };
+    let err = || format!("invalid rate \"{s}\": expected COUNT/UNIT with UNIT s, min, h or d (e.g. \"20/s\")");
     let (count, unit) = s.trim().split_once('/').ok_or_else(err)?;
     let count: u32 = count.trim().parse().map_err(|_| err())?;
     if count == 0 {
-        return Err(format!(
-            "invalid rate \"{s}\": the count must be at least 1"
-        ));
+        return Err(format!("invalid rate \"{s}\": the count must be at least 1"));
     }
     let per = match unit.trim() {
         "s" | "sec" | "second" => 1,
@@ -95,10 +87,7 @@ pub fn rate(s: &str) -> Result<Rate, String> {
         "d" | "day" => 86_400,
         _ => return Err(err()),
     };
-    Ok(Rate {
-        count,
-        per: Duration::from_secs(per),
-    })
+    Ok(Rate { count, per: Duration::from_secs(per) })
 }
 
 #[cfg(test)]
@@ -136,20 +125,8 @@ mod tests {
 
     #[test]
     fn rates() {
-        assert_eq!(
-            rate("20/s"),
-            Ok(Rate {
-                count: 20,
-                per: Duration::from_secs(1)
-            })
-        );
-        assert_eq!(
-            rate("10/min"),
-            Ok(Rate {
-                count: 10,
-                per: Duration::from_secs(60)
-            })
-        );
+        assert_eq!(rate("20/s"), Ok(Rate { count: 20, per: Duration::from_secs(1) }));
+        assert_eq!(rate("10/min"), Ok(Rate { count: 10, per: Duration::from_secs(60) }));
         assert!(rate("0/s").is_err());
         assert!(rate("10").is_err());
         assert!(rate("10/fortnight").is_err());

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use http::Method;
 
-use super::raw::{RawConfig, RawRoute, RawSecurityHeaders};
+use super::raw::{RawConfig, RawRoute, RawRule, RawRuleOrOff, RawSecurityHeaders};
 use super::units::{self, Scalar};
 use super::{Config, Limits, Listen, PathPattern, Problems, Route, Tls, TlsVersion, Upstream};
+use crate::policy::client_ip::IpRules;
+use crate::policy::rate_limit::{Backend, KeyKind, OnBackendError, RateLimitConfig, Rule};
 use crate::policy::security_headers::SecurityHeaders;
 
 fn dur(p: &mut Problems, key: &str, v: &Option<Scalar>, default: Duration) -> Duration {
@@ -62,22 +64,14 @@ fn count(p: &mut Problems, key: &str, v: Option<i64>, default: u64, min: u64, ma
 fn file(p: &mut Problems, key: &str, base: Option<&Path>, v: &str) -> PathBuf {
     let path = super::resolve_relative(base, v);
     if let Err(e) = std::fs::metadata(&path) {
-        p.push(
-            key,
-            format!("cannot read {}: {}", path.display(), super::io_reason(&e)),
-        );
+        p.push(key, format!("cannot read {}: {}", path.display(), super::io_reason(&e)));
     }
     path
 }
 
 /// Turns a raw config into a typed one; problems go to `p`. Returns `None`
 /// only when a value needed to build the rest is unusable.
-pub(crate) fn validate(
-    raw: RawConfig,
-    source: String,
-    path: Option<PathBuf>,
-    p: &mut Problems,
-) -> Option<Config> {
+pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p: &mut Problems) -> Option<Config> {
     let base = path.as_deref();
 
     let listen = Listen {
@@ -94,10 +88,7 @@ pub(crate) fn validate(
         || same(listen.admin, listen.http_redirect)
         || same(listen.https, listen.http_redirect)
     {
-        p.push(
-            "listen",
-            "https, http_redirect and admin must be different addresses",
-        );
+        p.push("listen", "https, http_redirect and admin must be different addresses");
     }
 
     let cert = match (&raw.tls.cert, &raw.tls.key) {
@@ -113,17 +104,11 @@ pub(crate) fn validate(
             Some((c, k))
         }
         (Some(_), None) => {
-            p.push(
-                "tls.key",
-                "missing: tls.cert is set, so tls.key must be too",
-            );
+            p.push("tls.key", "missing: tls.cert is set, so tls.key must be too");
             None
         }
         (None, Some(_)) => {
-            p.push(
-                "tls.cert",
-                "missing: tls.key is set, so tls.cert must be too",
-            );
+            p.push("tls.cert", "missing: tls.key is set, so tls.cert must be too");
             None
         }
     };
@@ -131,10 +116,7 @@ pub(crate) fn validate(
         None | Some("1.2") => TlsVersion::V1_2,
         Some("1.3") => TlsVersion::V1_3,
         Some(v) => {
-            p.push(
-                "tls.min_version",
-                format!("\"{v}\" is not supported: use \"1.2\" or \"1.3\""),
-            );
+            p.push("tls.min_version", format!("\"{v}\" is not supported: use \"1.2\" or \"1.3\""));
             TlsVersion::V1_2
         }
     };
@@ -151,19 +133,10 @@ pub(crate) fn validate(
         cert,
         min_version,
         client_ca,
-        handshake_timeout: dur(
-            p,
-            "tls.handshake_timeout",
-            &raw.tls.handshake_timeout,
-            Duration::from_secs(10),
-        ),
+        handshake_timeout: dur(p, "tls.handshake_timeout", &raw.tls.handshake_timeout, Duration::from_secs(10)),
     };
 
-    let url = raw
-        .upstream
-        .url
-        .as_deref()
-        .unwrap_or("http://127.0.0.1:8000");
+    let url = raw.upstream.url.as_deref().unwrap_or("http://127.0.0.1:8000");
     let (origin, base_path) = match url::Url::parse(url) {
         Err(e) => {
             p.push("upstream.url", e.to_string());
@@ -172,10 +145,7 @@ pub(crate) fn validate(
         Ok(u) if u.scheme() != "http" => {
             p.push(
                 "upstream.url",
-                format!(
-                    "scheme \"{}\" is not supported: moat forwards plain http to an app beside it",
-                    u.scheme()
-                ),
+                format!("scheme \"{}\" is not supported: moat forwards plain http to an app beside it", u.scheme()),
             );
             (None, String::new())
         }
@@ -203,21 +173,12 @@ pub(crate) fn validate(
             }
         }
     };
-    let upstream_response_timeout = dur(
-        p,
-        "upstream.response_timeout",
-        &raw.upstream.response_timeout,
-        Duration::from_secs(300),
-    );
+    let upstream_response_timeout =
+        dur(p, "upstream.response_timeout", &raw.upstream.response_timeout, Duration::from_secs(300));
     let upstream = Upstream {
         origin: origin.unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1:8000")),
         base_path,
-        connect_timeout: dur(
-            p,
-            "upstream.connect_timeout",
-            &raw.upstream.connect_timeout,
-            Duration::from_secs(5),
-        ),
+        connect_timeout: dur(p, "upstream.connect_timeout", &raw.upstream.connect_timeout, Duration::from_secs(5)),
         response_timeout: upstream_response_timeout,
         pool_idle_timeout: dur(
             p,
@@ -225,60 +186,26 @@ pub(crate) fn validate(
             &raw.upstream.pool_idle_timeout,
             Duration::from_secs(90),
         ),
-        pool_max_idle: count(
-            p,
-            "upstream.pool_max_idle",
-            raw.upstream.pool_max_idle,
-            256,
-            0,
-            1 << 20,
-        ) as usize,
+        pool_max_idle: count(p, "upstream.pool_max_idle", raw.upstream.pool_max_idle, 256, 0, 1 << 20) as usize,
     };
 
-    let max_header_bytes = size(
-        p,
-        "limits.max_header_bytes",
-        &raw.limits.max_header_bytes,
-        16 * 1024,
-    );
+    let max_header_bytes = size(p, "limits.max_header_bytes", &raw.limits.max_header_bytes, 16 * 1024);
     if !(1024..=1 << 20).contains(&max_header_bytes) {
         p.push("limits.max_header_bytes", "must be between 1KiB and 1MiB");
     }
     let limits = Limits {
-        max_connections: count(
-            p,
-            "limits.max_connections",
-            raw.limits.max_connections,
-            10_000,
-            1,
-            1 << 24,
-        ) as usize,
+        max_connections: count(p, "limits.max_connections", raw.limits.max_connections, 10_000, 1, 1 << 24) as usize,
         header_read_timeout: dur(
             p,
             "limits.header_read_timeout",
             &raw.limits.header_read_timeout,
             Duration::from_secs(10),
         ),
-        idle_timeout: dur(
-            p,
-            "limits.idle_timeout",
-            &raw.limits.idle_timeout,
-            Duration::from_secs(75),
-        ),
+        idle_timeout: dur(p, "limits.idle_timeout", &raw.limits.idle_timeout, Duration::from_secs(75)),
         max_header_bytes: max_header_bytes as usize,
         max_body: size(p, "limits.max_body", &raw.limits.max_body, 10 << 20),
-        body_read_timeout: dur(
-            p,
-            "limits.body_read_timeout",
-            &raw.limits.body_read_timeout,
-            Duration::from_secs(60),
-        ),
-        shutdown_grace: dur(
-            p,
-            "limits.shutdown_grace",
-            &raw.limits.shutdown_grace,
-            Duration::from_secs(30),
-        ),
+        body_read_timeout: dur(p, "limits.body_read_timeout", &raw.limits.body_read_timeout, Duration::from_secs(60)),
+        shutdown_grace: dur(p, "limits.shutdown_grace", &raw.limits.shutdown_grace, Duration::from_secs(30)),
         h2_max_concurrent_streams: count(
             p,
             "limits.h2_max_concurrent_streams",
@@ -287,14 +214,60 @@ pub(crate) fn validate(
             1,
             10_000,
         ) as u32,
+        max_in_flight: raw
+            .limits
+            .max_in_flight
+            .map(|_| count(p, "limits.max_in_flight", raw.limits.max_in_flight, 1, 1, 1 << 24) as usize),
     };
 
-    let security_headers = sec_headers(
-        p,
-        "security_headers",
-        &raw.security_headers,
-        &SecurityHeaders::default(),
-    );
+    let client_ip = super::ClientIpConfig {
+        trusted_proxies: nets(p, "client_ip.trusted_proxies", &raw.client_ip.trusted_proxies),
+        rules: IpRules {
+            allow: nets(p, "client_ip.allow", &raw.client_ip.allow),
+            deny: nets(p, "client_ip.deny", &raw.client_ip.deny),
+        },
+    };
+
+    let rl_defaults = RateLimitConfig::default();
+    let backend = match raw.rate_limit.backend.as_deref() {
+        None | Some("memory") => Backend::Memory,
+        Some("redis") => Backend::Redis,
+        Some(b) => {
+            p.push("rate_limit.backend", format!("\"{b}\": use \"memory\" or \"redis\""));
+            Backend::Memory
+        }
+    };
+    let redis_url = raw.rate_limit.redis_url.clone();
+    if let Some(u) = &redis_url {
+        match url::Url::parse(u) {
+            Ok(parsed) if matches!(parsed.scheme(), "redis" | "rediss" | "redis+unix" | "unix") => {}
+            Ok(parsed) => p.push("rate_limit.redis_url", format!("scheme \"{}\" is not a redis URL", parsed.scheme())),
+            Err(e) => p.push("rate_limit.redis_url", e.to_string()),
+        }
+    } else if backend == Backend::Redis {
+        p.push("rate_limit.redis_url", "missing: backend = \"redis\" needs redis_url (or redis_url_file)");
+    }
+    let rate_limit = RateLimitConfig {
+        backend,
+        redis_url,
+        redis_timeout: dur(p, "rate_limit.redis_timeout", &raw.rate_limit.redis_timeout, rl_defaults.redis_timeout),
+        on_backend_error: match raw.rate_limit.on_backend_error.as_deref() {
+            None | Some("allow") => OnBackendError::Allow,
+            Some("deny") => OnBackendError::Deny,
+            Some(v) => {
+                p.push("rate_limit.on_backend_error", format!("\"{v}\": use \"allow\" or \"deny\""));
+                OnBackendError::Allow
+            }
+        },
+        ipv6_prefix: count(p, "rate_limit.ipv6_prefix", raw.rate_limit.ipv6_prefix, 64, 1, 128) as u8,
+        max_keys: count(p, "rate_limit.max_keys", raw.rate_limit.max_keys, 100_000, 16, 10_000_000) as usize,
+        default: match &raw.rate_limit.default {
+            None => rl_defaults.default,
+            Some(r) => rule_or_off(p, "rate_limit.default", r),
+        },
+    };
+
+    let security_headers = sec_headers(p, "security_headers", &raw.security_headers, &SecurityHeaders::default());
 
     let default_route = Arc::new(Route {
         name: "unmatched".into(),
@@ -305,6 +278,9 @@ pub(crate) fn validate(
         strip_prefix: false,
         content_types: None,
         security_headers: None,
+        rate_limit: None,
+        max_in_flight: None,
+        ip_rules: None,
     });
 
     let mut routes = Vec::with_capacity(raw.routes.len());
@@ -312,10 +288,7 @@ pub(crate) fn validate(
     for (i, r) in raw.routes.iter().enumerate() {
         if let Some(route) = route(p, i, r, &default_route, &security_headers) {
             if !names.insert(route.name.clone()) {
-                p.push(
-                    format!("routes[{i}].name"),
-                    format!("duplicate route name \"{}\"", route.name),
-                );
+                p.push(format!("routes[{i}].name"), format!("duplicate route name \"{}\"", route.name));
             }
             routes.push(Arc::new(route));
         }
@@ -329,6 +302,8 @@ pub(crate) fn validate(
         tls,
         upstream,
         limits,
+        client_ip,
+        rate_limit,
         errors: crate::policy::sanitize::ErrorPolicy {
             replace_upstream_5xx: raw.errors.replace_upstream_5xx.unwrap_or(true),
             redact_upstream_4xx: raw.errors.redact_upstream_4xx.unwrap_or(true),
@@ -341,77 +316,46 @@ pub(crate) fn validate(
     })
 }
 
-fn sec_headers(
-    p: &mut Problems,
-    key: &str,
-    raw: &RawSecurityHeaders,
-    base: &SecurityHeaders,
-) -> SecurityHeaders {
-    let mut one =
-        |name: &str, v: &Option<String>, dflt: &Option<http::HeaderValue>| match v.as_deref() {
-            None => dflt.clone(),
-            Some("") => None,
-            Some(s) => match http::HeaderValue::from_str(s) {
-                Ok(h) => Some(h),
-                Err(_) => {
-                    p.push(format!("{key}.{name}"), "not a valid header value");
-                    dflt.clone()
-                }
-            },
-        };
+fn sec_headers(p: &mut Problems, key: &str, raw: &RawSecurityHeaders, base: &SecurityHeaders) -> SecurityHeaders {
+    let mut one = |name: &str, v: &Option<String>, dflt: &Option<http::HeaderValue>| match v.as_deref() {
+        None => dflt.clone(),
+        Some("") => None,
+        Some(s) => match http::HeaderValue::from_str(s) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                p.push(format!("{key}.{name}"), "not a valid header value");
+                dflt.clone()
+            }
+        },
+    };
     SecurityHeaders {
         hsts: one("hsts", &raw.hsts, &base.hsts),
-        csp: one(
-            "content_security_policy",
-            &raw.content_security_policy,
-            &base.csp,
-        ),
+        csp: one("content_security_policy", &raw.content_security_policy, &base.csp),
         frame_options: one("frame_options", &raw.frame_options, &base.frame_options),
-        referrer_policy: one(
-            "referrer_policy",
-            &raw.referrer_policy,
-            &base.referrer_policy,
-        ),
+        referrer_policy: one("referrer_policy", &raw.referrer_policy, &base.referrer_policy),
     }
 }
 
-fn route(
-    p: &mut Problems,
-    i: usize,
-    r: &RawRoute,
-    defaults: &Route,
-    sh: &SecurityHeaders,
-) -> Option<Route> {
+fn route(p: &mut Problems, i: usize, r: &RawRoute, defaults: &Route, sh: &SecurityHeaders) -> Option<Route> {
     let k = |f: &str| format!("routes[{i}].{f}");
     let name = match r.name.as_deref() {
         Some(n)
             if !n.is_empty()
                 && n.len() <= 64
-                && n.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) =>
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) =>
         {
             n.to_string()
         }
         Some(n) => {
-            p.push(
-                k("name"),
-                format!("\"{n}\": use 1-64 characters of A-Z a-z 0-9 _ - ."),
-            );
+            p.push(k("name"), format!("\"{n}\": use 1-64 characters of A-Z a-z 0-9 _ - ."));
             return None;
         }
         None => {
-            p.push(
-                k("name"),
-                "missing: every route needs a name (used in logs and metrics)",
-            );
+            p.push(k("name"), "missing: every route needs a name (used in logs and metrics)");
             return None;
         }
     };
-    let path = match r
-        .path
-        .as_deref()
-        .map(|s| PathPattern::parse(s, r.exact.unwrap_or(false)))
-    {
+    let path = match r.path.as_deref().map(|s| PathPattern::parse(s, r.exact.unwrap_or(false))) {
         Some(Ok(pp)) => pp,
         Some(Err(e)) => {
             p.push(k("path"), e);
@@ -424,15 +368,13 @@ fn route(
     };
     let methods = r.methods.as_ref().map(|ms| {
         ms.iter()
-            .filter_map(
-                |m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-                    Ok(m) => Some(m),
-                    Err(_) => {
-                        p.push(k("methods"), format!("\"{m}\" is not an HTTP method"));
-                        None
-                    }
-                },
-            )
+            .filter_map(|m| match Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => Some(m),
+                Err(_) => {
+                    p.push(k("methods"), format!("\"{m}\" is not an HTTP method"));
+                    None
+                }
+            })
             .collect()
     });
     let content_types = r.content_types.as_ref().map(|cts| {
@@ -440,10 +382,7 @@ fn route(
             .map(|c| {
                 let c = c.trim().to_ascii_lowercase();
                 if c.parse::<mime_like::Essence>().is_err() {
-                    p.push(
-                        k("content_types"),
-                        format!("\"{c}\" is not a media type like application/json"),
-                    );
+                    p.push(k("content_types"), format!("\"{c}\" is not a media type like application/json"));
                 }
                 c
             })
@@ -451,17 +390,16 @@ fn route(
     });
     Some(Route {
         max_body: size(p, &k("max_body"), &r.max_body, defaults.max_body),
-        response_timeout: dur(
-            p,
-            &k("response_timeout"),
-            &r.response_timeout,
-            defaults.response_timeout,
-        ),
+        response_timeout: dur(p, &k("response_timeout"), &r.response_timeout, defaults.response_timeout),
         strip_prefix: r.strip_prefix.unwrap_or(false),
-        security_headers: r
-            .security_headers
-            .as_ref()
-            .map(|raw| sec_headers(p, &k("security_headers"), raw, sh)),
+        security_headers: r.security_headers.as_ref().map(|raw| sec_headers(p, &k("security_headers"), raw, sh)),
+        rate_limit: r.rate_limit.as_ref().map(|rl| rule_or_off(p, &k("rate_limit"), rl)),
+        max_in_flight: r.max_in_flight.map(|_| count(p, &k("max_in_flight"), r.max_in_flight, 1, 1, 1 << 24) as usize),
+        ip_rules: if r.allow.is_some() || r.deny.is_some() {
+            Some(IpRules { allow: nets(p, &k("allow"), &r.allow), deny: nets(p, &k("deny"), &r.deny) })
+        } else {
+            None
+        },
         name,
         path: Some(path),
         methods,
@@ -475,15 +413,81 @@ mod mime_like {
     impl std::str::FromStr for Essence {
         type Err = ();
         fn from_str(s: &str) -> Result<Self, ()> {
-            let tok = |t: &str| {
-                !t.is_empty()
-                    && t.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
-            };
+            let tok =
+                |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b));
             match s.split_once('/') {
                 Some((a, b)) if tok(a) && tok(b) => Ok(Essence),
                 _ => Err(()),
             }
         }
     }
+}
+
+fn nets(p: &mut Problems, key: &str, v: &Option<Vec<String>>) -> Vec<ipnet::IpNet> {
+    let mut out = Vec::new();
+    for (i, s) in v.iter().flatten().enumerate() {
+        let s = s.trim();
+        let parsed = s.parse::<ipnet::IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match parsed {
+            Ok(n) => {
+                // IPv4-mapped networks are matched as IPv4.
+                let n = match n {
+                    ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+                        Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map(ipnet::IpNet::V4).unwrap_or(n),
+                        None => n,
+                    },
+                    n => n,
+                };
+                out.push(n.trunc());
+            }
+            Err(_) => p.push(
+                format!("{key}[{i}]"),
+                format!("\"{s}\" is not an IP address or CIDR (e.g. 10.0.0.0/8, 2001:db8::/32)"),
+            ),
+        }
+    }
+    out
+}
+
+fn rule_or_off(p: &mut Problems, key: &str, r: &RawRuleOrOff) -> Option<Rule> {
+    match r {
+        RawRuleOrOff::Off(s) if s == "off" => None,
+        RawRuleOrOff::Off(s) => {
+            p.push(key, format!("\"{s}\": use a table {{ key, rate, burst }} or \"off\""));
+            None
+        }
+        RawRuleOrOff::Rule(r) => rule(p, key, r),
+    }
+}
+
+fn rule(p: &mut Problems, key: &str, r: &RawRule) -> Option<Rule> {
+    let kind = match r.key.as_deref() {
+        None | Some("ip") => KeyKind::Ip,
+        Some("api_key") => KeyKind::ApiKey,
+        Some("route") => KeyKind::Route,
+        Some(k) => {
+            p.push(format!("{key}.key"), format!("\"{k}\": use \"ip\", \"api_key\" or \"route\""));
+            return None;
+        }
+    };
+    let Some(rate_s) = r.rate.as_deref() else {
+        p.push(format!("{key}.rate"), "missing (e.g. \"20/s\")");
+        return None;
+    };
+    let rate = match super::units::rate(rate_s) {
+        Ok(r) => r,
+        Err(e) => {
+            p.push(format!("{key}.rate"), e);
+            return None;
+        }
+    };
+    let burst = match r.burst {
+        None => rate.count,
+        Some(b) if (1..=1_000_000).contains(&b) => b as u32,
+        Some(b) => {
+            p.push(format!("{key}.burst"), format!("{b} is out of range (1..=1000000)"));
+            return None;
+        }
+    };
+    Some(Rule { key: kind, rate, burst })
 }

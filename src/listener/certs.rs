@@ -50,19 +50,11 @@ fn provider() -> Arc<CryptoProvider> {
 /// Loads and checks a PEM chain and key.
 pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
     let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| CertError::Read {
-            path: p.display().to_string(),
-            reason: e.kind().to_string(),
-        })
+        std::fs::read(p).map_err(|e| CertError::Read { path: p.display().to_string(), reason: e.kind().to_string() })
     };
     let cert_pem = read(cert)?;
     let key_pem = read(key)?;
-    pair_from_pem(
-        &cert_pem,
-        &key_pem,
-        &cert.display().to_string(),
-        &key.display().to_string(),
-    )
+    pair_from_pem(&cert_pem, &key_pem, &cert.display().to_string(), &key.display().to_string())
 }
 
 /// Builds a [`CertifiedKey`] from PEM bytes.
@@ -78,12 +70,8 @@ pub fn pair_from_pem(
     if chain.is_empty() {
         return Err(CertError::NoCert(cert_name.to_string()));
     }
-    let key = PrivateKeyDer::from_pem_slice(key_pem)
-        .map_err(|_| CertError::BadKey(key_name.to_string()))?;
-    let signing = provider()
-        .key_provider
-        .load_private_key(key)
-        .map_err(|_| CertError::BadKey(key_name.to_string()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| CertError::BadKey(key_name.to_string()))?;
+    let signing = provider().key_provider.load_private_key(key).map_err(|_| CertError::BadKey(key_name.to_string()))?;
     let ck = CertifiedKey::new(chain, signing);
     ck.keys_match().map_err(|_| CertError::Mismatch)?;
     Ok(ck)
@@ -91,16 +79,12 @@ pub fn pair_from_pem(
 
 /// Loads a PEM CA bundle for client-certificate verification.
 pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, CertError> {
-    let pem = std::fs::read(path).map_err(|e| CertError::Read {
-        path: path.display().to_string(),
-        reason: e.kind().to_string(),
-    })?;
+    let pem = std::fs::read(path)
+        .map_err(|e| CertError::Read { path: path.display().to_string(), reason: e.kind().to_string() })?;
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(&pem) {
         let c = c.map_err(|_| CertError::NoCert(path.display().to_string()))?;
-        roots
-            .add(c)
-            .map_err(|e| CertError::Other(format!("{}: {e}", path.display())))?;
+        roots.add(c).map_err(|e| CertError::Other(format!("{}: {e}", path.display())))?;
     }
     if roots.is_empty() {
         return Err(CertError::NoCert(path.display().to_string()));
@@ -110,19 +94,9 @@ pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, CertError> {
 
 /// A self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
 pub fn self_signed() -> Result<CertifiedKey, CertError> {
-    let names = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    let ck =
-        rcgen::generate_simple_self_signed(names).map_err(|e| CertError::Other(e.to_string()))?;
-    pair_from_pem(
-        ck.cert.pem().as_bytes(),
-        ck.signing_key.serialize_pem().as_bytes(),
-        "self-signed",
-        "self-signed",
-    )
+    let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    let ck = rcgen::generate_simple_self_signed(names).map_err(|e| CertError::Other(e.to_string()))?;
+    pair_from_pem(ck.cert.pem().as_bytes(), ck.signing_key.serialize_pem().as_bytes(), "self-signed", "self-signed")
 }
 
 /// SHA-256 fingerprint of the leaf certificate, `AB:CD:...`.
@@ -131,10 +105,7 @@ pub fn fingerprint(ck: &CertifiedKey) -> String {
         return String::new();
     };
     let d = Sha256::digest(leaf.as_ref());
-    d.iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+    d.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
 }
 
 /// `notAfter` of the leaf, in seconds since the epoch.
@@ -153,9 +124,7 @@ pub struct CertStore {
 impl CertStore {
     /// A store serving `ck`.
     pub fn new(ck: CertifiedKey) -> Self {
-        Self {
-            current: ArcSwap::from_pointee(ck),
-        }
+        Self { current: ArcSwap::from_pointee(ck) }
     }
 
     /// The certificate served now.
@@ -190,17 +159,10 @@ pub fn watch(
             let _ = tx.try_send(());
         }
     })?;
-    let mut dirs: Vec<PathBuf> = [&cert, &key]
-        .iter()
-        .filter_map(|p| p.parent().map(Path::to_path_buf))
-        .collect();
+    let mut dirs: Vec<PathBuf> = [&cert, &key].iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
     dirs.dedup();
     for d in &dirs {
-        let d = if d.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            d.as_path()
-        };
+        let d = if d.as_os_str().is_empty() { Path::new(".") } else { d.as_path() };
         watcher.watch(d, notify::RecursiveMode::NonRecursive)?;
     }
     tokio::spawn(async move {

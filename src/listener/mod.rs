@@ -21,9 +21,9 @@ use crate::server::HttpService;
 
 /// Binds a TCP listener (with a clear error naming the address).
 pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, std::io::Error> {
-    TcpListener::bind(addr).await.map_err(|e| {
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}")))
 }
 
 async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
@@ -121,15 +121,7 @@ pub async fn serve_plain(
         let idle = limits.idle_timeout;
         tracker.spawn(async move {
             let _permit = permit;
-            crate::server::serve(
-                tcp,
-                ConnInfo { peer, tls: false },
-                svc,
-                &builder,
-                idle,
-                shutdown,
-            )
-            .await;
+            crate::server::serve(tcp, ConnInfo { peer, tls: false }, svc, &builder, idle, shutdown).await;
         });
     }
 }

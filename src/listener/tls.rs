@@ -55,8 +55,7 @@ pub fn server_config(tls: &Tls, store: Arc<CertStore>) -> Result<ServerConfig, T
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::V1_3 => &[&rustls::version::TLS13],
     };
-    let builder =
-        ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
+    let builder = ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
     let builder = match &tls.client_ca {
         Some(ca) => {
             let roots = super::certs::load_roots(ca)?;

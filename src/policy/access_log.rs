@@ -33,10 +33,7 @@ impl AccessLogLayer {
 impl<S> Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AccessLog {
-            inner,
-            shared: self.shared.clone(),
-        }
+        AccessLog { inner, shared: self.shared.clone() }
     }
 }
 
@@ -49,10 +46,7 @@ pub struct AccessLog<S> {
 
 impl<S> Service<Request<Body>> for AccessLog<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
 {
     type Response = Response<Body>;
     type Error = BoxError;
@@ -80,9 +74,7 @@ where
             let body = Observed::new(body, move |bytes_out, completed| {
                 let route = ctx.route().name.as_str();
                 let duration = ctx.start.elapsed();
-                shared
-                    .metrics
-                    .observe_request(route, &method, status, duration, reject);
+                shared.metrics.observe_request(route, &method, status, duration, reject);
                 let upstream_status = ctx.upstream_status.load(Ordering::Relaxed);
                 tracing::info!(
                     target: "moat::access",

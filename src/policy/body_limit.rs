@@ -31,10 +31,7 @@ pub fn essence(v: &http::HeaderValue) -> Option<String> {
 pub fn has_body(req: &Request<Body>) -> bool {
     match req.headers().get(CONTENT_LENGTH) {
         Some(v) => v.to_str().ok().and_then(|s| s.parse::<u64>().ok()) != Some(0),
-        None => {
-            req.headers().contains_key(TRANSFER_ENCODING)
-                || !http_body::Body::is_end_stream(req.body())
-        }
+        None => req.headers().contains_key(TRANSFER_ENCODING) || !http_body::Body::is_end_stream(req.body()),
     }
 }
 
@@ -45,10 +42,7 @@ pub fn refuse(reason: Reason, ctx: &Ctx, h1: bool) -> Verdict {
         return Verdict::Pass;
     };
     if h1 {
-        res.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
+        res.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
     }
     Verdict::Respond(res)
 }
@@ -69,11 +63,7 @@ impl Policy for BodyLimit {
         }
         if let Some(allowed) = &route.content_types {
             if has_body(req) {
-                let ok = req
-                    .headers()
-                    .get(CONTENT_TYPE)
-                    .and_then(essence)
-                    .is_some_and(|e| allowed.contains(&e));
+                let ok = req.headers().get(CONTENT_TYPE).and_then(essence).is_some_and(|e| allowed.contains(&e));
                 if !ok {
                     return refuse(Reason::UploadType, ctx, h1);
                 }

@@ -6,6 +6,8 @@
 
 pub mod access_log;
 pub mod body_limit;
+pub mod client_ip;
+pub mod rate_limit;
 pub mod request_id;
 pub mod rescue;
 pub mod route;
@@ -38,11 +40,7 @@ pub enum Verdict {
 /// A request policy.
 pub trait Policy: Send + Sync + 'static {
     /// Checks (and may adjust) the request before the inner service.
-    fn request(
-        &self,
-        req: &mut Request<Body>,
-        ctx: &Arc<Ctx>,
-    ) -> impl Future<Output = Verdict> + Send;
+    fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> impl Future<Output = Verdict> + Send;
 
     /// Adjusts the response (the inner service's, or this policy's own rejection).
     fn response(&self, _res: &mut Response<Body>, _ctx: &Arc<Ctx>) {}
@@ -55,28 +53,21 @@ pub struct PolicyLayer<P> {
 
 impl<P> Clone for PolicyLayer<P> {
     fn clone(&self) -> Self {
-        Self {
-            policy: self.policy.clone(),
-        }
+        Self { policy: self.policy.clone() }
     }
 }
 
 impl<P> PolicyLayer<P> {
     /// A layer applying `policy`.
     pub fn new(policy: P) -> Self {
-        Self {
-            policy: Arc::new(policy),
-        }
+        Self { policy: Arc::new(policy) }
     }
 }
 
 impl<S, P> Layer<S> for PolicyLayer<P> {
     type Service = PolicyService<S, P>;
     fn layer(&self, inner: S) -> Self::Service {
-        PolicyService {
-            inner,
-            policy: self.policy.clone(),
-        }
+        PolicyService { inner, policy: self.policy.clone() }
     }
 }
 
@@ -88,19 +79,13 @@ pub struct PolicyService<S, P> {
 
 impl<S: Clone, P> Clone for PolicyService<S, P> {
     fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            policy: self.policy.clone(),
-        }
+        Self { inner: self.inner.clone(), policy: self.policy.clone() }
     }
 }
 
 impl<S, P> Service<Request<Body>> for PolicyService<S, P>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
     P: Policy,
 {
     type Response = Response<Body>;
@@ -129,10 +114,7 @@ where
 
 /// The request's context; every request below the request-id layer has one.
 pub fn ctx_of<B>(req: &Request<B>) -> Result<Arc<Ctx>, BoxError> {
-    req.extensions()
-        .get::<Arc<Ctx>>()
-        .cloned()
-        .ok_or_else(|| "request without context".into())
+    req.extensions().get::<Arc<Ctx>>().cloned().ok_or_else(|| "request without context".into())
 }
 
 /// A rejection response for `reason`, with the request id.

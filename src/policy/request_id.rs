@@ -25,9 +25,7 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Whether an incoming id is acceptable.
 pub fn valid_id(v: &[u8]) -> bool {
-    (1..=64).contains(&v.len())
-        && v.iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+    (1..=64).contains(&v.len()) && v.iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
 }
 
 /// A fresh id: 32 hex characters laid out like a UUIDv7 (48-bit millisecond
@@ -48,10 +46,8 @@ pub fn new_id() -> String {
             z ^ (z >> 31)
         })
     };
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let hi = (ms << 16) | 0x7000 | (next() & 0x0fff);
     let lo = (next() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
     format!("{hi:016x}{lo:016x}")
@@ -73,10 +69,7 @@ impl RequestIdLayer {
 impl<S> Layer<S> for RequestIdLayer {
     type Service = RequestId<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RequestId {
-            inner,
-            shared: self.shared.clone(),
-        }
+        RequestId { inner, shared: self.shared.clone() }
     }
 }
 
@@ -89,10 +82,7 @@ pub struct RequestId<S> {
 
 impl<S> Service<Request<Body>> for RequestId<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
 {
     type Response = Response<Body>;
     type Error = BoxError;
@@ -108,15 +98,10 @@ where
             .extensions()
             .get::<ConnInfo>()
             .copied()
-            .unwrap_or(ConnInfo {
-                peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-                tls: false,
-            });
+            .unwrap_or(ConnInfo { peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)), tls: false });
         let trusted = self.shared.is_trusted_peer(&config, conn.peer.ip());
         let id = match req.headers().get(&X_REQUEST_ID) {
-            Some(v) if trusted && valid_id(v.as_bytes()) => {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            }
+            Some(v) if trusted && valid_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
             _ => new_id(),
         };
         let hv = HeaderValue::from_str(&id).ok();

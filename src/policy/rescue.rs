@@ -34,10 +34,7 @@ impl RescueLayer {
 impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Rescue {
-            inner,
-            shared: self.shared.clone(),
-        }
+        Rescue { inner, shared: self.shared.clone() }
     }
 }
 
@@ -79,10 +76,7 @@ pub fn classify(e: &BoxError) -> (Reason, Option<&'static str>) {
 
 impl<S> Service<Request<Body>> for Rescue<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
 {
     type Response = Response<Body>;
     type Error = BoxError;
@@ -113,10 +107,7 @@ where
             if let Some(kind) = kind {
                 shared.metrics.upstream_error(kind);
             }
-            let level_warn = matches!(
-                reason,
-                Reason::Internal | Reason::UpstreamUnavailable | Reason::UpstreamTimeout
-            );
+            let level_warn = matches!(reason, Reason::Internal | Reason::UpstreamUnavailable | Reason::UpstreamTimeout);
             if level_warn {
                 tracing::warn!(request_id = %ctx.id, reason = reason.as_str(), error = %chain(err.as_ref()), "request failed");
             } else {
@@ -135,10 +126,7 @@ where
                 )
             {
                 // The request body was not read to its end: the connection cannot be reused.
-                res.headers_mut().insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
+                res.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
             }
             Ok(res)
         })
@@ -154,26 +142,20 @@ mod tests {
     use tower::{ServiceBuilder, ServiceExt};
 
     fn shared() -> Arc<Shared> {
-        Shared::new(
-            Config::defaults().unwrap(),
-            Arc::new(CertStore::new(self_signed().unwrap())),
-        )
+        Shared::new(Config::defaults().unwrap(), Arc::new(CertStore::new(self_signed().unwrap())))
     }
 
     async fn run(
         inner: impl Fn() -> Result<Response<Body>, BoxError> + Clone + Send + Sync + 'static,
     ) -> Response<Body> {
         let sh = shared();
-        let svc = ServiceBuilder::new()
-            .layer(RequestIdLayer::new(sh.clone()))
-            .layer(RescueLayer::new(sh))
-            .service(tower::service_fn(move |_req: Request<Body>| -> BoxFuture {
+        let svc = ServiceBuilder::new().layer(RequestIdLayer::new(sh.clone())).layer(RescueLayer::new(sh)).service(
+            tower::service_fn(move |_req: Request<Body>| -> BoxFuture {
                 let inner = inner.clone();
                 Box::pin(async move { inner() })
-            }));
-        svc.oneshot(Request::new(crate::body::empty()))
-            .await
-            .unwrap()
+            }),
+        );
+        svc.oneshot(Request::new(crate::body::empty())).await.unwrap()
     }
 
     async fn body_json(res: Response<Body>) -> serde_json::Value {
@@ -196,12 +178,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_map_to_their_status_with_fixed_text() {
-        let res = run(|| {
-            Err(Box::new(ProxyError::UpstreamConnect(
-                "connect 10.0.0.5:8000 refused".into(),
-            )))
-        })
-        .await;
+        let res = run(|| Err(Box::new(ProxyError::UpstreamConnect("connect 10.0.0.5:8000 refused".into())))).await;
         assert_eq!(res.status(), 502);
         let v = body_json(res).await;
         assert!(!v.to_string().contains("10.0.0.5"));

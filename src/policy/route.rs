@@ -55,9 +55,7 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, Reason> {
         }
         i += 1;
     }
-    let decoded = percent_encoding::percent_decode_str(path)
-        .decode_utf8()
-        .map_err(|_| Reason::PathRejected)?;
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8().map_err(|_| Reason::PathRejected)?;
     if decoded.split('/').any(|seg| seg == "." || seg == "..") {
         return Err(Reason::PathRejected);
     }
@@ -66,12 +64,8 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, Reason> {
 
 /// The size of a request head as HTTP/1.1 would carry it.
 pub fn head_size<B>(req: &Request<B>) -> usize {
-    let line = req.method().as_str().len()
-        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
-        + 12;
-    req.headers()
-        .iter()
-        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+    let line = req.method().as_str().len() + req.uri().path_and_query().map_or(1, |p| p.as_str().len()) + 12;
+    req.headers().iter().fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
 /// What routing decided.
@@ -150,8 +144,7 @@ impl Policy for Routing {
             Match::Default => Verdict::Pass,
             Match::NotFound => reject(Reason::NotFound, ctx),
             Match::WrongMethod(ms) => {
-                let mut res: Response<Body> =
-                    crate::error::reject_response(Reason::MethodNotAllowed, ctx);
+                let mut res: Response<Body> = crate::error::reject_response(Reason::MethodNotAllowed, ctx);
                 let allow = ms.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
                 if let Ok(v) = HeaderValue::from_str(&allow) {
                     res.headers_mut().insert(http::header::ALLOW, v);
@@ -170,19 +163,9 @@ mod tests {
     fn normalization() {
         assert_eq!(normalize("/a/b").unwrap(), "/a/b");
         assert_eq!(normalize("/api/%61dmin").unwrap(), "/api/admin");
-        for bad in [
-            "/a/../b",
-            "/a/%2e%2e/b",
-            "/a/%2E./b",
-            "/a%2fb",
-            "/a%5Cb",
-            "/a\\b",
-            "/a%00",
-            "/a/./b",
-            "/%zz",
-            "/%ff",
-            "x",
-        ] {
+        for bad in
+            ["/a/../b", "/a/%2e%2e/b", "/a/%2E./b", "/a%2fb", "/a%5Cb", "/a\\b", "/a%00", "/a/./b", "/%zz", "/%ff", "x"]
+        {
             assert!(normalize(bad).is_err(), "{bad}");
         }
         assert_eq!(normalize("/a/..b/c").unwrap(), "/a/..b/c");

@@ -53,12 +53,7 @@ pub struct ErrorPolicy {
 
 impl Default for ErrorPolicy {
     fn default() -> Self {
-        Self {
-            replace_upstream_5xx: true,
-            redact_upstream_4xx: true,
-            error_field: false,
-            html: true,
-        }
+        Self { replace_upstream_5xx: true, redact_upstream_4xx: true, error_field: false, html: true }
     }
 }
 
@@ -138,13 +133,8 @@ async fn sanitize(res: Response<Body>, ctx: Arc<Ctx>, head: bool) -> Response<Bo
     }
     if status.is_server_error() && policy.replace_upstream_5xx {
         let (parts, b) = res.into_parts();
-        let original = tokio::time::timeout(READ_DEADLINE, read_prefix(b, MAX_LOGGED))
-            .await
-            .unwrap_or_default();
-        let ctype = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
+        let original = tokio::time::timeout(READ_DEADLINE, read_prefix(b, MAX_LOGGED)).await.unwrap_or_default();
+        let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let (clean, _) = redact::redact_body(ctype, &original);
         tracing::warn!(
             request_id = %ctx.id,
@@ -177,11 +167,7 @@ async fn sanitize(res: Response<Body>, ctx: Arc<Ctx>, head: bool) -> Response<Bo
                 return replaced(status, &ctx, &parts.headers);
             }
         };
-        let ctype = parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (clean, changed) = redact::redact_body(ctype.as_deref(), &bytes);
         if changed {
             tracing::info!(request_id = %ctx.id, upstream_status = status.as_u16(), "upstream 4xx body redacted");
@@ -189,9 +175,7 @@ async fn sanitize(res: Response<Body>, ctx: Arc<Ctx>, head: bool) -> Response<Bo
             parts.headers.remove("content-md5");
             parts.headers.remove("digest");
         }
-        parts
-            .headers
-            .insert(header::CONTENT_LENGTH, HeaderValue::from(clean.len()));
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(clean.len()));
         parts.headers.remove(header::TRANSFER_ENCODING);
         return Response::from_parts(parts, body::full(clean));
     }
@@ -200,10 +184,7 @@ async fn sanitize(res: Response<Body>, ctx: Arc<Ctx>, head: bool) -> Response<Bo
 
 impl<S> Service<Request<Body>> for Sanitize<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
-        + Clone
-        + Send
-        + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
 {
     type Response = Response<Body>;
     type Error = BoxError;

@@ -33,9 +33,7 @@ pub struct SecurityHeaders {
 impl Default for SecurityHeaders {
     fn default() -> Self {
         Self {
-            hsts: Some(HeaderValue::from_static(
-                "max-age=31536000; includeSubDomains",
-            )),
+            hsts: Some(HeaderValue::from_static("max-age=31536000; includeSubDomains")),
             csp: Some(HeaderValue::from_static("default-src 'self'")),
             frame_options: Some(HeaderValue::from_static("DENY")),
             referrer_policy: Some(HeaderValue::from_static("no-referrer")),
@@ -43,14 +41,8 @@ impl Default for SecurityHeaders {
     }
 }
 
-const LEAKY: &[&str] = &[
-    "server",
-    "x-powered-by",
-    "x-aspnet-version",
-    "x-aspnetmvc-version",
-    "x-runtime",
-    "x-sourcefiles",
-];
+const LEAKY: &[&str] =
+    &["server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "x-runtime", "x-sourcefiles"];
 
 /// Removes leaky headers from `h` (upstream responses).
 pub fn strip_leaky(h: &mut http::HeaderMap) {
@@ -58,11 +50,7 @@ pub fn strip_leaky(h: &mut http::HeaderMap) {
         h.remove(*n);
     }
     if h.keys().any(|k| k.as_str().starts_with("x-debug-")) {
-        let names: Vec<_> = h
-            .keys()
-            .filter(|k| k.as_str().starts_with("x-debug-"))
-            .cloned()
-            .collect();
+        let names: Vec<_> = h.keys().filter(|k| k.as_str().starts_with("x-debug-")).cloned().collect();
         for n in names {
             h.remove(n);
         }
@@ -81,19 +69,12 @@ impl Policy for Hardening {
         if ctx.prefers_html {
             if let Some(doc) = res.extensions().get::<crate::error::ProblemDoc>() {
                 let page = crate::error::html_page(doc.status, &doc.detail, &ctx.id);
-                res.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/html; charset=utf-8"),
-                );
+                res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
                 res.headers_mut().remove(header::CONTENT_LENGTH);
                 *res.body_mut() = crate::body::full(page);
             }
         }
-        let sh = ctx
-            .route()
-            .security_headers
-            .as_ref()
-            .unwrap_or(&ctx.config.security_headers);
+        let sh = ctx.route().security_headers.as_ref().unwrap_or(&ctx.config.security_headers);
         let h = res.headers_mut();
         strip_leaky(h);
         if ctx.conn.tls {
@@ -101,10 +82,7 @@ impl Policy for Hardening {
                 h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
             }
         }
-        h.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         if let Some(v) = &sh.frame_options {
             h.insert(header::X_FRAME_OPTIONS, v.clone());
         }

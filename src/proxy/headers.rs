@@ -60,10 +60,7 @@ pub fn wants_upgrade(h: &HeaderMap) -> bool {
         && h.get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-            })
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
 fn forwarded_node(ip: IpAddr) -> String {
@@ -78,17 +75,8 @@ fn forwarded_node(ip: IpAddr) -> String {
 /// `peer` is the TCP peer, `client` the resolved client address, `trusted`
 /// whether the peer is a trusted proxy (its chain is extended, else replaced),
 /// `host` the host the client asked for.
-pub fn set_forwarding(
-    h: &mut HeaderMap,
-    peer: IpAddr,
-    client: IpAddr,
-    trusted: bool,
-    host: Option<&str>,
-) {
-    let xff = match (
-        trusted,
-        h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()),
-    ) {
+pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: bool, host: Option<&str>) {
+    let xff = match (trusted, h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())) {
         (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {peer}"),
         _ => peer.to_string(),
     };
@@ -102,19 +90,13 @@ pub fn set_forwarding(
         if let Ok(v) = HeaderValue::from_str(host) {
             h.insert(X_FORWARDED_HOST.clone(), v);
         }
-        if host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
-        {
+        if host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
             fwd.push_str(";host=\"");
             fwd.push_str(host);
             fwd.push('"');
         }
     }
-    let fwd = match (
-        trusted,
-        h.get(header::FORWARDED).and_then(|v| v.to_str().ok()),
-    ) {
+    let fwd = match (trusted, h.get(header::FORWARDED).and_then(|v| v.to_str().ok())) {
         (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {fwd}"),
         _ => fwd,
     };
@@ -155,10 +137,7 @@ mod tests {
         assert_eq!(h["x-forwarded-for"], "192.0.2.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["x-forwarded-host"], "app.example.com");
-        assert_eq!(
-            h["forwarded"],
-            "for=192.0.2.1;proto=https;host=\"app.example.com\""
-        );
+        assert_eq!(h["forwarded"], "for=192.0.2.1;proto=https;host=\"app.example.com\"");
         assert_eq!(h["x-real-ip"], "192.0.2.1");
     }
 

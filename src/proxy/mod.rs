@@ -56,30 +56,16 @@ pub fn upstream_uri(ctx: &Ctx, uri: &Uri) -> Result<Uri, BoxError> {
         pq.push('?');
         pq.push_str(q);
     }
-    Ok(Uri::builder()
-        .scheme("http")
-        .authority(up.origin.clone())
-        .path_and_query(pq)
-        .build()?)
+    Ok(Uri::builder().scheme("http").authority(up.origin.clone()).path_and_query(pq).build()?)
 }
 
 /// Rewrites a client request into the upstream request (in place).
-pub fn prepare(
-    req: &mut Request<Body>,
-    ctx: &Ctx,
-    trusted_peer: bool,
-    upgrade: bool,
-) -> Result<(), BoxError> {
+pub fn prepare(req: &mut Request<Body>, ctx: &Ctx, trusted_peer: bool, upgrade: bool) -> Result<(), BoxError> {
     let host = req
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        });
+        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
     *req.uri_mut() = upstream_uri(ctx, req.uri())?;
     *req.version_mut() = Version::HTTP_11;
     let h = req.headers_mut();
@@ -117,13 +103,8 @@ impl Service<Request<Body>> for Proxy {
         let shared = self.shared.clone();
         Box::pin(async move {
             let ctx = ctx_of(&req)?;
-            let upgrade =
-                req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
-            let client_upgrade = if upgrade {
-                Some(hyper::upgrade::on(&mut req))
-            } else {
-                None
-            };
+            let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+            let client_upgrade = if upgrade { Some(hyper::upgrade::on(&mut req)) } else { None };
             let trusted = shared.is_trusted_peer(&ctx.config, ctx.conn.peer.ip());
             prepare(&mut req, &ctx, trusted, upgrade)?;
             let timeout = ctx.route().response_timeout;
@@ -146,8 +127,7 @@ impl Service<Request<Body>> for Proxy {
                 }
                 Ok(Ok(res)) => res,
             };
-            ctx.upstream_status
-                .store(res.status().as_u16(), Ordering::Relaxed);
+            ctx.upstream_status.store(res.status().as_u16(), Ordering::Relaxed);
             if res.status() == StatusCode::SWITCHING_PROTOCOLS {
                 if let Some(client_up) = client_upgrade {
                     let upstream_up = hyper::upgrade::on(&mut res);
@@ -157,8 +137,7 @@ impl Service<Request<Body>> for Proxy {
                             Ok((c, u)) => {
                                 let mut c = TokioIo::new(c);
                                 let mut u = TokioIo::new(u);
-                                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await
-                                {
+                                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
                                     tracing::debug!(request_id = %id, error = %e, "upgraded connection ended");
                                 }
                             }

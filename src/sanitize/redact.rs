@@ -238,15 +238,7 @@ const RULES: &[Rule] = &[
     },
     // Gin recovery frames with their source lines.
     Rule {
-        pattern: concat!(
-            r"(?m)^",
-            gin_frame!(),
-            r"(?:\r?\n(?:\t",
-            rest!(),
-            r"|",
-            gin_frame!(),
-            r"))*",
-        ),
+        pattern: concat!(r"(?m)^", gin_frame!(), r"(?:\r?\n(?:\t", rest!(), r"|", gin_frame!(), r"))*",),
         decide: whole,
     },
     // Rust panics and backtraces.
@@ -304,25 +296,16 @@ const RULES: &[Rule] = &[
         decide: whole,
     },
     // URLs: judged whole (credentials, internal host, file scheme).
-    Rule {
-        pattern: r#"(?i)(?-u:\b)[a-z][a-z0-9+.-]*://[^\s'"<>\x60]*"#,
-        decide: decide_url,
-    },
+    Rule { pattern: r#"(?i)(?-u:\b)[a-z][a-z0-9+.-]*://[^\s'"<>\x60]*"#, decide: decide_url },
     // Sensitive headers on their own line: keep the name.
     Rule {
         pattern: r"(?im)^([ \t]*(?:cookie|set-cookie|authorization|proxy-authorization|x-api-key|x-auth-token|x-csrf-token|x-amz-security-token)[ \t]*:[ \t]*)([^\r\n]+)",
         decide: decide_header,
     },
     // Bearer / Basic credentials: keep the scheme word.
-    Rule {
-        pattern: r"(?i)(?-u:\b)(?:bearer|basic)[ \t]+([A-Za-z0-9._~+/-]+=*)",
-        decide: decide_bearer,
-    },
+    Rule { pattern: r"(?i)(?-u:\b)(?:bearer|basic)[ \t]+([A-Za-z0-9._~+/-]+=*)", decide: decide_bearer },
     // JSON Web Tokens.
-    Rule {
-        pattern: r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",
-        decide: whole,
-    },
+    Rule { pattern: r"(?-u:\b)eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*", decide: whole },
     // Vendor-specific key formats.
     Rule {
         pattern: concat!(
@@ -356,25 +339,13 @@ const RULES: &[Rule] = &[
         decide: decide_windows_path,
     },
     // Windows UNC paths.
-    Rule {
-        pattern: r#"\\{2,}[A-Za-z0-9_.$-]+\\+[^\s"'<>|]*"#,
-        decide: decide_unc_path,
-    },
+    Rule { pattern: r#"\\{2,}[A-Za-z0-9_.$-]+\\+[^\s"'<>|]*"#, decide: decide_unc_path },
     // POSIX paths, with an optional `:line:column` suffix.
-    Rule {
-        pattern: r"(~?/[A-Za-z0-9_.~@+%-]+(?:/[A-Za-z0-9_.~@+%-]*)*)((?::[0-9]+){0,2})",
-        decide: decide_posix_path,
-    },
+    Rule { pattern: r"(~?/[A-Za-z0-9_.~@+%-]+(?:/[A-Za-z0-9_.~@+%-]*)*)((?::[0-9]+){0,2})", decide: decide_posix_path },
     // IPv6 addresses, bracketed with optional port, or bare.
-    Rule {
-        pattern: concat!(r"\[(", ipv6!(), r")\](?::[0-9]{1,5})?|(", ipv6!(), r")"),
-        decide: decide_ipv6,
-    },
+    Rule { pattern: concat!(r"\[(", ipv6!(), r")\](?::[0-9]{1,5})?|(", ipv6!(), r")"), decide: decide_ipv6 },
     // IPv4 addresses with optional port.
-    Rule {
-        pattern: r"(?-u:\b)((?:[0-9]{1,3}\.){3}[0-9]{1,3})(?-u:\b)(?::[0-9]{1,5})?",
-        decide: decide_ipv4,
-    },
+    Rule { pattern: r"(?-u:\b)((?:[0-9]{1,3}\.){3}[0-9]{1,3})(?-u:\b)(?::[0-9]{1,5})?", decide: decide_ipv4 },
     // Cluster-internal host names with optional port.
     Rule {
         pattern: r"(?i)(?-u:\b)(localhost|(?:[a-z0-9][a-z0-9_-]*\.)+(?:svc\.cluster\.local|cluster\.local|svc|internal|localdomain|local|lan|home\.arpa))(?-u:\b)(?::[0-9]{1,5})?",
@@ -390,10 +361,7 @@ const RULES: &[Rule] = &[
 /// Long hex and base64/base64url tokens. Kept out of [`RULES`] and the
 /// precheck set: its counted repetition multiplies the combined DFA's states,
 /// so it is gated by [`has_long_token_run`] instead and applied last.
-const LONG_TOKEN_RULE: Rule = Rule {
-    pattern: r"[A-Za-z0-9+/_-]{32,}=*",
-    decide: decide_long_token,
-};
+const LONG_TOKEN_RULE: Rule = Rule { pattern: r"[A-Za-z0-9+/_-]{32,}=*", decide: decide_long_token };
 
 /// Shortest run of token characters that [`LONG_TOKEN_RULE`] considers.
 const LONG_TOKEN_MIN: usize = 32;
@@ -403,8 +371,7 @@ fn compile(pattern: &str) -> Regex {
     Regex::new(pattern).expect("constant redaction pattern") // ok: constant pattern
 }
 
-static COMPILED: LazyLock<Vec<Regex>> =
-    LazyLock::new(|| RULES.iter().map(|rule| compile(rule.pattern)).collect());
+static COMPILED: LazyLock<Vec<Regex>> = LazyLock::new(|| RULES.iter().map(|rule| compile(rule.pattern)).collect());
 
 static LONG_TOKEN: LazyLock<Regex> = LazyLock::new(|| compile(LONG_TOKEN_RULE.pattern));
 
@@ -508,11 +475,8 @@ fn char_after_next(text: &str, at: usize) -> Option<char> {
 /// Splits trailing sentence punctuation off a match so it stays in the text.
 fn split_trailing_punct(s: &str) -> (&str, &str) {
     let core = s.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', '}']);
-    let core = if core.contains('[') {
-        core
-    } else {
-        core.trim_end_matches([']', '.', ',', ';', ':', '!', '?', ')', '}'])
-    };
+    let core =
+        if core.contains('[') { core } else { core.trim_end_matches([']', '.', ',', ';', ':', '!', '?', ')', '}']) };
     (core, &s[core.len()..])
 }
 
@@ -550,9 +514,8 @@ fn decide_url(_text: &str, caps: &Captures<'_>) -> Option<String> {
 }
 
 /// URL schemes whose authority is a bucket or container name.
-const BUCKET_SCHEMES: &[&str] = &[
-    "s3", "s3a", "s3n", "gs", "gcs", "az", "abfs", "abfss", "wasb", "wasbs", "r2", "oss", "cos",
-];
+const BUCKET_SCHEMES: &[&str] =
+    &["s3", "s3a", "s3n", "gs", "gcs", "az", "abfs", "abfss", "wasb", "wasbs", "r2", "oss", "cos"];
 
 /// Whether the host of a URL authority (`host`, `host:port`, `[v6]:port`)
 /// is internal: a private address, a cluster-internal name, or (when
@@ -573,16 +536,8 @@ fn host_is_internal(host_port: &str, single_label_internal: bool) -> bool {
     is_internal_hostname(host) || (single_label_internal && !host.contains('.'))
 }
 
-const INTERNAL_SUFFIXES: &[&str] = &[
-    ".svc",
-    ".cluster.local",
-    ".internal",
-    ".local",
-    ".lan",
-    ".localdomain",
-    ".home.arpa",
-    ".localhost",
-];
+const INTERNAL_SUFFIXES: &[&str] =
+    &[".svc", ".cluster.local", ".internal", ".local", ".lan", ".localdomain", ".home.arpa", ".localhost"];
 
 fn is_internal_hostname(host: &str) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
@@ -633,8 +588,7 @@ fn decide_bearer(text: &str, caps: &Captures<'_>) -> Option<String> {
     let token = token_match.as_str().trim_end_matches('.');
     let suffix = &token_match.as_str()[token.len()..];
     let has_digit = token.bytes().any(|b| b.is_ascii_digit());
-    let mixed_case = token.bytes().any(|b| b.is_ascii_uppercase())
-        && token.bytes().any(|b| b.is_ascii_lowercase());
+    let mixed_case = token.bytes().any(|b| b.is_ascii_uppercase()) && token.bytes().any(|b| b.is_ascii_lowercase());
     let has_symbol = token.bytes().any(|b| b"._~+/-=".contains(&b));
     let is_basic = m.as_str()[..5].eq_ignore_ascii_case("basic");
     let secret_like = if is_basic {
@@ -669,9 +623,8 @@ fn decide_key_value(text: &str, caps: &Captures<'_>) -> Option<String> {
     } else {
         ("", value)
     };
-    let already_redacted = text
-        .get(value_match.start() + quote.len()..)
-        .is_some_and(|after| after.starts_with(REDACTED));
+    let already_redacted =
+        text.get(value_match.start() + quote.len()..).is_some_and(|after| after.starts_with(REDACTED));
     if inner.is_empty() || already_redacted {
         return None;
     }
@@ -735,13 +688,7 @@ const FS_ROOTS: &[&str] = &[
 ];
 
 /// Segments anywhere in a path that mark a file-system location.
-const FS_MARKERS: &[&str] = &[
-    "site-packages",
-    "dist-packages",
-    "node_modules",
-    ".git",
-    ".cargo",
-];
+const FS_MARKERS: &[&str] = &["site-packages", "dist-packages", "node_modules", ".git", ".cargo"];
 
 /// File extensions (lower case) that mark source, config or key files.
 const FS_EXTENSIONS: &[&str] = &[
@@ -820,17 +767,9 @@ fn decide_posix_path(text: &str, caps: &Captures<'_>) -> Option<String> {
             return None;
         }
     }
-    let (core, trailing) = if line_suffix.is_empty() {
-        split_trailing_punct(path)
-    } else {
-        (path, "")
-    };
+    let (core, trailing) = if line_suffix.is_empty() { split_trailing_punct(path) } else { (path, "") };
     let tilde = core.starts_with('~');
-    let segments: Vec<&str> = core
-        .trim_start_matches('~')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segments: Vec<&str> = core.trim_start_matches('~').split('/').filter(|s| !s.is_empty()).collect();
     let sensitive = if tilde {
         !segments.is_empty()
     } else if segments.len() >= 2 {
@@ -862,10 +801,8 @@ fn decide_ipv6(text: &str, caps: &Captures<'_>) -> Option<String> {
         bracketed.as_str()
     } else {
         let bare = caps.get(2)?;
-        let bad_prev = prev_char(text, bare.start())
-            .is_some_and(|c| c.is_ascii_alphanumeric() || "_:.".contains(c));
-        let bad_next = next_char(text, bare.end())
-            .is_some_and(|c| c.is_ascii_alphanumeric() || "_:".contains(c));
+        let bad_prev = prev_char(text, bare.start()).is_some_and(|c| c.is_ascii_alphanumeric() || "_:.".contains(c));
+        let bad_next = next_char(text, bare.end()).is_some_and(|c| c.is_ascii_alphanumeric() || "_:".contains(c));
         if bad_prev || bad_next {
             return None;
         }
@@ -880,11 +817,7 @@ fn decide_ipv6(text: &str, caps: &Captures<'_>) -> Option<String> {
         return None;
     }
     let (_, suffix) = split_trailing_punct(m.as_str());
-    let suffix = if m.as_str().ends_with(']') {
-        ""
-    } else {
-        suffix
-    };
+    let suffix = if m.as_str().ends_with(']') { "" } else { suffix };
     Some(redacted_with_suffix(suffix))
 }
 
@@ -929,10 +862,7 @@ fn looks_like_secret_token(token: &str) -> bool {
     let core = token.trim_end_matches('=');
     let pieces = || core.split(['/', '_', '-', '+']);
     let hex_piece = pieces().any(|piece| {
-        let piece = piece
-            .strip_prefix("0x")
-            .or_else(|| piece.strip_prefix("0X"))
-            .unwrap_or(piece);
+        let piece = piece.strip_prefix("0x").or_else(|| piece.strip_prefix("0X")).unwrap_or(piece);
         piece.len() >= 32
             && piece.bytes().all(|b| b.is_ascii_hexdigit())
             && piece.bytes().any(|b| b.is_ascii_digit())
@@ -972,11 +902,10 @@ pub fn redact_json(value: &mut Value) -> bool {
             changed
         }
         Value::Object(map) => {
-            let input_is_sensitive = map.get("loc").and_then(Value::as_array).is_some_and(|loc| {
-                loc.iter()
-                    .filter_map(Value::as_str)
-                    .any(is_sensitive_json_key)
-            });
+            let input_is_sensitive = map
+                .get("loc")
+                .and_then(Value::as_array)
+                .is_some_and(|loc| loc.iter().filter_map(Value::as_str).any(is_sensitive_json_key));
             let mut changed = false;
             for (key, child) in map.iter_mut() {
                 if is_sensitive_json_key(key) || (input_is_sensitive && key == "input") {
@@ -1131,9 +1060,7 @@ pub fn redact_body(content_type: Option<&str>, body: &[u8]) -> (Vec<u8>, bool) {
         return (Vec::new(), false);
     }
     let content_type = content_type.map(|ct| ct.trim().to_ascii_lowercase());
-    let declared_json = content_type
-        .as_deref()
-        .is_some_and(|ct| ct.contains("json"));
+    let declared_json = content_type.as_deref().is_some_and(|ct| ct.contains("json"));
     let sniff_json = content_type.is_none() && looks_like_json(body);
     if declared_json || sniff_json {
         if let Ok(mut value) = serde_json::from_slice::<Value>(body) {
@@ -1146,9 +1073,7 @@ pub fn redact_body(content_type: Option<&str>, body: &[u8]) -> (Vec<u8>, bool) {
             };
         }
     }
-    let declared_binary = content_type
-        .as_deref()
-        .is_some_and(|ct| BINARY_TYPES.iter().any(|b| ct.starts_with(b)));
+    let declared_binary = content_type.as_deref().is_some_and(|ct| BINARY_TYPES.iter().any(|b| ct.starts_with(b)));
     if declared_binary {
         return (REDACTED.as_bytes().to_vec(), true);
     }
@@ -1162,10 +1087,7 @@ pub fn redact_body(content_type: Option<&str>, body: &[u8]) -> (Vec<u8>, bool) {
 }
 
 fn looks_like_json(body: &[u8]) -> bool {
-    matches!(
-        body.iter().find(|b| !b.is_ascii_whitespace()),
-        Some(b'{') | Some(b'[')
-    )
+    matches!(body.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{') | Some(b'['))
 }
 
 // ---------------------------------------------------------------------------
@@ -1215,9 +1137,7 @@ fn is_sensitive_query_name(raw_name: &str) -> bool {
         return true;
     }
     let joined = words.concat();
-    QUERY_AFFIX_WORDS
-        .iter()
-        .any(|w| joined.starts_with(w) || joined.ends_with(w))
+    QUERY_AFFIX_WORDS.iter().any(|w| joined.starts_with(w) || joined.ends_with(w))
 }
 
 /// Decodes `%XX` escapes and `+` (as space); invalid escapes stay literal.
@@ -1751,19 +1671,10 @@ mod tests {
     fn leaks_are_redacted() {
         for (index, (input, secrets)) in LEAKS.iter().enumerate() {
             let out = redact_text(input);
-            assert!(
-                matches!(out, Cow::Owned(_)),
-                "sample {index} unchanged: {input:?}"
-            );
-            assert!(
-                out.contains(REDACTED),
-                "sample {index} has no marker: {out:?}"
-            );
+            assert!(matches!(out, Cow::Owned(_)), "sample {index} unchanged: {input:?}");
+            assert!(out.contains(REDACTED), "sample {index} has no marker: {out:?}");
             for secret in secrets.iter() {
-                assert!(
-                    !out.contains(secret),
-                    "sample {index}: {secret:?} survived in {out:?}"
-                );
+                assert!(!out.contains(secret), "sample {index}: {secret:?} survived in {out:?}");
             }
         }
     }
@@ -1772,10 +1683,7 @@ mod tests {
     fn harmless_text_is_borrowed() {
         for input in HARMLESS {
             let out = redact_text(input);
-            assert!(
-                matches!(out, Cow::Borrowed(_)),
-                "changed harmless input {input:?} into {out:?}"
-            );
+            assert!(matches!(out, Cow::Borrowed(_)), "changed harmless input {input:?} into {out:?}");
             assert_eq!(out, *input);
         }
     }
@@ -1785,10 +1693,7 @@ mod tests {
         for (input, _) in LEAKS {
             let once = redact_text(input).into_owned();
             let twice = redact_text(&once);
-            assert!(
-                matches!(twice, Cow::Borrowed(_)),
-                "second pass changed {once:?} into {twice:?}"
-            );
+            assert!(matches!(twice, Cow::Borrowed(_)), "second pass changed {once:?} into {twice:?}");
         }
     }
 
@@ -1796,14 +1701,9 @@ mod tests {
     fn every_rule_fires_on_some_sample() {
         assert_eq!(RULES.len(), COMPILED.len());
         assert_eq!(RULES.len(), PRECHECK.len());
-        let all = RULES
-            .iter()
-            .zip(COMPILED.iter())
-            .chain(std::iter::once((&LONG_TOKEN_RULE, &*LONG_TOKEN)));
+        let all = RULES.iter().zip(COMPILED.iter()).chain(std::iter::once((&LONG_TOKEN_RULE, &*LONG_TOKEN)));
         for (index, (rule, regex)) in all.enumerate() {
-            let fired = LEAKS
-                .iter()
-                .any(|(input, _)| apply_rule(regex, rule.decide, input).is_some());
+            let fired = LEAKS.iter().any(|(input, _)| apply_rule(regex, rule.decide, input).is_some());
             assert!(fired, "rule {index} ({}) never fires", rule.pattern);
         }
     }
@@ -1819,43 +1719,19 @@ mod tests {
     #[test]
     fn trace_inside_text_keeps_surroundings() {
         let input = "Request failed.\nTraceback (most recent call last):\n  File \"/app/x.py\", line 1, in <module>\n    boom()\nValueError: bad\nPlease retry.";
-        assert_eq!(
-            redact_text(input),
-            "Request failed.\n[redacted]\nPlease retry."
-        );
+        assert_eq!(redact_text(input), "Request failed.\n[redacted]\nPlease retry.");
     }
 
     #[test]
     fn names_and_punctuation_are_kept() {
-        assert_eq!(
-            redact_text("password=hunter2&user=bob"),
-            "password=[redacted]&user=bob"
-        );
-        assert_eq!(
-            redact_text("{\"password\": \"hunter2\"}"),
-            "{\"password\": \"[redacted]\"}"
-        );
-        assert_eq!(
-            redact_text("Authorization: Bearer abc123def456"),
-            "Authorization: [redacted]"
-        );
-        assert_eq!(
-            redact_text("header was Bearer abc123def456."),
-            "header was Bearer [redacted]."
-        );
+        assert_eq!(redact_text("password=hunter2&user=bob"), "password=[redacted]&user=bob");
+        assert_eq!(redact_text("{\"password\": \"hunter2\"}"), "{\"password\": \"[redacted]\"}");
+        assert_eq!(redact_text("Authorization: Bearer abc123def456"), "Authorization: [redacted]");
+        assert_eq!(redact_text("header was Bearer abc123def456."), "header was Bearer [redacted].");
         assert_eq!(redact_text("see /etc/passwd."), "see [redacted].");
-        assert_eq!(
-            redact_text("reach http://localhost:8000)."),
-            "reach [redacted])."
-        );
-        assert_eq!(
-            redact_text("<p>File &quot;/srv/app/views.py&quot;, line 12, in index</p>"),
-            "<p>[redacted]</p>"
-        );
-        assert_eq!(
-            redact_text("at 10.0.0.1, then 8.8.8.8"),
-            "at [redacted], then 8.8.8.8"
-        );
+        assert_eq!(redact_text("reach http://localhost:8000)."), "reach [redacted]).");
+        assert_eq!(redact_text("<p>File &quot;/srv/app/views.py&quot;, line 12, in index</p>"), "<p>[redacted]</p>");
+        assert_eq!(redact_text("at 10.0.0.1, then 8.8.8.8"), "at [redacted], then 8.8.8.8");
     }
 
     #[test]
@@ -1887,10 +1763,7 @@ mod tests {
         }
         assert_eq!(item["loc"], serde_json::json!(["body", "file"]));
         assert_eq!(item["type"], "value_error");
-        assert_eq!(
-            item["msg"],
-            "cannot open [redacted] at [redacted] with [redacted]"
-        );
+        assert_eq!(item["msg"], "cannot open [redacted] at [redacted] with [redacted]");
         let text = serde_json::to_string(&body).unwrap();
         let _: Value = serde_json::from_str(&text).unwrap();
         for secret in ["/srv/app", "x.pdf", "10.0.3.7", "9000", "sk-abc123"] {
@@ -1909,21 +1782,16 @@ mod tests {
         }]});
         assert!(redact_json(&mut body));
         assert_eq!(body["detail"][0]["input"], REDACTED);
-        assert_eq!(
-            body["detail"][0]["msg"],
-            "String should have at least 12 characters"
-        );
+        assert_eq!(body["detail"][0]["msg"], "String should have at least 12 characters");
         assert_eq!(body["detail"][0]["ctx"]["min_length"], 12);
     }
 
     #[test]
     fn detail_string_body() {
-        let mut body = serde_json::json!({"detail": "Upload to /srv/app/uploads/a.pdf failed on minio.default.svc:9000"});
+        let mut body =
+            serde_json::json!({"detail": "Upload to /srv/app/uploads/a.pdf failed on minio.default.svc:9000"});
         assert!(redact_json(&mut body));
-        assert_eq!(
-            body,
-            serde_json::json!({"detail": "Upload to [redacted] failed on [redacted]"})
-        );
+        assert_eq!(body, serde_json::json!({"detail": "Upload to [redacted] failed on [redacted]"}));
         let mut clean = serde_json::json!({"detail": "Not Found"});
         assert!(!redact_json(&mut clean));
         assert_eq!(clean, serde_json::json!({"detail": "Not Found"}));
@@ -1955,14 +1823,8 @@ mod tests {
         let (out, changed) = redact_body(Some("application/json; charset=utf-8"), body);
         assert!(changed);
         let value: Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(
-            value,
-            serde_json::json!({"detail": "db [redacted] unreachable", "code": 503})
-        );
-        let (out, changed) = redact_body(
-            Some("application/problem+json"),
-            br#"{"title":"Not Found"}"#,
-        );
+        assert_eq!(value, serde_json::json!({"detail": "db [redacted] unreachable", "code": 503}));
+        let (out, changed) = redact_body(Some("application/problem+json"), br#"{"title":"Not Found"}"#);
         assert!(!changed);
         assert_eq!(out, br#"{"title":"Not Found"}"#);
     }
@@ -2003,18 +1865,9 @@ mod tests {
     #[test]
     fn body_binary() {
         let binary = [0x89u8, 0x50, 0x4e, 0x47, 0xff, 0x00, 0xfe];
-        assert_eq!(
-            redact_body(None, &binary),
-            (REDACTED.as_bytes().to_vec(), true)
-        );
-        assert_eq!(
-            redact_body(Some("image/png"), b"PNGish"),
-            (REDACTED.as_bytes().to_vec(), true)
-        );
-        assert_eq!(
-            redact_body(Some("application/octet-stream"), &binary),
-            (REDACTED.as_bytes().to_vec(), true)
-        );
+        assert_eq!(redact_body(None, &binary), (REDACTED.as_bytes().to_vec(), true));
+        assert_eq!(redact_body(Some("image/png"), b"PNGish"), (REDACTED.as_bytes().to_vec(), true));
+        assert_eq!(redact_body(Some("application/octet-stream"), &binary), (REDACTED.as_bytes().to_vec(), true));
         assert_eq!(redact_body(Some("text/plain"), b""), (Vec::new(), false));
     }
 
@@ -2042,12 +1895,7 @@ mod tests {
             "%74oken=[redacted]&x%5Fapi%5Fkey=[redacted]&api%20key=[redacted]&q=a%20b"
         );
         // Names that only contain a keyword inside a word are kept.
-        for clean in [
-            "keyword=rust&monkey=1&design=x&author=me",
-            "",
-            "a=1&b=2",
-            "sort=asc&postcode=1",
-        ] {
+        for clean in ["keyword=rust&monkey=1&design=x&author=me", "", "a=1&b=2", "sort=asc&postcode=1"] {
             let out = redact_query(clean);
             assert!(matches!(out, Cow::Borrowed(_)), "{clean} -> {out}");
         }
@@ -2078,27 +1926,11 @@ mod tests {
         }
         let out = redact_text(&text);
         assert!(matches!(out, Cow::Owned(_)));
-        for secret in [
-            "hunter2",
-            "10.0.3.7",
-            "AKIAIOSFODNN7EXAMPLE",
-            "/etc/nginx",
-            "goroutine 34",
-        ] {
+        for secret in ["hunter2", "10.0.3.7", "AKIAIOSFODNN7EXAMPLE", "/etc/nginx", "goroutine 34"] {
             assert!(!out.contains(secret), "{secret} survived");
         }
         // Adversarial shapes: long runs of near-matches.
-        for unit in [
-            "a:",
-            "/a",
-            "at ",
-            "0.",
-            "x=",
-            "-----BEGIN RSA PRIVATE KEY-----",
-            "a.",
-            "\tat a.b(",
-            "Aa1",
-        ] {
+        for unit in ["a:", "/a", "at ", "0.", "x=", "-----BEGIN RSA PRIVATE KEY-----", "a.", "\tat a.b(", "Aa1"] {
             let big = unit.repeat(64 * 1024 / unit.len());
             let _ = redact_text(&big);
         }

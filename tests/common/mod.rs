@@ -40,13 +40,8 @@ impl Pki {
         let dir = tempfile::tempdir().unwrap();
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "moat test CA");
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::CrlSign,
-        ];
+        params.distinguished_name.push(rcgen::DnType::CommonName, "moat test CA");
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let ca_pem = cert.pem();
@@ -56,31 +51,17 @@ impl Pki {
     }
 
     /// A server certificate for localhost/127.0.0.1/::1 with the given key algorithm: (cert_pem, key_pem).
-    pub fn server_cert(
-        &self,
-        alg: &'static rcgen::SignatureAlgorithm,
-        cn: &str,
-    ) -> (String, String) {
-        let mut params = rcgen::CertificateParams::new(vec![
-            "localhost".into(),
-            "127.0.0.1".into(),
-            "::1".into(),
-        ])
-        .unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
+    pub fn server_cert(&self, alg: &'static rcgen::SignatureAlgorithm, cn: &str) -> (String, String) {
+        let mut params =
+            rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
         let key = rcgen::KeyPair::generate_for(alg).unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
         (cert.pem(), key.serialize_pem())
     }
 
     /// Writes a server pair as `name.crt` / `name.key`; returns their paths.
-    pub fn write_server(
-        &self,
-        name: &str,
-        alg: &'static rcgen::SignatureAlgorithm,
-    ) -> (PathBuf, PathBuf) {
+    pub fn write_server(&self, name: &str, alg: &'static rcgen::SignatureAlgorithm) -> (PathBuf, PathBuf) {
         let (c, k) = self.server_cert(alg, name);
         let cp = self.dir.path().join(format!("{name}.crt"));
         let kp = self.dir.path().join(format!("{name}.key"));
@@ -92,9 +73,7 @@ impl Pki {
     /// A client certificate: PEM of cert + key (reqwest identity format).
     pub fn client_identity_pem(&self) -> String {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "test client");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "test client");
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.ca).unwrap();
@@ -154,8 +133,7 @@ pub type Handler = Arc<
     dyn Fn(
             http::request::Parts,
             Bytes,
-        )
-            -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<TestBody>> + Send>>
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<TestBody>> + Send>>
         + Send
         + Sync,
 >;
@@ -167,6 +145,8 @@ pub struct Upstream {
     pub seen: Arc<Mutex<Vec<Seen>>>,
     /// Notified when a request's head arrives.
     pub arrived: Arc<tokio::sync::Notify>,
+    /// Request heads received so far.
+    pub heads: Arc<std::sync::atomic::AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -181,18 +161,20 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let arrived = Arc::new(tokio::sync::Notify::new());
-        let (s2, a2) = (seen.clone(), arrived.clone());
+        let heads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (s2, a2, h2) = (seen.clone(), arrived.clone(), heads.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     break;
                 };
-                let (seen, arrived, handler) = (s2.clone(), a2.clone(), handler.clone());
+                let (seen, arrived, handler, heads) = (s2.clone(), a2.clone(), handler.clone(), h2.clone());
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let (seen, arrived, handler) =
-                            (seen.clone(), arrived.clone(), handler.clone());
+                        let (seen, arrived, handler, heads) =
+                            (seen.clone(), arrived.clone(), handler.clone(), heads.clone());
                         async move {
+                            heads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                             arrived.notify_waiters();
                             let (parts, mut body) = req.into_parts();
                             let mut h = Sha256::new();
@@ -206,9 +188,7 @@ impl Upstream {
                                             h.update(d);
                                             n += d.len() as u64;
                                             if head.len() < 65536 {
-                                                head.extend_from_slice(
-                                                    &d[..d.len().min(65536 - head.len())],
-                                                );
+                                                head.extend_from_slice(&d[..d.len().min(65536 - head.len())]);
                                             }
                                         }
                                     }
@@ -236,24 +216,25 @@ impl Upstream {
                 });
             }
         });
-        Self {
-            addr,
-            seen,
-            arrived,
-            task,
-        }
+        Self { addr, seen, arrived, heads, task }
     }
 
     /// An upstream answering 200 "ok from upstream".
     pub async fn ok() -> Self {
-        Self::start(handler(|_, _| async {
-            Response::new(full("ok from upstream"))
-        }))
-        .await
+        Self::start(handler(|_, _| async { Response::new(full("ok from upstream")) })).await
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Waits (bounded) until `n` request heads have arrived.
+    pub async fn wait_heads(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.heads.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(Instant::now() < deadline, "upstream got fewer than {n} requests");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -325,22 +306,12 @@ impl Moat {
         Self::spawn(cmd, env, dir, p)
     }
 
-    fn spawn(
-        mut cmd: Command,
-        env: &[(&str, &str)],
-        dir: tempfile::TempDir,
-        config_path: PathBuf,
-    ) -> Self {
-        cmd.env("MOAT_LOG", "info,moat=debug")
-            .env_remove("MOAT_CONFIG");
+    fn spawn(mut cmd: Command, env: &[(&str, &str)], dir: tempfile::TempDir, config_path: PathBuf) -> Self {
+        cmd.env("MOAT_LOG", "info,moat=debug").env_remove("MOAT_CONFIG");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let logs = Arc::new(Mutex::new(VecDeque::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel::<(SocketAddr, SocketAddr)>();
@@ -375,22 +346,10 @@ impl Moat {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "moat did not start.\nstderr:\n{}\nstdout:\n{:?}",
-                    stderr.lock().unwrap(),
-                    logs.lock().unwrap()
-                );
+                panic!("moat did not start.\nstderr:\n{}\nstdout:\n{:?}", stderr.lock().unwrap(), logs.lock().unwrap());
             }
         };
-        Moat {
-            child,
-            https,
-            admin,
-            logs,
-            stderr,
-            dir,
-            config_path,
-        }
+        Moat { child, https, admin, logs, stderr, dir, config_path }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -410,13 +369,7 @@ impl Moat {
     pub async fn wait_log(&self, needle: &str, within: Duration) -> Option<String> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
-            if let Some(l) = self
-                .logs
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|l| l.contains(needle))
-            {
+            if let Some(l) = self.logs.lock().unwrap().iter().find(|l| l.contains(needle)) {
                 return Some(l.clone());
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -441,18 +394,11 @@ impl Moat {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!(
-            "no access log line for {request_id}: {:?}",
-            self.log_lines()
-        );
+        panic!("no access log line for {request_id}: {:?}", self.log_lines());
     }
 
     pub fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+        let st = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
         assert!(st.success());
     }
 
@@ -533,10 +479,7 @@ impl Noise {
 pub fn noise_stream(
     seed: u64,
     total: u64,
-) -> (
-    impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
-    String,
-) {
+) -> (impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static, String) {
     let mut n = Noise::new(seed);
     let mut h = Sha256::new();
     let mut left = total;
@@ -568,18 +511,10 @@ pub fn sha256_hex(b: &[u8]) -> String {
 }
 
 /// A raw TLS connection to moat (for protocol-level tests).
-pub async fn tls_connect(
-    pki: &Pki,
-    addr: SocketAddr,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+pub async fn tls_connect(pki: &Pki, addr: SocketAddr) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let conn = tokio_rustls::TlsConnector::from(pki.rustls_client());
-    conn.connect(
-        rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-        tcp,
-    )
-    .await
-    .unwrap()
+    conn.connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp).await.unwrap()
 }
 
 pub fn moat_config_dir(m: &Moat) -> &Path {

