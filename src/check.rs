@@ -41,13 +41,21 @@ fn row(r: &Route) -> Vec<String> {
         size(r.max_body),
         dur(r.response_timeout),
         r.content_types.as_ref().map(|c| c.join(",")).unwrap_or_else(|| "any".into()),
+        r.upload
+            .as_ref()
+            .map(|u| {
+                format!("{} (max {} files)", u.types.iter().map(|t| t.name).collect::<Vec<_>>().join(","), u.max_files)
+            })
+            .unwrap_or_else(|| "-".into()),
     ]
 }
 
 /// Renders the route table.
 pub fn table(cfg: &Config) -> String {
-    let header: Vec<String> =
-        ["ROUTE", "PATH", "METHODS", "MAX BODY", "TIMEOUT", "CONTENT TYPES"].iter().map(|s| s.to_string()).collect();
+    let header: Vec<String> = ["ROUTE", "PATH", "METHODS", "MAX BODY", "TIMEOUT", "CONTENT TYPES", "UPLOAD"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let mut rows = vec![header];
     for r in &cfg.routes {
         rows.push(row(r));

@@ -13,6 +13,7 @@
 //!           4. rescue: panics and errors → RFC 9457  policy/rescue.rs, error.rs
 //!           5. path normalization + route match      policy/route.rs
 //!          10. body limits on the streaming body     policy/body_limit.rs, body.rs
+//!              + upload inspection of the stream     policy/upload.rs, upload/
 //!       11+13. upstream timeout + forwarding         proxy/
 //! ```
 //!
@@ -37,3 +38,4 @@ pub mod server;
 pub mod shutdown;
 pub mod stack;
 pub mod telemetry;
+pub mod upload;

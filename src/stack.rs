@@ -19,6 +19,7 @@ use crate::policy::rescue::RescueLayer;
 use crate::policy::route::Routing;
 use crate::policy::sanitize::SanitizeLayer;
 use crate::policy::security_headers::Hardening;
+use crate::policy::upload::Upload;
 use crate::policy::{BoxFuture, PolicyLayer};
 use crate::proxy::Proxy;
 
@@ -44,6 +45,8 @@ pub fn build(
         .layer(PolicyLayer::new(RateLimit::new(shared.clone())))
         // 10. Body limits wrap the stream before anything reads it.
         .layer(PolicyLayer::new(BodyLimit))
+        // 10. Upload inspection wraps the already-limited stream: what the bytes are, as they pass.
+        .layer(PolicyLayer::new(Upload))
         // 12. Only upstream responses pass here: 5xx bodies replaced, 4xx bodies redacted.
         .layer(SanitizeLayer)
         // 11 + 13. Upstream timeout and forwarding.

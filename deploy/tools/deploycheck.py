@@ -96,6 +96,18 @@ def cmd_compose(args):
         pr.add("no service named moat")
         return pr.report()
 
+    if args.source and args.env_example:
+        # Every variable the compose file interpolates is documented in its
+        # .env.example, and the example sets nothing the file does not use.
+        with open(args.source, encoding="utf-8") as f:
+            used = set(re.findall(r"\$\{([A-Za-z0-9_]+)", f.read()))
+        with open(args.env_example, encoding="utf-8") as f:
+            listed = set(re.findall(r"^([A-Za-z0-9_]+)=", f.read(), re.M))
+        for var in sorted(used - listed):
+            pr.add(f"{var} is used but not listed in {args.env_example}")
+        for var in sorted(listed - used):
+            pr.add(f"{var} is listed in {args.env_example} but not used")
+
     for name, net in networks.items():
         internal = bool((net or {}).get("internal"))
         if name in (EDGE_NETWORK, EGRESS_NETWORK):
@@ -372,6 +384,7 @@ def cmd_moat_check(args):
             if line.strip():
                 jobs.append(json.loads(line))
     failed = 0
+    moat = os.path.abspath(args.moat)
     with tempfile.TemporaryDirectory(prefix="moat-check-") as tmp:
         # moat check reads the TLS files, which only exist in the container:
         # point the TLS overrides at a throwaway pair.
@@ -403,7 +416,7 @@ def cmd_moat_check(args):
             if "MOAT_TLS__CLIENT_CA" in env:
                 env["MOAT_TLS__CLIENT_CA"] = cert
             overrides = " ".join(sorted(job["env"]))
-            proc = subprocess.run([args.moat, "check", "--config", config], env=env, cwd=tmp,
+            proc = subprocess.run([moat, "check", "--config", config], env=env, cwd=tmp,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             if proc.returncode == 0:
                 print(f"ok    moat check {job['label']}: {shown} with {overrides or 'no overrides'}")
@@ -423,6 +436,8 @@ def main():
     c.add_argument("config")
     c.add_argument("label")
     c.add_argument("--jobs")
+    c.add_argument("--source", help="the compose file itself")
+    c.add_argument("--env-example", help="its .env.example")
     k = sub.add_parser("k8s")
     k.add_argument("rendered")
     k.add_argument("label")

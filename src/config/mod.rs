@@ -231,6 +231,8 @@ pub struct Route {
     pub content_types: Option<Vec<String>>,
     /// Security headers for this route, if it overrides the global ones.
     pub security_headers: Option<crate::policy::security_headers::SecurityHeaders>,
+    /// Upload inspection rules.
+    pub upload: Option<Arc<crate::upload::UploadRules>>,
     /// `None`: the default limit; `Some(None)`: off; `Some(Some(rule))`: this rule.
     pub rate_limit: Option<Option<crate::policy::rate_limit::Rule>>,
     /// Requests in progress at once on this route.

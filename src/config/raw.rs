@@ -88,6 +88,34 @@ pub struct RawRateLimit {
     pub default: Option<RawRuleOrOff>,
 }
 
+/// A route's `upload = { ... }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpload {
+    /// Type names from moat's table (`pdf`, `png`, `docx`, ...).
+    pub types: Option<Vec<String>>,
+    /// File parts allowed in one request.
+    pub max_files: Option<i64>,
+    /// Size of one file part.
+    pub max_file_size: Option<Scalar>,
+    /// Size of one non-file field.
+    pub max_field_bytes: Option<Scalar>,
+    /// Allowed non-file fields (when set, others are refused).
+    pub fields: Option<Vec<RawField>>,
+}
+
+/// One allowed form field.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawField {
+    /// Field name.
+    pub name: Option<String>,
+    /// Size cap for this field.
+    pub max_bytes: Option<Scalar>,
+    /// Regular expression the whole value must match.
+    pub pattern: Option<String>,
+}
+
 /// `[errors]`
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -207,6 +235,8 @@ pub struct RawRoute {
     pub content_types: Option<Vec<String>>,
     /// Per-route security header overrides.
     pub security_headers: Option<RawSecurityHeaders>,
+    /// Upload inspection for this route.
+    pub upload: Option<RawUpload>,
     /// This route's rate limit, or `"off"`.
     pub rate_limit: Option<RawRuleOrOff>,
     /// Requests in progress at once on this route.

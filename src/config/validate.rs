@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::Method;
 
-use super::raw::{RawConfig, RawRoute, RawRule, RawRuleOrOff, RawSecurityHeaders};
+use super::raw::{RawConfig, RawRoute, RawRule, RawRuleOrOff, RawSecurityHeaders, RawUpload};
 use super::units::{self, Scalar};
 use super::{Config, Limits, Listen, PathPattern, Problems, Route, Tls, TlsVersion, Upstream};
 use crate::policy::client_ip::IpRules;
@@ -278,6 +278,7 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         strip_prefix: false,
         content_types: None,
         security_headers: None,
+        upload: None,
         rate_limit: None,
         max_in_flight: None,
         ip_rules: None,
@@ -393,6 +394,10 @@ fn route(p: &mut Problems, i: usize, r: &RawRoute, defaults: &Route, sh: &Securi
         response_timeout: dur(p, &k("response_timeout"), &r.response_timeout, defaults.response_timeout),
         strip_prefix: r.strip_prefix.unwrap_or(false),
         security_headers: r.security_headers.as_ref().map(|raw| sec_headers(p, &k("security_headers"), raw, sh)),
+        upload: r.upload.as_ref().and_then(|u| {
+            let max_body = size(p, &k("max_body"), &r.max_body, defaults.max_body);
+            upload(p, &k("upload"), u, max_body).map(Arc::new)
+        }),
         rate_limit: r.rate_limit.as_ref().map(|rl| rule_or_off(p, &k("rate_limit"), rl)),
         max_in_flight: r.max_in_flight.map(|_| count(p, &k("max_in_flight"), r.max_in_flight, 1, 1, 1 << 24) as usize),
         ip_rules: if r.allow.is_some() || r.deny.is_some() {
@@ -490,4 +495,44 @@ fn rule(p: &mut Problems, key: &str, r: &RawRule) -> Option<Rule> {
         }
     };
     Some(Rule { key: kind, rate, burst })
+}
+
+fn upload(p: &mut Problems, key: &str, u: &RawUpload, max_body: u64) -> Option<crate::upload::UploadRules> {
+    let mut types = Vec::new();
+    match &u.types {
+        None => p.push(format!("{key}.types"), "missing: list the accepted types, e.g. [\"pdf\", \"png\"]"),
+        Some(ts) if ts.is_empty() => p.push(format!("{key}.types"), "must name at least one type"),
+        Some(ts) => {
+            for t in ts {
+                match crate::upload::lookup(t) {
+                    Some(ft) if !types.iter().any(|x: &&crate::upload::FileType| x.name == ft.name) => types.push(ft),
+                    Some(_) => {}
+                    None => {
+                        let known: Vec<&str> = crate::upload::types::all().iter().map(|t| t.name).collect();
+                        p.push(format!("{key}.types"), format!("unknown type \"{t}\" (known: {})", known.join(", ")));
+                    }
+                }
+            }
+        }
+    }
+    let mut fields = Vec::new();
+    for (i, f) in u.fields.iter().flatten().enumerate() {
+        let fk = format!("{key}.fields[{i}]");
+        let Some(name) = f.name.clone() else {
+            p.push(format!("{fk}.name"), "missing");
+            continue;
+        };
+        let max_bytes = f.max_bytes.as_ref().map(|m| size(p, &format!("{fk}.max_bytes"), &Some(m.clone()), 0));
+        match crate::upload::FieldRule::new(name, max_bytes, f.pattern.as_deref()) {
+            Ok(rule) => fields.push(rule),
+            Err(e) => p.push(format!("{fk}.pattern"), format!("invalid regular expression: {e}")),
+        }
+    }
+    Some(crate::upload::UploadRules {
+        types,
+        max_files: count(p, &format!("{key}.max_files"), u.max_files, 10, 1, 10_000) as usize,
+        max_file_size: size(p, &format!("{key}.max_file_size"), &u.max_file_size, max_body),
+        max_field_bytes: size(p, &format!("{key}.max_field_bytes"), &u.max_field_bytes, 64 * 1024),
+        fields,
+    })
 }

@@ -13,6 +13,7 @@ pub mod rescue;
 pub mod route;
 pub mod sanitize;
 pub mod security_headers;
+pub mod upload;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -528,3 +528,4 @@ pub fn init_crypto() {
 
 pub use http_body_util;
 pub type Executor = TokioExecutor;
+pub mod samples;

@@ -1,0 +1,70 @@
+//! Layer 10 (second half): upload inspection on the streaming body.
+//!
+//! On a route with `upload = { ... }`, the request must be
+//! `multipart/form-data` or a raw body whose `Content-Type` is one of the
+//! route's types (415 `upload_type` otherwise). The (already size-limited)
+//! body is wrapped by the inspector of `crate::upload`, which checks every
+//! file part's declared type, extension and first bytes, the file names,
+//! the file count and the form fields while the body streams. A violation
+//! cuts the stream: the upstream request is aborted before the body is
+//! complete, and the client gets the violation's status (415 / 400 / 413)
+//! if no response has begun. The bytes forwarded are exactly the client's.
+
+use std::sync::Arc;
+
+use http::header::CONTENT_TYPE;
+use http::Request;
+use http_body_util::BodyExt;
+
+use super::body_limit::refuse;
+use super::{Policy, Verdict};
+use crate::body::{Body, BodyRefused};
+use crate::ctx::Ctx;
+use crate::error::{BoxError, Reason};
+use crate::upload::{classify, inspect, InspectError, VerdictSlot, Violation};
+
+/// The reason a violation is answered with.
+pub fn reason(v: Violation) -> Reason {
+    match v {
+        Violation::UnsupportedMediaType | Violation::FileType => Reason::UploadType,
+        Violation::FileName => Reason::UploadName,
+        Violation::TooManyFiles => Reason::UploadCount,
+        Violation::FieldTooLarge | Violation::FileTooLarge => Reason::BodyTooLarge,
+        Violation::FieldRejected | Violation::Malformed => Reason::BadRequest,
+    }
+}
+
+/// The policy.
+pub struct Upload;
+
+impl Policy for Upload {
+    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        let Some(rules) = ctx.route().upload.clone() else { return Verdict::Pass };
+        let h1 = req.version() < http::Version::HTTP_2;
+        if !super::body_limit::has_body(req) {
+            // Nothing to inspect (e.g. a GET on an upload route).
+            return Verdict::Pass;
+        }
+        let kind = match classify(req.headers().get(CONTENT_TYPE), &rules) {
+            Ok(k) => k,
+            Err(v) => return refuse(reason(v), ctx, h1),
+        };
+        let body = std::mem::replace(req.body_mut(), crate::body::empty());
+        let slot = VerdictSlot::default();
+        let verdict = ctx.body_verdict.clone();
+        let id = ctx.id.clone();
+        let inspected = inspect(body, kind, rules, slot).map_err(move |e| -> BoxError {
+            match e {
+                InspectError::Violation(v) => {
+                    let r = reason(v);
+                    tracing::info!(request_id = %id, violation = ?v, reason = r.as_str(), "upload refused while streaming");
+                    verdict.set(r);
+                    Box::new(BodyRefused(r))
+                }
+                InspectError::Inner(e) => e,
+            }
+        });
+        *req.body_mut() = inspected.boxed_unsync();
+        Verdict::Pass
+    }
+}

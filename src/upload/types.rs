@@ -1,0 +1,856 @@
+//! The table of upload file types moat knows, and their content checks.
+//!
+//! # Threat
+//!
+//! An upload API that accepts "documents" is an easy way to get arbitrary
+//! bytes onto a server: a Windows executable renamed `report.pdf`, a Java
+//! archive renamed `invoice.docx`, an installer renamed `sheet.xls`, or a
+//! polyglot whose first bytes pretend to be one thing while a parser that
+//! searches further finds another. The route's `upload.types` list names the
+//! types an operator allows; this module says, for each name, which declared
+//! media types and file extensions belong to it, and how its first bytes must
+//! look.
+//!
+//! # How the content check works
+//!
+//! [`FileType::check_content`] looks at a prefix of the content and answers
+//! [`Sniff::Match`], [`Sniff::NoMatch`] or [`Sniff::NeedMore`]. It never needs
+//! more than [`SNIFF_WINDOW`] bytes: once the prefix reaches the window, or the
+//! caller says the prefix is the whole content, the answer is always a
+//! decision. Magic numbers are checked at fixed offsets (offset 0 in every
+//! case), never searched for, so "anything, then `%PDF-`" is not a PDF.
+//!
+//! * Binary formats (pdf, png, jpeg, gif, webp, tiff, bmp) use their magic
+//!   bytes plus the first structural fields (PDF version, PNG `IHDR`, WebP
+//!   `VP8` chunk, TIFF first-IFD offset, BMP DIB header size). `infer` is used
+//!   as the first gate where its matcher is a plain signature compare; the
+//!   extra fields are checked here because `infer` alone accepts e.g. any
+//!   buffer starting with `BM` as a bitmap and finds `%PDF` anywhere in the
+//!   first KiB.
+//! * OOXML (docx, pptx, xlsx): a zip (`PK\x03\x04` at offset 0) whose local
+//!   file headers, walked inside the window, contain an entry under `word/`,
+//!   `ppt/` or `xl/` respectively. A plain zip has no such entry; any entry
+//!   under `META-INF/` or ending in `.class` (a Java archive) refuses the
+//!   file, and so does a `vbaProject.bin` entry (a macro-enabled `.docm`,
+//!   `.xlsm` or `.pptm` renamed).
+//! * ODT: a zip whose first entry is `mimetype`, stored, holding exactly
+//!   `application/vnd.oasis.opendocument.text`; a `META-INF/MANIFEST.MF` or
+//!   `.class` entry seen in the window refuses the file.
+//! * doc, xls, ppt: the OLE2 compound-file header (magic `D0 CF 11 E0 A1 B1
+//!   1A E1`, byte-order mark `FE FF`, sector shift 9 or 12). The three cannot
+//!   be told apart by magic alone, so an OLE2 file passes the content check of
+//!   all three; the file extension and declared media type pick the type.
+//!   Windows Installer packages (`.msi`, `.msp`, `.mst`) are OLE2 too: when
+//!   the root directory entry lies inside the window its class id is read and
+//!   those installer class ids are refused.
+//! * Text (txt, csv, md, json, html): valid UTF-8 (an optional UTF-8 BOM is
+//!   allowed; a multi-byte sequence cut by the end of an incomplete prefix is
+//!   fine) without NUL bytes and without a binary magic at the start (`MZ`,
+//!   `\x7fELF`, zip, `%PDF-`, Mach-O, Java class). JSON must start with `{` or
+//!   `[` and HTML with `<` after whitespace. Text in UTF-16 is refused.
+//!
+//! # Limits
+//!
+//! Only the head of the content is checked. A file can be a valid instance of
+//! its type and carry another format further in (a zip appended to a PDF or
+//! an image); the upstream parses it by its declared type, and such trailing
+//! structures are not detected here.
+//!
+//! # Media types
+//!
+//! Browsers often label a file part `application/octet-stream` when the OS
+//! has no mapping for the extension. The inspector therefore accepts
+//! [`OCTET_STREAM`] as the declared type of any file part; the extension and
+//! the content check must still agree on one allowed type. Raw (non-multipart)
+//! request bodies must carry one of the type's own media types.
+//! `application/vnd.ms-excel` is listed for csv as well as xls because
+//! Windows browsers with Excel installed send it for `.csv` files, and
+//! `text/plain` is listed for csv and md (after their own types) because many
+//! clients label any text file that way. A raw body whose media type several
+//! allowed types list goes to the type that lists it first (`text/plain` is
+//! txt, `application/vnd.ms-excel` is xls).
+
+/// How many leading bytes of a file the content checks may need, at most.
+///
+/// At this many bytes (or at the end of the content) every check decides.
+pub const SNIFF_WINDOW: usize = 64 * 1024;
+
+/// The generic binary media type; accepted as the declared type of a file
+/// part (the extension and content must still agree on one allowed type).
+pub const OCTET_STREAM: &str = "application/octet-stream";
+
+/// The answer of a content check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniff {
+    /// The prefix is consistent with the type.
+    Match,
+    /// The prefix is not this type.
+    NoMatch,
+    /// The prefix is too short to decide and the content goes on.
+    NeedMore,
+}
+
+/// Which text flavour a text type wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextKind {
+    Plain,
+    Json,
+    Html,
+}
+
+/// The content check behind a [`FileType`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Pdf,
+    Png,
+    Jpeg,
+    Gif,
+    Webp,
+    Tiff,
+    Bmp,
+    /// OOXML package whose part directory is this prefix (`word/`, ...).
+    Ooxml(&'static [u8]),
+    Odt,
+    Ole2,
+    Text(TextKind),
+}
+
+/// One file type moat can allow for uploads.
+#[derive(Debug)]
+pub struct FileType {
+    /// The name used in the `upload.types` configuration list.
+    pub name: &'static str,
+    /// The media types a client may declare for this type (lowercase).
+    pub media_types: &'static [&'static str],
+    /// The file name extensions of this type (lowercase, without the dot).
+    pub extensions: &'static [&'static str],
+    check: Check,
+}
+
+impl PartialEq for FileType {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for FileType {}
+
+impl FileType {
+    /// Checks whether `prefix`, the first bytes of some content, is this type.
+    ///
+    /// `complete` says that `prefix` is the whole content. Returns
+    /// [`Sniff::NeedMore`] only when `complete` is false and `prefix` is
+    /// shorter than [`SNIFF_WINDOW`]; bytes past the window are ignored.
+    pub fn check_content(&self, prefix: &[u8], complete: bool) -> Sniff {
+        let window = &prefix[..prefix.len().min(SNIFF_WINDOW)];
+        let ctx = Ctx { at_limit: complete || prefix.len() >= SNIFF_WINDOW, complete };
+        let answer = match self.check {
+            Check::Pdf => check_pdf(window, ctx),
+            Check::Png => check_png(window, ctx),
+            Check::Jpeg => check_jpeg(window, ctx),
+            Check::Gif => check_gif(window, ctx),
+            Check::Webp => check_webp(window, ctx),
+            Check::Tiff => check_tiff(window, ctx),
+            Check::Bmp => check_bmp(window, ctx),
+            Check::Ooxml(dir) => check_ooxml(window, ctx, dir),
+            Check::Odt => check_odt(window, ctx),
+            Check::Ole2 => check_ole2(window, ctx),
+            Check::Text(kind) => check_text(window, ctx, kind),
+        };
+        match answer {
+            Sniff::NeedMore if ctx.at_limit => Sniff::NoMatch,
+            other => other,
+        }
+    }
+
+    /// Whether `essence` (a media type without parameters, any case) is one
+    /// of this type's media types. [`OCTET_STREAM`] is not, unless listed.
+    pub fn has_media_type(&self, essence: &str) -> bool {
+        self.media_types.iter().any(|m| m.eq_ignore_ascii_case(essence.trim()))
+    }
+
+    /// Whether `ext` (without the dot, any case) is one of this type's
+    /// extensions.
+    pub fn has_extension(&self, ext: &str) -> bool {
+        self.extensions.iter().any(|e| e.eq_ignore_ascii_case(ext))
+    }
+}
+
+const OOXML_WORD: &[u8] = b"word/";
+const OOXML_PPT: &[u8] = b"ppt/";
+const OOXML_XL: &[u8] = b"xl/";
+
+static TYPES: [FileType; 19] = [
+    FileType {
+        name: "pdf",
+        media_types: &["application/pdf", "application/x-pdf"],
+        extensions: &["pdf"],
+        check: Check::Pdf,
+    },
+    FileType { name: "png", media_types: &["image/png"], extensions: &["png"], check: Check::Png },
+    FileType {
+        name: "jpeg",
+        media_types: &["image/jpeg", "image/pjpeg"],
+        extensions: &["jpg", "jpeg", "jpe", "jfif"],
+        check: Check::Jpeg,
+    },
+    FileType { name: "gif", media_types: &["image/gif"], extensions: &["gif"], check: Check::Gif },
+    FileType { name: "webp", media_types: &["image/webp"], extensions: &["webp"], check: Check::Webp },
+    FileType { name: "tiff", media_types: &["image/tiff"], extensions: &["tif", "tiff"], check: Check::Tiff },
+    FileType {
+        name: "bmp",
+        media_types: &["image/bmp", "image/x-bmp", "image/x-ms-bmp"],
+        extensions: &["bmp", "dib"],
+        check: Check::Bmp,
+    },
+    FileType {
+        name: "docx",
+        media_types: &["application/vnd.openxmlformats-officedocument.wordprocessingml.document"],
+        extensions: &["docx"],
+        check: Check::Ooxml(OOXML_WORD),
+    },
+    FileType {
+        name: "pptx",
+        media_types: &["application/vnd.openxmlformats-officedocument.presentationml.presentation"],
+        extensions: &["pptx"],
+        check: Check::Ooxml(OOXML_PPT),
+    },
+    FileType {
+        name: "xlsx",
+        media_types: &["application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"],
+        extensions: &["xlsx"],
+        check: Check::Ooxml(OOXML_XL),
+    },
+    FileType { name: "doc", media_types: &["application/msword"], extensions: &["doc", "dot"], check: Check::Ole2 },
+    FileType {
+        name: "ppt",
+        media_types: &["application/vnd.ms-powerpoint"],
+        extensions: &["ppt", "pps", "pot"],
+        check: Check::Ole2,
+    },
+    FileType {
+        name: "xls",
+        media_types: &["application/vnd.ms-excel"],
+        extensions: &["xls", "xlt"],
+        check: Check::Ole2,
+    },
+    FileType {
+        name: "odt",
+        media_types: &["application/vnd.oasis.opendocument.text"],
+        extensions: &["odt"],
+        check: Check::Odt,
+    },
+    FileType {
+        name: "txt",
+        media_types: &["text/plain"],
+        extensions: &["txt", "text"],
+        check: Check::Text(TextKind::Plain),
+    },
+    FileType {
+        name: "csv",
+        media_types: &["text/csv", "application/csv", "text/x-csv", "application/vnd.ms-excel", "text/plain"],
+        extensions: &["csv"],
+        check: Check::Text(TextKind::Plain),
+    },
+    FileType {
+        name: "md",
+        media_types: &["text/markdown", "text/x-markdown", "text/plain"],
+        extensions: &["md", "markdown"],
+        check: Check::Text(TextKind::Plain),
+    },
+    FileType {
+        name: "html",
+        media_types: &["text/html"],
+        extensions: &["html", "htm"],
+        check: Check::Text(TextKind::Html),
+    },
+    FileType {
+        name: "json",
+        media_types: &["application/json"],
+        extensions: &["json"],
+        check: Check::Text(TextKind::Json),
+    },
+];
+
+/// Every type moat knows, in table order.
+pub fn all() -> &'static [FileType] {
+    &TYPES
+}
+
+/// Finds a type by its configuration name (`"pdf"`, `"docx"`, ...).
+///
+/// The match ignores ASCII case, and any extension of a type also names it,
+/// so `"jpg"`, `"htm"`, `"tif"` and `"markdown"` resolve to jpeg, html, tiff
+/// and md.
+pub fn lookup(name: &str) -> Option<&'static FileType> {
+    let name = name.trim();
+    TYPES.iter().find(|t| t.name.eq_ignore_ascii_case(name)).or_else(|| TYPES.iter().find(|t| t.has_extension(name)))
+}
+
+/// State shared by the checks for one call.
+#[derive(Debug, Clone, Copy)]
+struct Ctx {
+    /// The prefix is the whole content or fills the window: decide now.
+    at_limit: bool,
+    /// The prefix is the whole content.
+    complete: bool,
+}
+
+impl Ctx {
+    /// The answer when fewer bytes than a check needs are present.
+    fn short(self) -> Sniff {
+        if self.at_limit {
+            Sniff::NoMatch
+        } else {
+            Sniff::NeedMore
+        }
+    }
+}
+
+fn verdict(ok: bool) -> Sniff {
+    if ok {
+        Sniff::Match
+    } else {
+        Sniff::NoMatch
+    }
+}
+
+fn u16_le(b: &[u8], at: usize) -> Option<u16> {
+    let s = b.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes([s[0], s[1]]))
+}
+
+fn u32_le(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn u32_be(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+/// Runs `f` once `need` bytes are present.
+fn with_len(p: &[u8], ctx: Ctx, need: usize, f: impl FnOnce(&[u8]) -> bool) -> Sniff {
+    if p.len() < need {
+        ctx.short()
+    } else {
+        verdict(f(p))
+    }
+}
+
+/// `%PDF-d.d` at offset 0.
+fn check_pdf(p: &[u8], ctx: Ctx) -> Sniff {
+    with_len(p, ctx, 8, |p| {
+        infer::archive::is_pdf(p)
+            && p.starts_with(b"%PDF-")
+            && p[5].is_ascii_digit()
+            && p[6] == b'.'
+            && p[7].is_ascii_digit()
+    })
+}
+
+/// PNG signature followed by the `IHDR` chunk header.
+fn check_png(p: &[u8], ctx: Ctx) -> Sniff {
+    with_len(p, ctx, 16, |p| {
+        infer::image::is_png(p) && p.starts_with(b"\x89PNG\r\n\x1a\n") && &p[8..16] == b"\x00\x00\x00\x0dIHDR"
+    })
+}
+
+/// SOI marker followed by a marker byte.
+fn check_jpeg(p: &[u8], ctx: Ctx) -> Sniff {
+    with_len(p, ctx, 4, |p| infer::image::is_jpeg(p) && p.starts_with(b"\xff\xd8\xff") && (0xc0..=0xfe).contains(&p[3]))
+}
+
+/// `GIF87a` or `GIF89a`.
+fn check_gif(p: &[u8], ctx: Ctx) -> Sniff {
+    with_len(p, ctx, 6, |p| infer::image::is_gif(p) && (p.starts_with(b"GIF87a") || p.starts_with(b"GIF89a")))
+}
+
+/// `RIFF` container of form `WEBP` whose first chunk is `VP8 `, `VP8L` or
+/// `VP8X`.
+fn check_webp(p: &[u8], ctx: Ctx) -> Sniff {
+    with_len(p, ctx, 16, |p| {
+        infer::image::is_webp(p)
+            && p.starts_with(b"RIFF")
+            && &p[8..15] == b"WEBPVP8"
+            && matches!(p[15], b' ' | b'L' | b'X')
+    })
+}
+
+/// Classic TIFF (`II*\0`, `MM\0*`) with a first-IFD offset of at least 8, or
+/// BigTIFF (`II+\0`, `MM\0+`) with 8-byte offsets.
+fn check_tiff(p: &[u8], ctx: Ctx) -> Sniff {
+    with_len(p, ctx, 8, |p| match &p[..4] {
+        b"II*\0" => u32_le(p, 4).is_some_and(|o| o >= 8),
+        b"MM\0*" => u32_be(p, 4).is_some_and(|o| o >= 8),
+        b"II+\0" => &p[4..8] == b"\x08\x00\x00\x00",
+        b"MM\0+" => &p[4..8] == b"\x00\x08\x00\x00",
+        _ => false,
+    })
+}
+
+/// `BM` file header followed by a known DIB header size.
+fn check_bmp(p: &[u8], ctx: Ctx) -> Sniff {
+    with_len(p, ctx, 18, |p| {
+        infer::image::is_bmp(p)
+            && p.starts_with(b"BM")
+            && u32_le(p, 10).is_some_and(|off| off >= 26)
+            && u32_le(p, 14).is_some_and(|dib| matches!(dib, 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124))
+    })
+}
+
+const ZIP_LOCAL: &[u8; 4] = b"PK\x03\x04";
+const ZIP_CENTRAL: &[u8; 4] = b"PK\x01\x02";
+const ZIP_END: &[u8; 4] = b"PK\x05\x06";
+
+/// One local file header as seen in a prefix.
+struct ZipEntry<'a> {
+    name: &'a [u8],
+    flags: u16,
+    method: u16,
+    compressed_size: u32,
+    /// The entry's data bytes present in the prefix (may be cut short).
+    data: &'a [u8],
+}
+
+/// Why a walk over local file headers stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ZipWalk {
+    /// Reached the central directory, or the visitor stopped.
+    Finished,
+    /// The next header lies past the end of the prefix.
+    Truncated,
+    /// Bytes where a header should be are not one.
+    Invalid,
+}
+
+/// The offset of the next local or central header signature at or after
+/// `from`, in one pass.
+fn next_header(hay: &[u8], from: usize) -> Option<usize> {
+    let tail = hay.get(from..)?;
+    tail.windows(4).position(|w| w == ZIP_LOCAL || w == ZIP_CENTRAL).map(|i| i + from)
+}
+
+/// Walks the local file headers of a zip prefix, calling `visit` for each
+/// entry until it returns false.
+fn walk_zip(p: &[u8], mut visit: impl FnMut(usize, &ZipEntry<'_>) -> bool) -> ZipWalk {
+    let mut pos = 0usize;
+    let mut index = 0usize;
+    loop {
+        let Some(sig) = p.get(pos..pos.saturating_add(4)) else {
+            return ZipWalk::Truncated;
+        };
+        if sig == ZIP_CENTRAL || sig == ZIP_END {
+            return ZipWalk::Finished;
+        }
+        if sig != ZIP_LOCAL {
+            return ZipWalk::Invalid;
+        }
+        let (Some(flags), Some(method), Some(csize), Some(nlen), Some(xlen)) =
+            (u16_le(p, pos + 6), u16_le(p, pos + 8), u32_le(p, pos + 18), u16_le(p, pos + 26), u16_le(p, pos + 28))
+        else {
+            return ZipWalk::Truncated;
+        };
+        let name_start = pos + 30;
+        let name_end = name_start + usize::from(nlen);
+        let Some(name) = p.get(name_start..name_end) else {
+            return ZipWalk::Truncated;
+        };
+        let data_start = name_end + usize::from(xlen);
+        let data_end = data_start.saturating_add(csize as usize).min(p.len());
+        let data = p.get(data_start..data_end).unwrap_or(&[]);
+        let entry = ZipEntry { name, flags, method, compressed_size: csize, data };
+        if !visit(index, &entry) {
+            return ZipWalk::Finished;
+        }
+        index += 1;
+        let sized = flags & 0x0008 == 0 && csize != u32::MAX;
+        let next = if sized {
+            data_start.saturating_add(csize as usize)
+        } else {
+            // Sizes follow the data in a descriptor: find the next header.
+            match next_header(p, data_start) {
+                Some(at) => at,
+                None => return ZipWalk::Truncated,
+            }
+        };
+        if next <= pos {
+            return ZipWalk::Invalid;
+        }
+        pos = next;
+    }
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+fn ends_with_ignore_case(s: &[u8], suffix: &[u8]) -> bool {
+    s.len() >= suffix.len() && s[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
+/// An OOXML package: a zip with an entry under `dir`, and nothing of a Java
+/// archive.
+fn check_ooxml(p: &[u8], ctx: Ctx, dir: &[u8]) -> Sniff {
+    if p.len() < 4 {
+        return ctx.short();
+    }
+    if !infer::archive::is_zip(p) || !p.starts_with(ZIP_LOCAL) {
+        return Sniff::NoMatch;
+    }
+    let mut has_dir = false;
+    let mut refused = false;
+    let walk = walk_zip(p, |_, e| {
+        if starts_with_ignore_case(e.name, b"META-INF/")
+            || ends_with_ignore_case(e.name, b".class")
+            || ends_with_ignore_case(e.name, b"vbaProject.bin")
+        {
+            refused = true;
+            return false;
+        }
+        if e.name.starts_with(dir) {
+            has_dir = true;
+        }
+        true
+    });
+    if refused {
+        return Sniff::NoMatch;
+    }
+    if walk == ZipWalk::Truncated && !ctx.at_limit {
+        return Sniff::NeedMore;
+    }
+    verdict(has_dir)
+}
+
+const ODT_MIME: &[u8] = b"application/vnd.oasis.opendocument.text";
+
+/// An ODF text document: first entry `mimetype`, stored, with the ODT media
+/// type as its content.
+fn check_odt(p: &[u8], ctx: Ctx) -> Sniff {
+    if p.len() < 4 {
+        return ctx.short();
+    }
+    if !p.starts_with(ZIP_LOCAL) {
+        return Sniff::NoMatch;
+    }
+    let mut first_ok: Option<bool> = None;
+    let mut java = false;
+    let walk = walk_zip(p, |i, e| {
+        if i == 0 {
+            if e.data.len() < ODT_MIME.len() && e.name == b"mimetype" && e.method == 0 {
+                // Content not in the prefix yet.
+                return false;
+            }
+            let sized_ok = e.flags & 0x0008 != 0 || e.compressed_size as usize == ODT_MIME.len();
+            let ok =
+                e.name == b"mimetype" && e.method == 0 && sized_ok && e.data.get(..ODT_MIME.len()) == Some(ODT_MIME);
+            first_ok = Some(ok);
+            return ok;
+        }
+        if e.name.eq_ignore_ascii_case(b"META-INF/MANIFEST.MF") || ends_with_ignore_case(e.name, b".class") {
+            java = true;
+            return false;
+        }
+        true
+    });
+    match first_ok {
+        Some(false) => return Sniff::NoMatch,
+        None => return ctx.short(),
+        Some(true) => {}
+    }
+    if java {
+        return Sniff::NoMatch;
+    }
+    if walk == ZipWalk::Truncated && !ctx.at_limit {
+        return Sniff::NeedMore;
+    }
+    Sniff::Match
+}
+
+const OLE2_MAGIC: &[u8] = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1";
+
+/// Class ids (on-disk byte order) of Windows Installer databases, patches and
+/// transforms.
+const MSI_CLSIDS: [[u8; 16]; 3] = [
+    *b"\x84\x10\x0c\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46",
+    *b"\x86\x10\x0c\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46",
+    *b"\x82\x10\x0c\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46",
+];
+
+/// An OLE2 compound file that is not a Windows Installer package.
+fn check_ole2(p: &[u8], ctx: Ctx) -> Sniff {
+    if p.len() < 0x34 {
+        return ctx.short();
+    }
+    let shift = u16_le(p, 0x1e).unwrap_or(0);
+    if !p.starts_with(OLE2_MAGIC) || &p[0x1c..0x1e] != b"\xfe\xff" || !matches!(shift, 9 | 12) {
+        return Sniff::NoMatch;
+    }
+    let Some(dir_sector) = u32_le(p, 0x30) else {
+        return Sniff::NoMatch;
+    };
+    // Sector n starts at (n + 1) << shift; the root entry is the first entry
+    // of the first directory sector, its class id at offset 0x50.
+    let clsid_at = (u64::from(dir_sector) + 1)
+        .checked_shl(u32::from(shift))
+        .and_then(|o| o.checked_add(0x50))
+        .and_then(|o| usize::try_from(o).ok());
+    match clsid_at.and_then(|at| p.get(at..at.checked_add(16)?)) {
+        Some(clsid) => verdict(!MSI_CLSIDS.iter().any(|m| m == clsid)),
+        // The directory lies past the end of the whole file: corrupt.
+        None if ctx.complete => Sniff::NoMatch,
+        None => match clsid_at {
+            Some(at) if at.saturating_add(16) <= SNIFF_WINDOW => Sniff::NeedMore,
+            // The directory lies past the window: the header decides.
+            _ => Sniff::Match,
+        },
+    }
+}
+
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// Whether a text prefix starts like an executable, an archive or a PDF.
+fn has_binary_magic(b: &[u8]) -> bool {
+    infer::app::is_exe(b)
+        || infer::app::is_elf(b)
+        || infer::app::is_mach(b)
+        || infer::app::is_java(b)
+        || infer::app::is_wasm(b)
+        || infer::archive::is_zip(b)
+        || b.starts_with(b"\x7fELF")
+        || b.starts_with(b"%PDF-")
+        || b.starts_with(OLE2_MAGIC)
+}
+
+fn check_text(p: &[u8], ctx: Ctx, kind: TextKind) -> Sniff {
+    let body = p.strip_prefix(UTF8_BOM).unwrap_or(p);
+    if has_binary_magic(body) || body.contains(&0) {
+        return Sniff::NoMatch;
+    }
+    if let Err(e) = std::str::from_utf8(body) {
+        // A sequence cut by the end of an incomplete prefix is not an error.
+        if e.error_len().is_some() || ctx.complete {
+            return Sniff::NoMatch;
+        }
+    }
+    let want: &[u8] = match kind {
+        TextKind::Plain => b"",
+        TextKind::Json => b"{[",
+        TextKind::Html => b"<",
+    };
+    if !want.is_empty() {
+        match body.iter().find(|c| !matches!(c, b' ' | b'\t' | b'\r' | b'\n' | b'\x0c')) {
+            Some(c) if want.contains(c) => {}
+            Some(_) => return Sniff::NoMatch,
+            None => return ctx.short(),
+        }
+    }
+    if ctx.at_limit {
+        Sniff::Match
+    } else {
+        Sniff::NeedMore
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str) -> &'static FileType {
+        lookup(name).expect("known type")
+    }
+
+    pub(crate) fn pdf() -> Vec<u8> {
+        b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n".to_vec()
+    }
+
+    fn png() -> Vec<u8> {
+        let mut v = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
+        v.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89]);
+        v
+    }
+
+    fn ole2(clsid: &[u8; 16]) -> Vec<u8> {
+        let mut v = vec![0u8; 1024];
+        v[..8].copy_from_slice(OLE2_MAGIC);
+        v[0x18] = 0x3e;
+        v[0x1a] = 3;
+        v[0x1c] = 0xfe;
+        v[0x1d] = 0xff;
+        v[0x1e] = 9;
+        v[0x20] = 6;
+        v[0x30..0x34].copy_from_slice(&0u32.to_le_bytes());
+        let root: Vec<u8> = "Root Entry".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
+        v[512..512 + root.len()].copy_from_slice(&root);
+        v[512 + 0x50..512 + 0x60].copy_from_slice(clsid);
+        v
+    }
+
+    const WORD_CLSID: &[u8; 16] = b"\x06\x09\x02\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46";
+
+    #[test]
+    fn table_is_consistent() {
+        assert!(all().len() >= 19);
+        for (i, a) in all().iter().enumerate() {
+            assert_eq!(lookup(a.name), Some(a));
+            assert!(!a.media_types.is_empty() && !a.extensions.is_empty());
+            for m in a.media_types {
+                assert_eq!(*m, m.to_ascii_lowercase());
+                assert_ne!(*m, OCTET_STREAM);
+            }
+            for b in &all()[i + 1..] {
+                for e in a.extensions {
+                    assert!(!b.has_extension(e), "{e} in {} and {}", a.name, b.name);
+                }
+            }
+        }
+        assert_eq!(lookup("JPG").map(|t| t.name), Some("jpeg"));
+        assert_eq!(lookup("htm").map(|t| t.name), Some("html"));
+        assert_eq!(lookup("exe"), None);
+    }
+
+    #[test]
+    fn binary_magics() {
+        assert_eq!(t("pdf").check_content(&pdf(), true), Sniff::Match);
+        assert_eq!(t("pdf").check_content(b"%PDF", false), Sniff::NeedMore);
+        assert_eq!(t("pdf").check_content(b"%PDF", true), Sniff::NoMatch);
+        assert_eq!(t("pdf").check_content(b"MZ\x90\x00%PDF-1.7", false), Sniff::NoMatch);
+        assert_eq!(t("png").check_content(&png(), true), Sniff::Match);
+        assert_eq!(t("png").check_content(&png()[..8], false), Sniff::NeedMore);
+        assert_eq!(t("jpeg").check_content(b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", true), Sniff::Match);
+        assert_eq!(t("gif").check_content(b"GIF89a\x01\x00\x01\x00", true), Sniff::Match);
+        assert_eq!(t("gif").check_content(b"GIF90a\x01\x00", true), Sniff::NoMatch);
+        assert_eq!(t("webp").check_content(b"RIFF\x24\x00\x00\x00WEBPVP8 \x18\x00", true), Sniff::Match);
+        assert_eq!(t("webp").check_content(b"RIFF\x24\x00\x00\x00WAVEfmt \x18\x00", true), Sniff::NoMatch);
+        assert_eq!(t("tiff").check_content(b"II*\x00\x08\x00\x00\x00", true), Sniff::Match);
+        assert_eq!(t("tiff").check_content(b"MM\x00*\x00\x00\x00\x08", true), Sniff::Match);
+        assert_eq!(t("tiff").check_content(b"II*\x00\x00\x00\x00\x00", true), Sniff::NoMatch);
+        let mut bmp = b"BM".to_vec();
+        bmp.extend_from_slice(&70u32.to_le_bytes());
+        bmp.extend_from_slice(&[0; 4]);
+        bmp.extend_from_slice(&54u32.to_le_bytes());
+        bmp.extend_from_slice(&40u32.to_le_bytes());
+        assert_eq!(t("bmp").check_content(&bmp, true), Sniff::Match);
+        assert_eq!(t("bmp").check_content(b"BMW quarterly report", true), Sniff::NoMatch);
+    }
+
+    #[test]
+    fn ole2_and_installers() {
+        let doc = ole2(WORD_CLSID);
+        for name in ["doc", "xls", "ppt"] {
+            assert_eq!(t(name).check_content(&doc, true), Sniff::Match, "{name}");
+            assert_eq!(t(name).check_content(&doc[..600], false), Sniff::NeedMore);
+        }
+        let msi = ole2(&MSI_CLSIDS[0]);
+        assert_eq!(t("doc").check_content(&msi, true), Sniff::NoMatch);
+        // Directory past the end of a complete file: corrupt.
+        assert_eq!(t("doc").check_content(&doc[..512], true), Sniff::NoMatch);
+        // Directory past the window: the header decides.
+        let mut far = doc.clone();
+        far[0x30..0x34].copy_from_slice(&1000u32.to_le_bytes());
+        far.resize(SNIFF_WINDOW, 0);
+        assert_eq!(t("doc").check_content(&far, false), Sniff::Match);
+        let mut bad = doc.clone();
+        bad[0x1c] = 0;
+        assert_eq!(t("doc").check_content(&bad, true), Sniff::NoMatch);
+    }
+
+    #[test]
+    fn text_rules() {
+        let txt = t("txt");
+        assert_eq!(txt.check_content("héllo wörld\n".as_bytes(), true), Sniff::Match);
+        assert_eq!(txt.check_content(b"hello", false), Sniff::NeedMore);
+        assert_eq!(txt.check_content(b"", true), Sniff::Match);
+        assert_eq!(txt.check_content(b"a\x00b", true), Sniff::NoMatch);
+        assert_eq!(txt.check_content(b"\xff\xfeh\x00i\x00", true), Sniff::NoMatch);
+        assert_eq!(txt.check_content(b"MZ this is not text", true), Sniff::NoMatch);
+        assert_eq!(txt.check_content(b"%PDF-1.4 text", true), Sniff::NoMatch);
+        assert_eq!(txt.check_content(b"\xef\xbb\xbfbom text", true), Sniff::Match);
+        // A multi-byte character cut by the window edge is fine ...
+        let mut long = vec![b'a'; SNIFF_WINDOW - 1];
+        long.extend_from_slice("é".as_bytes());
+        assert_eq!(txt.check_content(&long, false), Sniff::Match);
+        // ... but not at the real end of the content.
+        assert_eq!(txt.check_content(b"abc\xc3", true), Sniff::NoMatch);
+        assert_eq!(txt.check_content(b"abc\xc3", false), Sniff::NeedMore);
+        let json = t("json");
+        assert_eq!(json.check_content(b"{\"a\":1}", true), Sniff::Match);
+        assert_eq!(json.check_content(b"\xef\xbb\xbf \n[1,2]", true), Sniff::Match);
+        assert_eq!(json.check_content(b"\"str\"", true), Sniff::NoMatch);
+        assert_eq!(json.check_content(b"   ", false), Sniff::NeedMore);
+        let html = t("html");
+        assert_eq!(html.check_content(b"<!doctype html><p>x", true), Sniff::Match);
+        assert_eq!(html.check_content(b"hello <p>", true), Sniff::NoMatch);
+    }
+
+    #[test]
+    fn zip_walk_handles_hostile_headers() {
+        // Name length runs past the prefix; sizes overflow; garbage after.
+        let mut z = ZIP_LOCAL.to_vec();
+        z.extend_from_slice(&[0; 14]);
+        z.extend_from_slice(&u32::MAX.to_le_bytes());
+        z.extend_from_slice(&u32::MAX.to_le_bytes());
+        z.extend_from_slice(&u16::MAX.to_le_bytes());
+        z.extend_from_slice(&u16::MAX.to_le_bytes());
+        for ty in ["docx", "xlsx", "pptx", "odt"] {
+            assert_eq!(t(ty).check_content(&z, true), Sniff::NoMatch);
+            assert_eq!(t(ty).check_content(&z, false), Sniff::NeedMore);
+        }
+        let mut big = z.clone();
+        big.resize(SNIFF_WINDOW + 10, 0x41);
+        assert_eq!(t("docx").check_content(&big, false), Sniff::NoMatch);
+    }
+
+    #[test]
+    fn zip_walk_is_linear_in_the_window() {
+        // Many tiny entries whose sizes are in data descriptors.
+        let mut z = Vec::new();
+        let mut i = 0u32;
+        while z.len() < SNIFF_WINDOW {
+            let name = format!("e{i}.xml");
+            z.extend_from_slice(b"PK\x03\x04\x14\x00\x08\x00\x00\x00");
+            z.extend_from_slice(&[0; 16]);
+            z.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            z.extend_from_slice(&[0, 0]);
+            z.extend_from_slice(name.as_bytes());
+            z.extend_from_slice(b"<x/>PK\x07\x08");
+            z.extend_from_slice(&[0; 12]);
+            i += 1;
+        }
+        let start = std::time::Instant::now();
+        for _ in 0..10 {
+            assert_eq!(t("docx").check_content(&z, false), Sniff::NoMatch);
+            assert_eq!(t("odt").check_content(&z, false), Sniff::NoMatch);
+        }
+        assert!(start.elapsed().as_secs() < 10);
+    }
+
+    #[test]
+    fn never_needs_more_at_the_window() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..64 {
+            let mut buf = vec![0u8; SNIFF_WINDOW + round];
+            for b in buf.iter_mut() {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *b = seed as u8;
+            }
+            // Give some rounds a real magic to reach the deeper checks.
+            match round % 4 {
+                1 => buf[..4].copy_from_slice(ZIP_LOCAL),
+                2 => buf[..8].copy_from_slice(OLE2_MAGIC),
+                3 => buf.iter_mut().for_each(|b| *b = b'a' + (*b % 26)),
+                _ => {}
+            }
+            for ty in all() {
+                assert_ne!(ty.check_content(&buf, false), Sniff::NeedMore, "{}", ty.name);
+                for cut in [0, 1, 3, 17, 31, 64, 600] {
+                    assert_ne!(ty.check_content(&buf[..cut], true), Sniff::NeedMore);
+                    let _ = ty.check_content(&buf[..cut], false);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! Real zip-based document samples (docx, xlsx, pptx, odt, jar, plain zip)
+//! written with the `zip` crate, pushed through the public inspector API as
+//! multipart uploads and raw bodies, plus the full matrix of every type in
+//! the table.
+
+use std::convert::Infallible;
+use std::io::{Cursor, Write};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use moat::upload::{
+    classify, inspect, lookup, types, BodyKind, InspectError, Sniff, UploadRules, VerdictSlot, Violation, SNIFF_WINDOW,
+};
+use zip::write::SimpleFileOptions;
+use zip::{CompressionMethod, ZipWriter};
+
+const BOUNDARY: &str = "moat-sample-boundary-31337";
+
+fn all_rules() -> UploadRules {
+    UploadRules {
+        types: types::all().iter().collect(),
+        max_files: 8,
+        max_file_size: 8 << 20,
+        max_field_bytes: 4096,
+        fields: Vec::new(),
+    }
+}
+
+/// Writes a zip archive of `(name, content, stored)` entries in order.
+fn zip_of(entries: &[(&str, &[u8], bool)]) -> Vec<u8> {
+    let mut w = ZipWriter::new(Cursor::new(Vec::new()));
+    for (name, content, stored) in entries {
+        let method = if *stored { CompressionMethod::Stored } else { CompressionMethod::Deflated };
+        let options = SimpleFileOptions::default().compression_method(method);
+        w.start_file(*name, options).expect("start entry");
+        w.write_all(content).expect("write entry");
+    }
+    w.finish().expect("finish zip").into_inner()
+}
+
+const CT: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/></Types>"#;
+const RELS: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"/>"#;
+
+fn docx() -> Vec<u8> {
+    zip_of(&[
+        ("[Content_Types].xml", CT, false),
+        ("_rels/.rels", RELS, false),
+        ("word/document.xml", br#"<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Hello</w:t></w:r></w:p></w:body></w:document>"#, false),
+    ])
+}
+
+fn xlsx() -> Vec<u8> {
+    zip_of(&[
+        ("[Content_Types].xml", CT, false),
+        ("_rels/.rels", RELS, false),
+        ("xl/workbook.xml", b"<workbook/>", false),
+        ("xl/worksheets/sheet1.xml", b"<worksheet/>", false),
+    ])
+}
+
+fn pptx() -> Vec<u8> {
+    zip_of(&[
+        ("[Content_Types].xml", CT, false),
+        ("_rels/.rels", RELS, false),
+        ("ppt/presentation.xml", b"<p:presentation/>", false),
+    ])
+}
+
+const ODT_MIME: &[u8] = b"application/vnd.oasis.opendocument.text";
+
+fn odt() -> Vec<u8> {
+    zip_of(&[
+        ("mimetype", ODT_MIME, true),
+        ("META-INF/manifest.xml", b"<manifest:manifest/>", false),
+        ("content.xml", b"<office:document-content/>", false),
+    ])
+}
+
+fn plain_zip() -> Vec<u8> {
+    zip_of(&[("readme.txt", b"hello", false), ("data/x.bin", &[1, 2, 3], false)])
+}
+
+fn jar() -> Vec<u8> {
+    zip_of(&[
+        ("META-INF/MANIFEST.MF", b"Manifest-Version: 1.0\r\nMain-Class: Main\r\n", false),
+        ("Main.class", b"\xca\xfe\xba\xbe\x00\x00\x00\x34", false),
+    ])
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+/// A zip as streaming writers produce it: stored entries whose sizes follow
+/// the data in a data descriptor (flag bit 3), then a central directory.
+fn streamed_zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    for (name, data) in entries {
+        let offset = out.len() as u32;
+        let crc = crc32(data);
+        let size = data.len() as u32;
+        out.extend_from_slice(b"PK\x03\x04\x14\x00\x08\x00\x00\x00\x00\x00\x21\x00");
+        out.extend_from_slice(&[0; 12]);
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"PK\x07\x08");
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+        central.extend_from_slice(b"PK\x01\x02\x14\x00\x14\x00\x08\x00\x00\x00\x00\x00\x21\x00");
+        central.extend_from_slice(&crc.to_le_bytes());
+        central.extend_from_slice(&size.to_le_bytes());
+        central.extend_from_slice(&size.to_le_bytes());
+        central.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        central.extend_from_slice(&[0; 12]);
+        central.extend_from_slice(&offset.to_le_bytes());
+        central.extend_from_slice(name.as_bytes());
+    }
+    let cd_offset = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00");
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(entries.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_offset.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+fn form_file(filename: &str, ctype: Option<&str>, data: &[u8]) -> Vec<u8> {
+    let mut body =
+        format!("--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n")
+            .into_bytes();
+    if let Some(c) = ctype {
+        body.extend_from_slice(format!("Content-Type: {c}\r\n").as_bytes());
+    }
+    body.extend_from_slice(b"\r\n");
+    body.extend_from_slice(data);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+fn split(data: &[u8], seed: u64, max: usize) -> Vec<Bytes> {
+    let mut s = seed | 1;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < data.len() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let end = (i + 1 + (s as usize % max)).min(data.len());
+        out.push(Bytes::copy_from_slice(&data[i..end]));
+        i = end;
+    }
+    out
+}
+
+/// Runs `body` under several chunkings; checks that an accepted body comes
+/// out unchanged and a refused one is cut short, and returns the verdict.
+async fn run(body: &[u8], kind: BodyKind) -> Result<(), Violation> {
+    let mut verdicts = Vec::new();
+    for (seed, max) in [(1, body.len().max(1)), (2, 5), (3, 300), (4, 9000)] {
+        let frames: Vec<Result<Frame<Bytes>, Infallible>> =
+            split(body, seed, max).into_iter().map(|b| Ok(Frame::data(b))).collect();
+        let slot = VerdictSlot::new();
+        let mut ib = inspect(
+            StreamBody::new(futures_util::stream::iter(frames)),
+            kind.clone(),
+            Arc::new(all_rules()),
+            slot.clone(),
+        );
+        let mut out = Vec::new();
+        let mut verdict = Ok(());
+        while let Some(frame) = ib.frame().await {
+            match frame {
+                Ok(f) => out.extend_from_slice(&f.into_data().expect("data")),
+                Err(InspectError::Violation(v)) => {
+                    verdict = Err(v);
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        match verdict {
+            Ok(()) => assert_eq!(out, body),
+            Err(v) => {
+                assert!(out.len() < body.len());
+                assert_eq!(slot.get(), Some(v));
+            }
+        }
+        verdicts.push(verdict);
+    }
+    verdicts.dedup();
+    assert_eq!(verdicts.len(), 1, "same verdict for every chunking");
+    verdicts[0]
+}
+
+async fn upload(filename: &str, ctype: Option<&str>, data: &[u8]) -> Result<(), Violation> {
+    let kind = BodyKind::Multipart { boundary: BOUNDARY.into() };
+    run(&form_file(filename, ctype, data), kind).await
+}
+
+const DOCX_MT: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
+const XLSX_MT: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+const PPTX_MT: &str = "application/vnd.openxmlformats-officedocument.presentationml.presentation";
+const ODT_MT: &str = "application/vnd.oasis.opendocument.text";
+
+#[tokio::test]
+async fn office_documents_are_accepted() {
+    for (name, mt, data) in [
+        ("letter.docx", DOCX_MT, docx()),
+        ("sheet.xlsx", XLSX_MT, xlsx()),
+        ("deck.pptx", PPTX_MT, pptx()),
+        ("text.odt", ODT_MT, odt()),
+    ] {
+        assert_eq!(upload(name, Some(mt), &data).await, Ok(()), "{name}");
+        assert_eq!(upload(name, Some("application/octet-stream"), &data).await, Ok(()), "{name}");
+        assert_eq!(upload(name, None, &data).await, Ok(()), "{name}");
+        let kind = classify(Some(&HeaderValue::from_static(mt)), &all_rules()).expect("raw type");
+        assert_eq!(run(&data, kind).await, Ok(()), "raw {name}");
+    }
+    let streamed =
+        streamed_zip(&[("[Content_Types].xml", CT), ("_rels/.rels", RELS), ("word/document.xml", b"<w:document/>")]);
+    zip::ZipArchive::new(Cursor::new(streamed.clone())).expect("valid zip");
+    assert_eq!(upload("streamed.docx", Some(DOCX_MT), &streamed).await, Ok(()));
+}
+
+#[tokio::test]
+async fn office_documents_refused_as_another_type() {
+    let cases: Vec<(&str, &str, Vec<u8>)> = vec![
+        ("x.docx", DOCX_MT, xlsx()),
+        ("x.docx", DOCX_MT, pptx()),
+        ("x.xlsx", XLSX_MT, docx()),
+        ("x.pptx", PPTX_MT, docx()),
+        ("x.odt", ODT_MT, docx()),
+        ("x.docx", DOCX_MT, odt()),
+        ("x.pdf", "application/pdf", docx()),
+        ("x.txt", "text/plain", odt()),
+        ("x.doc", "application/msword", docx()),
+    ];
+    for (name, mt, data) in cases {
+        assert_eq!(upload(name, Some(mt), &data).await, Err(Violation::FileType), "{name}");
+    }
+    // Right content, wrong declared type for the extension.
+    assert_eq!(upload("x.docx", Some(XLSX_MT), &docx()).await, Err(Violation::FileType));
+}
+
+#[tokio::test]
+async fn zips_and_jars_are_not_documents() {
+    for name in ["x.docx", "x.xlsx", "x.pptx", "x.odt"] {
+        assert_eq!(upload(name, None, &plain_zip()).await, Err(Violation::FileType), "zip {name}");
+        assert_eq!(upload(name, None, &jar()).await, Err(Violation::FileType), "jar {name}");
+    }
+    // A docx that is also a runnable Java archive.
+    let hybrid = zip_of(&[
+        ("[Content_Types].xml", CT, false),
+        ("word/document.xml", b"<w:document/>", false),
+        ("META-INF/MANIFEST.MF", b"Main-Class: Main\r\n", false),
+        ("Main.class", b"\xca\xfe\xba\xbe", false),
+    ]);
+    assert_eq!(upload("x.docx", Some(DOCX_MT), &hybrid).await, Err(Violation::FileType));
+    let class_only =
+        zip_of(&[("word/document.xml", b"<w:document/>", false), ("a/B.class", b"\xca\xfe\xba\xbe", false)]);
+    assert_eq!(upload("x.docx", None, &class_only).await, Err(Violation::FileType));
+    // A macro-enabled document renamed.
+    let docm = zip_of(&[
+        ("[Content_Types].xml", CT, false),
+        ("word/document.xml", b"<w:document/>", false),
+        ("word/vbaProject.bin", b"\xd0\xcf\x11\xe0", false),
+    ]);
+    assert_eq!(upload("x.docx", Some(DOCX_MT), &docm).await, Err(Violation::FileType));
+    // An ODT that is also a Java archive.
+    let odt_jar = zip_of(&[("mimetype", ODT_MIME, true), ("META-INF/MANIFEST.MF", b"Main-Class: Main\r\n", false)]);
+    assert_eq!(upload("x.odt", None, &odt_jar).await, Err(Violation::FileType));
+    // ODT rules: `mimetype` first, stored, exact content.
+    let deflated = zip_of(&[("mimetype", ODT_MIME, false), ("content.xml", b"<x/>", false)]);
+    assert_eq!(upload("x.odt", None, &deflated).await, Err(Violation::FileType));
+    let second = zip_of(&[("content.xml", b"<x/>", true), ("mimetype", ODT_MIME, true)]);
+    assert_eq!(upload("x.odt", None, &second).await, Err(Violation::FileType));
+    let template = zip_of(&[("mimetype", b"application/vnd.oasis.opendocument.text-template", true)]);
+    assert_eq!(upload("x.odt", None, &template).await, Err(Violation::FileType));
+}
+
+/// Only the entries inside the sniff window are seen: a package whose
+/// `word/` entries all lie past the window is refused.
+#[tokio::test]
+async fn ooxml_part_directory_must_be_inside_the_window() {
+    let thumbnail = vec![0x5au8; SNIFF_WINDOW + 1000];
+    let late = zip_of(&[
+        ("[Content_Types].xml", CT, false),
+        ("docProps/thumbnail.jpeg", &thumbnail, true),
+        ("word/document.xml", b"<w:document/>", false),
+    ]);
+    assert_eq!(upload("late.docx", None, &late).await, Err(Violation::FileType));
+    let early = zip_of(&[
+        ("[Content_Types].xml", CT, false),
+        ("word/document.xml", b"<w:document/>", false),
+        ("word/media/image1.jpeg", &thumbnail, true),
+    ]);
+    assert_eq!(upload("early.docx", None, &early).await, Ok(()));
+}
+
+/// Every type in the table accepts a real sample of itself, and no other
+/// type with different extensions accepts it under its own name.
+#[tokio::test]
+async fn every_type_has_a_sample() {
+    let samples: Vec<(&str, Vec<u8>)> = vec![
+        ("pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n".to_vec()),
+        ("png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89".to_vec()),
+        ("jpeg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9".to_vec()),
+        ("gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec()),
+        ("webp", b"RIFF\x1a\x00\x00\x00WEBPVP8 \x0e\x00\x00\x00\x30\x01\x00\x9d\x01\x2a\x01\x00\x01\x00".to_vec()),
+        ("tiff", b"MM\x00*\x00\x00\x00\x08\x00\x00".to_vec()),
+        ("bmp", {
+            let mut v = b"BM\x3a\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00\x00".to_vec();
+            v.resize(58, 0);
+            v
+        }),
+        ("docx", docx()),
+        ("pptx", pptx()),
+        ("xlsx", xlsx()),
+        ("doc", ole2()),
+        ("ppt", ole2()),
+        ("xls", ole2()),
+        ("odt", odt()),
+        ("txt", b"plain text\n".to_vec()),
+        ("csv", b"a,b\n1,2\n".to_vec()),
+        ("md", b"# heading\n".to_vec()),
+        ("html", b"<!doctype html><title>x</title>".to_vec()),
+        ("json", b"{\"a\":1}".to_vec()),
+    ];
+    assert_eq!(samples.len(), types::all().len());
+    for (name, data) in &samples {
+        let t = lookup(name).expect("type");
+        assert_eq!(t.check_content(data, true), Sniff::Match, "{name}");
+        let filename = format!("sample.{}", t.extensions[0]);
+        assert_eq!(upload(&filename, Some(t.media_types[0]), data).await, Ok(()), "{name}");
+        for other in types::all() {
+            let same_family = other.check_content(data, true) == Sniff::Match;
+            if other.name == *name || same_family {
+                continue;
+            }
+            let filename = format!("sample.{}", other.extensions[0]);
+            assert_eq!(
+                upload(&filename, Some(other.media_types[0]), data).await,
+                Err(Violation::FileType),
+                "{name} as {}",
+                other.name
+            );
+        }
+    }
+}
+
+fn ole2() -> Vec<u8> {
+    let mut v = vec![0u8; 1536];
+    v[..8].copy_from_slice(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1");
+    v[0x1a] = 3;
+    v[0x1c] = 0xfe;
+    v[0x1d] = 0xff;
+    v[0x1e] = 9;
+    v
+}
