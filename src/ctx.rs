@@ -47,6 +47,10 @@ pub struct Ctx {
     /// In-flight permits, released when the request ends (the context is dropped
     /// after the response body has been sent).
     pub permits: std::sync::Mutex<Vec<tokio::sync::OwnedSemaphorePermit>>,
+    /// The request's `Origin` header, if any.
+    pub origin: Option<String>,
+    /// The host the client asked for (`:authority` or `Host`).
+    pub host: Option<String>,
     /// The client's `Accept` prefers `text/html` over JSON (a browser navigating).
     pub prefers_html: bool,
 }
@@ -66,6 +70,8 @@ impl Ctx {
             upstream_status: AtomicU16::new(0),
             body_verdict: BodyVerdict::default(),
             prefers_html: false,
+            origin: None,
+            host: None,
             ratelimit: OnceLock::new(),
             permits: std::sync::Mutex::new(Vec::new()),
         }

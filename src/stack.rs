@@ -13,6 +13,7 @@ use crate::error::BoxError;
 use crate::policy::access_log::AccessLogLayer;
 use crate::policy::body_limit::BodyLimit;
 use crate::policy::client_ip::ClientIp;
+use crate::policy::cors::Cors;
 use crate::policy::rate_limit::RateLimit;
 use crate::policy::request_id::RequestIdLayer;
 use crate::policy::rescue::RescueLayer;
@@ -41,6 +42,8 @@ pub fn build(
         .layer(PolicyLayer::new(Routing))
         // 6. Who the client is (trusted proxies only), then the IP allow/deny lists.
         .layer(PolicyLayer::new(ClientIp))
+        // 7. CORS before rate limit and auth, so a browser can read a 429 or 401; preflights end here.
+        .layer(PolicyLayer::new(Cors))
         // 8. Cheap refusals before expensive work: buckets, then in-flight caps.
         .layer(PolicyLayer::new(RateLimit::new(shared.clone())))
         // 10. Body limits wrap the stream before anything reads it.

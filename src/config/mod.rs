@@ -46,6 +46,8 @@ pub struct Config {
     pub client_ip: ClientIpConfig,
     /// `[rate_limit]`
     pub rate_limit: crate::policy::rate_limit::RateLimitConfig,
+    /// `[cors]`
+    pub cors: crate::policy::cors::CorsPolicy,
     /// `[errors]`
     pub errors: crate::policy::sanitize::ErrorPolicy,
     /// `[security_headers]`
@@ -233,6 +235,8 @@ pub struct Route {
     pub security_headers: Option<crate::policy::security_headers::SecurityHeaders>,
     /// Upload inspection rules.
     pub upload: Option<Arc<crate::upload::UploadRules>>,
+    /// The route's own CORS policy.
+    pub cors: Option<crate::policy::cors::CorsPolicy>,
     /// `None`: the default limit; `Some(None)`: off; `Some(Some(rule))`: this rule.
     pub rate_limit: Option<Option<crate::policy::rate_limit::Rule>>,
     /// Requests in progress at once on this route.

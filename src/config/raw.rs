@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub client_ip: RawClientIp,
     /// `[rate_limit]`
     pub rate_limit: RawRateLimit,
+    /// `[cors]`
+    pub cors: RawCors,
     /// `[errors]`
     pub errors: RawErrors,
     /// `[security_headers]`
@@ -86,6 +88,28 @@ pub struct RawRateLimit {
     pub max_keys: Option<i64>,
     /// Limit for routes without their own.
     pub default: Option<RawRuleOrOff>,
+}
+
+/// `[cors]` (also a route's `cors`; unset keys inherit from `[cors]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCors {
+    /// Allowed origins.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Methods a preflight may ask for.
+    pub allowed_methods: Option<Vec<String>>,
+    /// Request headers a preflight may ask for.
+    pub allowed_headers: Option<Vec<String>>,
+    /// Response headers exposed to scripts.
+    pub expose_headers: Option<Vec<String>>,
+    /// Allow credentials.
+    pub allow_credentials: Option<bool>,
+    /// Preflight cache lifetime.
+    pub max_age: Option<Scalar>,
+    /// Answer Private Network Access preflights.
+    pub allow_private_network: Option<bool>,
+    /// Refuse state-changing methods from other origins.
+    pub reject_disallowed_origin: Option<bool>,
 }
 
 /// A route's `upload = { ... }`.
@@ -237,6 +261,8 @@ pub struct RawRoute {
     pub security_headers: Option<RawSecurityHeaders>,
     /// Upload inspection for this route.
     pub upload: Option<RawUpload>,
+    /// This route's CORS policy.
+    pub cors: Option<RawCors>,
     /// This route's rate limit, or `"off"`.
     pub rate_limit: Option<RawRuleOrOff>,
     /// Requests in progress at once on this route.

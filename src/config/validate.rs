@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use http::Method;
 
-use super::raw::{RawConfig, RawRoute, RawRule, RawRuleOrOff, RawSecurityHeaders, RawUpload};
+use super::raw::{RawConfig, RawCors, RawRoute, RawRule, RawRuleOrOff, RawSecurityHeaders, RawUpload};
 use super::units::{self, Scalar};
 use super::{Config, Limits, Listen, PathPattern, Problems, Route, Tls, TlsVersion, Upstream};
 use crate::policy::client_ip::IpRules;
+use crate::policy::cors::{CorsPolicy, OriginRule};
 use crate::policy::rate_limit::{Backend, KeyKind, OnBackendError, RateLimitConfig, Rule};
 use crate::policy::security_headers::SecurityHeaders;
 
@@ -279,15 +280,18 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         content_types: None,
         security_headers: None,
         upload: None,
+        cors: None,
         rate_limit: None,
         max_in_flight: None,
         ip_rules: None,
     });
 
+    let cors_policy = cors(p, "cors", &raw.cors, &CorsPolicy::default());
+
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = std::collections::HashSet::new();
     for (i, r) in raw.routes.iter().enumerate() {
-        if let Some(route) = route(p, i, r, &default_route, &security_headers) {
+        if let Some(route) = route(p, i, r, &default_route, &security_headers, &cors_policy) {
             if !names.insert(route.name.clone()) {
                 p.push(format!("routes[{i}].name"), format!("duplicate route name \"{}\"", route.name));
             }
@@ -303,6 +307,7 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         tls,
         upstream,
         limits,
+        cors: cors_policy.clone(),
         client_ip,
         rate_limit,
         errors: crate::policy::sanitize::ErrorPolicy {
@@ -337,7 +342,14 @@ fn sec_headers(p: &mut Problems, key: &str, raw: &RawSecurityHeaders, base: &Sec
     }
 }
 
-fn route(p: &mut Problems, i: usize, r: &RawRoute, defaults: &Route, sh: &SecurityHeaders) -> Option<Route> {
+fn route(
+    p: &mut Problems,
+    i: usize,
+    r: &RawRoute,
+    defaults: &Route,
+    sh: &SecurityHeaders,
+    global_cors: &CorsPolicy,
+) -> Option<Route> {
     let k = |f: &str| format!("routes[{i}].{f}");
     let name = match r.name.as_deref() {
         Some(n)
@@ -394,6 +406,7 @@ fn route(p: &mut Problems, i: usize, r: &RawRoute, defaults: &Route, sh: &Securi
         response_timeout: dur(p, &k("response_timeout"), &r.response_timeout, defaults.response_timeout),
         strip_prefix: r.strip_prefix.unwrap_or(false),
         security_headers: r.security_headers.as_ref().map(|raw| sec_headers(p, &k("security_headers"), raw, sh)),
+        cors: r.cors.as_ref().map(|c| cors(p, &k("cors"), c, global_cors)),
         upload: r.upload.as_ref().and_then(|u| {
             let max_body = size(p, &k("max_body"), &r.max_body, defaults.max_body);
             upload(p, &k("upload"), u, max_body).map(Arc::new)
@@ -535,4 +548,64 @@ fn upload(p: &mut Problems, key: &str, u: &RawUpload, max_body: u64) -> Option<c
         max_field_bytes: size(p, &format!("{key}.max_field_bytes"), &u.max_field_bytes, 64 * 1024),
         fields,
     })
+}
+
+fn cors(p: &mut Problems, key: &str, raw: &RawCors, base: &CorsPolicy) -> CorsPolicy {
+    let mut c = base.clone();
+    if let Some(os) = &raw.allowed_origins {
+        c.origins.clear();
+        for (i, o) in os.iter().enumerate() {
+            match OriginRule::parse(o) {
+                Ok(r) => c.origins.push(r),
+                Err(e) => p.push(format!("{key}.allowed_origins[{i}]"), e),
+            }
+        }
+    }
+    if let Some(ms) = &raw.allowed_methods {
+        c.methods.clear();
+        for m in ms {
+            match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => c.methods.push(m),
+                Err(_) => p.push(format!("{key}.allowed_methods"), format!("\"{m}\" is not an HTTP method")),
+            }
+        }
+    }
+    let header_list = |p: &mut Problems, name: &str, v: &Option<Vec<String>>, cur: &Vec<String>| -> Vec<String> {
+        match v {
+            None => cur.clone(),
+            Some(hs) => hs
+                .iter()
+                .filter_map(|h| {
+                    let h = h.trim().to_ascii_lowercase();
+                    if http::HeaderName::from_bytes(h.as_bytes()).is_ok() {
+                        Some(h)
+                    } else {
+                        p.push(format!("{key}.{name}"), format!("\"{h}\" is not a header name"));
+                        None
+                    }
+                })
+                .collect(),
+        }
+    };
+    c.headers = header_list(p, "allowed_headers", &raw.allowed_headers, &c.headers);
+    c.expose = header_list(p, "expose_headers", &raw.expose_headers, &c.expose);
+    if let Some(b) = raw.allow_credentials {
+        c.credentials = b;
+    }
+    if let Some(b) = raw.allow_private_network {
+        c.private_network = b;
+    }
+    if let Some(b) = raw.reject_disallowed_origin {
+        c.reject_disallowed = b;
+    }
+    if raw.max_age.is_some() {
+        c.max_age = dur(p, &format!("{key}.max_age"), &raw.max_age, c.max_age);
+    }
+    if c.credentials && c.origins.contains(&OriginRule::Any) {
+        p.push(
+            format!("{key}.allowed_origins"),
+            "\"*\" cannot be combined with allow_credentials = true: list the origins that may send credentials",
+        );
+    }
+    c
 }

@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod body_limit;
 pub mod client_ip;
+pub mod cors;
 pub mod rate_limit;
 pub mod request_id;
 pub mod rescue;

@@ -66,6 +66,8 @@ impl Policy for Hardening {
     }
 
     fn response(&self, res: &mut Response<Body>, ctx: &Arc<Ctx>) {
+        // moat's CORS policy replaces the upstream's on every response, rejections included.
+        super::cors::decorate(res, ctx);
         if ctx.prefers_html {
             if let Some(doc) = res.extensions().get::<crate::error::ProblemDoc>() {
                 let page = crate::error::html_page(doc.status, &doc.detail, &ctx.id);

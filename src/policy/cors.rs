@@ -1,0 +1,482 @@
+//! Layer 7: CORS, owned by moat.
+//!
+//! Threat: an upstream that allows every origin (MinerU-API ships
+//! `allow_origins=["*"]`) lets any web page read its answers with the
+//! user's credentials, and a cross-site form post can change state. moat
+//! replaces the upstream's policy: its `access-control-*` headers never
+//! reach a browser, and only the origins of `[cors]` (or a route's own
+//! `cors`) get access.
+//!
+//! - Origins: exact (`https://docs.example.com`; scheme, host and port,
+//!   case-insensitive, default ports equivalent), wildcard subdomains
+//!   (`https://*.example.org` matches `https://a.example.org` and
+//!   `https://a.b.example.org`, never `https://example.org` or
+//!   `https://evil-example.org`), `null` only if listed literally, `*`
+//!   (never with credentials). The request's own origin (same-origin
+//!   requests, which browsers also label with `Origin`) is always allowed.
+//! - Preflights (`OPTIONS` + `Origin` + `Access-Control-Request-Method`) are
+//!   answered here and never forwarded: 204 with the allow headers, or 403
+//!   `cors_origin` with none.
+//! - Actual requests from an allowed origin get `access-control-allow-origin`
+//!   (the origin echoed), `-allow-credentials`, `-expose-headers` and
+//!   `Vary: Origin` (merged with the upstream's). From other origins, safe
+//!   methods are forwarded without CORS headers and state-changing methods
+//!   are refused with 403 (`reject_disallowed_origin`), which also stops
+//!   cross-site form posts.
+//! - The response decoration runs in the outer hardening layer, so moat's
+//!   own rejections (404, 403, 429, 401, 413, ...) sent to an allowed origin
+//!   are readable by the browser app.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+
+use super::{reject, Policy, Verdict};
+use crate::body::Body;
+use crate::ctx::Ctx;
+use crate::error::Reason;
+
+/// One allowed origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginRule {
+    /// Any origin (`*`).
+    Any,
+    /// The opaque origin `null`.
+    Null,
+    /// scheme://host:port
+    Exact {
+        /// `http` or `https`.
+        scheme: String,
+        /// Lowercase host.
+        host: String,
+        /// Port (default filled in).
+        port: u16,
+    },
+    /// scheme://*.suffix:port
+    Wildcard {
+        /// `http` or `https`.
+        scheme: String,
+        /// Lowercase suffix without the leading `*.`.
+        suffix: String,
+        /// Port (default filled in).
+        port: u16,
+    },
+}
+
+/// A parsed origin: scheme, host, port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+fn valid_host(h: &str, allow_wild: bool) -> bool {
+    if h.starts_with('[') && h.ends_with(']') {
+        return h[1..h.len() - 1].parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').enumerate().all(|(i, label)| {
+            (allow_wild && i == 0 && label == "*")
+                || (!label.is_empty()
+                    && label.len() <= 63
+                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-'))
+        })
+}
+
+/// Parses `scheme://host[:port]` (what a browser sends in `Origin`).
+pub fn parse_origin(s: &str) -> Option<Origin> {
+    let (scheme, rest) = s.split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let dport = default_port(&scheme)?;
+    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+        return None;
+    }
+    let (host, port) = if let Some(end) = rest.strip_prefix('[').and_then(|r| r.find(']')) {
+        let host = &rest[..end + 2];
+        let after = &rest[end + 2..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => dport,
+            None => return None,
+        };
+        (host.to_string(), port)
+    } else {
+        match rest.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().ok()?),
+            None => (rest.to_string(), dport),
+        }
+    };
+    let host = host.to_ascii_lowercase();
+    valid_host(&host, false).then_some(Origin { scheme, host, port })
+}
+
+impl OriginRule {
+    /// Parses a configured origin.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s == "*" {
+            return Ok(OriginRule::Any);
+        }
+        if s == "null" {
+            return Ok(OriginRule::Null);
+        }
+        let bad = || {
+            format!("\"{s}\" is not an origin: use scheme://host[:port] (e.g. https://docs.example.com, https://*.example.org), \"null\" or \"*\"")
+        };
+        let (scheme, rest) = s.split_once("://").ok_or_else(bad)?;
+        if let Some(wild) = rest.strip_prefix("*.") {
+            let o = parse_origin(&format!("{scheme}://{wild}")).ok_or_else(bad)?;
+            if o.host.starts_with('[') || o.host.parse::<std::net::Ipv4Addr>().is_ok() || !o.host.contains('.') {
+                return Err(format!("\"{s}\": a wildcard needs a domain with at least two labels after *."));
+            }
+            return Ok(OriginRule::Wildcard { scheme: o.scheme, suffix: o.host, port: o.port });
+        }
+        let o = parse_origin(s).ok_or_else(bad)?;
+        Ok(OriginRule::Exact { scheme: o.scheme, host: o.host, port: o.port })
+    }
+
+    /// Whether `origin` (the raw `Origin` header value) matches.
+    pub fn matches(&self, raw: &str, parsed: Option<&Origin>) -> bool {
+        match (self, parsed) {
+            (OriginRule::Any, _) => true,
+            (OriginRule::Null, _) => raw == "null",
+            (OriginRule::Exact { scheme, host, port }, Some(o)) => {
+                o.scheme == *scheme && o.host == *host && o.port == *port
+            }
+            (OriginRule::Wildcard { scheme, suffix, port }, Some(o)) => {
+                o.scheme == *scheme
+                    && o.port == *port
+                    && o.host.len() > suffix.len() + 1
+                    && o.host.ends_with(suffix.as_str())
+                    && o.host.as_bytes()[o.host.len() - suffix.len() - 1] == b'.'
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `[cors]` (or a route's `cors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorsPolicy {
+    /// Allowed origins.
+    pub origins: Vec<OriginRule>,
+    /// Methods a preflight may ask for.
+    pub methods: Vec<Method>,
+    /// Request headers a preflight may ask for (lowercase).
+    pub headers: Vec<String>,
+    /// Response headers exposed to scripts.
+    pub expose: Vec<String>,
+    /// Send `access-control-allow-credentials: true`.
+    pub credentials: bool,
+    /// Preflight cache lifetime.
+    pub max_age: Duration,
+    /// Answer Private Network Access preflights.
+    pub private_network: bool,
+    /// Refuse state-changing methods from disallowed origins.
+    pub reject_disallowed: bool,
+}
+
+impl Default for CorsPolicy {
+    fn default() -> Self {
+        Self {
+            origins: Vec::new(),
+            methods: vec![Method::GET, Method::HEAD, Method::POST],
+            headers: [
+                "accept",
+                "accept-language",
+                "content-language",
+                "content-type",
+                "authorization",
+                "x-api-key",
+                "x-request-id",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            expose: ["x-request-id", "retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            credentials: false,
+            max_age: Duration::from_secs(600),
+            private_network: false,
+            reject_disallowed: true,
+        }
+    }
+}
+
+impl CorsPolicy {
+    /// Whether the raw `Origin` value is allowed by the list.
+    pub fn allows(&self, raw: &str) -> bool {
+        let parsed = parse_origin(raw);
+        self.origins.iter().any(|r| r.matches(raw, parsed.as_ref()))
+    }
+}
+
+/// Whether `origin` is the request's own origin (`https://` + its host).
+pub fn same_origin(origin: &str, ctx: &Ctx) -> bool {
+    let (Some(o), Some(host)) = (parse_origin(origin), ctx.host.as_deref()) else { return false };
+    let scheme = if ctx.conn.tls { "https" } else { "http" };
+    parse_origin(&format!("{scheme}://{host}")).is_some_and(|own| own == o)
+}
+
+fn is_safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The policy in force for a request.
+pub fn policy_of(ctx: &Ctx) -> &CorsPolicy {
+    ctx.route().cors.as_ref().unwrap_or(&ctx.config.cors)
+}
+
+/// The origin a response may be shared with, if any.
+fn allowed_origin<'a>(ctx: &'a Ctx, policy: &CorsPolicy) -> Option<&'a str> {
+    let origin = ctx.origin.as_deref()?;
+    (policy.allows(origin) || same_origin(origin, ctx)).then_some(origin)
+}
+
+/// Merges `Origin` into the `Vary` header(s), never duplicating it.
+pub fn merge_vary(h: &mut HeaderMap, add: &[&str]) {
+    let mut tokens: Vec<String> = Vec::new();
+    for v in h.get_all(header::VARY).iter() {
+        if let Ok(s) = v.to_str() {
+            for t in s.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                if !tokens.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                    tokens.push(t.to_string());
+                }
+            }
+        }
+    }
+    if tokens.iter().any(|t| t == "*") {
+        return;
+    }
+    for a in add {
+        if !tokens.iter().any(|x| x.eq_ignore_ascii_case(a)) {
+            tokens.push((*a).to_string());
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&tokens.join(", ")) {
+        h.insert(header::VARY, v);
+    }
+}
+
+/// Removes every `access-control-*` header (the upstream's policy).
+pub fn strip_upstream(h: &mut HeaderMap) {
+    let names: Vec<HeaderName> = h.keys().filter(|k| k.as_str().starts_with("access-control-")).cloned().collect();
+    for n in names {
+        h.remove(n);
+    }
+}
+
+/// Applies moat's CORS policy to any response (called by the hardening layer).
+pub fn decorate(res: &mut Response<Body>, ctx: &Ctx) {
+    if res.extensions().get::<PreflightAnswered>().is_some() {
+        return;
+    }
+    let policy = policy_of(ctx);
+    let h = res.headers_mut();
+    strip_upstream(h);
+    if ctx.origin.is_none() {
+        return;
+    }
+    merge_vary(h, &["Origin"]);
+    let Some(origin) = allowed_origin(ctx, policy) else { return };
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+    }
+    if policy.credentials {
+        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    }
+    if !policy.expose.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&policy.expose.join(", ")) {
+            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
+        }
+    }
+}
+
+static REQUEST_PRIVATE_NETWORK: HeaderName = HeaderName::from_static("access-control-request-private-network");
+static ALLOW_PRIVATE_NETWORK: HeaderName = HeaderName::from_static("access-control-allow-private-network");
+
+/// The policy.
+pub struct Cors;
+
+impl Policy for Cors {
+    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        let Some(origin) = ctx.origin.as_deref() else { return Verdict::Pass };
+        let policy = policy_of(ctx);
+        let allowed = policy.allows(origin) || same_origin(origin, ctx);
+        let acrm = req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD).cloned();
+        if req.method() == Method::OPTIONS {
+            if let Some(acrm) = acrm {
+                return preflight(req, ctx, policy, allowed, &acrm);
+            }
+        }
+        if !allowed && policy.reject_disallowed && !is_safe(req.method()) {
+            tracing::info!(request_id = %ctx.id, origin = %origin, method = %req.method(), "cross-origin request from a disallowed origin refused");
+            return reject(Reason::CorsOrigin, ctx);
+        }
+        Verdict::Pass
+    }
+}
+
+fn preflight(req: &Request<Body>, ctx: &Arc<Ctx>, policy: &CorsPolicy, allowed: bool, acrm: &HeaderValue) -> Verdict {
+    // The preflight is answered here whatever the outcome: it never reaches the upstream.
+    let mark = |mut res: Response<Body>| {
+        res.extensions_mut().insert(PreflightAnswered);
+        Verdict::Respond(res)
+    };
+    let refuse = |why: &str| {
+        tracing::info!(request_id = %ctx.id, origin = ctx.origin.as_deref().unwrap_or(""), why, "CORS preflight refused");
+        match reject(Reason::CorsOrigin, ctx) {
+            Verdict::Respond(mut r) => {
+                merge_vary(r.headers_mut(), &["Origin"]);
+                mark(r)
+            }
+            v => v,
+        }
+    };
+    if !allowed {
+        return refuse("origin");
+    }
+    let method = Method::from_bytes(acrm.as_bytes()).ok();
+    let method_ok = method
+        .as_ref()
+        .is_some_and(|m| policy.methods.contains(m) || (m == Method::HEAD && policy.methods.contains(&Method::GET)));
+    if !method_ok {
+        return refuse("method");
+    }
+    let mut asked: Vec<String> = Vec::new();
+    for v in req.headers().get_all(header::ACCESS_CONTROL_REQUEST_HEADERS).iter() {
+        let Ok(s) = v.to_str() else { return refuse("headers") };
+        asked.extend(s.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()));
+    }
+    if asked.iter().any(|h| !policy.headers.contains(h)) {
+        return refuse("headers");
+    }
+    let wants_pna =
+        req.headers().get(&REQUEST_PRIVATE_NETWORK).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
+    if wants_pna && !policy.private_network {
+        return refuse("private network");
+    }
+    let mut res = Response::new(crate::body::empty());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    let h = res.headers_mut();
+    if let Some(o) = ctx.origin.as_deref().and_then(|o| HeaderValue::from_str(o).ok()) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
+    }
+    let methods = policy.methods.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    if let Ok(v) = HeaderValue::from_str(&methods) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, v);
+    }
+    if !asked.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&asked.join(", ")) {
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, v);
+        }
+    }
+    h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from(policy.max_age.as_secs()));
+    if policy.credentials {
+        h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    }
+    if wants_pna {
+        h.insert(ALLOW_PRIVATE_NETWORK.clone(), HeaderValue::from_static("true"));
+    }
+    merge_vary(h, &["Origin", "Access-Control-Request-Method", "Access-Control-Request-Headers"]);
+    mark(res)
+}
+
+/// Marks a response as a preflight answer (the outer decoration leaves it alone).
+#[derive(Debug, Clone, Copy)]
+pub struct PreflightAnswered;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allows(rules: &[&str], origin: &str) -> bool {
+        let p =
+            CorsPolicy { origins: rules.iter().map(|r| OriginRule::parse(r).unwrap()).collect(), ..Default::default() };
+        p.allows(origin)
+    }
+
+    #[test]
+    fn exact_origins() {
+        let r = ["https://docs.example.com"];
+        assert!(allows(&r, "https://docs.example.com"));
+        assert!(allows(&r, "HTTPS://DOCS.EXAMPLE.COM"));
+        assert!(allows(&r, "https://docs.example.com:443"));
+        assert!(!allows(&r, "http://docs.example.com"));
+        assert!(!allows(&r, "https://docs.example.com:8443"));
+        assert!(!allows(&r, "https://docs.example.com.evil.com"));
+        assert!(!allows(&r, "https://xdocs.example.com"));
+        assert!(!allows(&r, "null"));
+        assert!(!allows(&r, "https://docs.example.com/path"));
+        assert!(allows(&["http://localhost:8080"], "http://localhost:8080"));
+        assert!(!allows(&["http://localhost:8080"], "http://localhost"));
+        assert!(allows(&["http://example.com:80"], "http://example.com"));
+    }
+
+    #[test]
+    fn wildcard_subdomains() {
+        let r = ["https://*.example.org"];
+        assert!(allows(&r, "https://a.example.org"));
+        assert!(allows(&r, "https://a.b.example.org"));
+        assert!(allows(&r, "https://A.Example.ORG:443"));
+        assert!(!allows(&r, "https://example.org"));
+        assert!(!allows(&r, "https://evil-example.org"));
+        assert!(!allows(&r, "https://example.org.evil.com"));
+        assert!(!allows(&r, "https://aexample.org"));
+        assert!(!allows(&r, "http://a.example.org"));
+        assert!(!allows(&r, "https://a.example.org:8443"));
+    }
+
+    #[test]
+    fn null_and_any() {
+        assert!(allows(&["null"], "null"));
+        assert!(!allows(&["https://a.example"], "null"));
+        assert!(allows(&["*"], "https://anything.example"));
+    }
+
+    #[test]
+    fn malformed_rules_refused() {
+        for bad in [
+            "docs.example.com",
+            "https://",
+            "https://docs.example.com/",
+            "ftp://x.example",
+            "https://*.com",
+            "https://a.*.example.org",
+            "https://exa mple.org",
+            "https://*.example.org/x",
+            "https://user@example.org",
+        ] {
+            assert!(OriginRule::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn vary_merge() {
+        let mut h = HeaderMap::new();
+        h.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        h.append(header::VARY, HeaderValue::from_static("origin, Cookie"));
+        merge_vary(&mut h, &["Origin"]);
+        assert_eq!(h.get_all(header::VARY).iter().count(), 1);
+        assert_eq!(h[header::VARY], "Accept-Encoding, origin, Cookie");
+        let mut h = HeaderMap::new();
+        merge_vary(&mut h, &["Origin"]);
+        assert_eq!(h[header::VARY], "Origin");
+    }
+}
