@@ -27,6 +27,8 @@ pub struct Shared {
     pub certs: Arc<CertStore>,
     /// Rate-limit buckets and in-flight semaphores (kept across reloads).
     pub limiters: crate::policy::rate_limit::Limiters,
+    /// Verified-credential cache and failed-attempt counters.
+    pub auth: crate::policy::auth::AuthState,
 }
 
 impl Shared {
@@ -38,6 +40,7 @@ impl Shared {
             metrics: Metrics::new(),
             certs,
             limiters: Default::default(),
+            auth: Default::default(),
         })
     }
 
@@ -209,6 +212,7 @@ impl App {
                         live.push(cfg.default_route.name.clone());
                         let n = sh.limiters.sweep(&live);
                         sh.metrics.ratelimit_keys.set(n as i64);
+                        sh.auth.sweep(cfg.auth.failure_window);
                     }
                     _ = token.cancelled() => break,
                 }

@@ -27,7 +27,76 @@ fn dur(d: std::time::Duration) -> String {
     }
 }
 
-fn row(r: &Route) -> Vec<String> {
+fn rate(r: &Route, cfg: &Config) -> String {
+    match r.rate_limit.unwrap_or(cfg.rate_limit.default) {
+        None => "off".into(),
+        Some(rule) => {
+            let per = match rule.rate.per.as_secs() {
+                1 => "s".to_string(),
+                60 => "min".to_string(),
+                3600 => "h".to_string(),
+                86_400 => "d".to_string(),
+                n => format!("{n}s"),
+            };
+            let key = match rule.key {
+                crate::policy::rate_limit::KeyKind::Ip => "ip",
+                crate::policy::rate_limit::KeyKind::ApiKey => "api_key",
+                crate::policy::rate_limit::KeyKind::Route => "route",
+            };
+            format!("{}/{per} burst {} per {key}", rule.rate.count, rule.burst)
+        }
+    }
+}
+
+fn cors(r: &Route, cfg: &Config) -> String {
+    let c = r.cors.as_ref().unwrap_or(&cfg.cors);
+    if c.origins.is_empty() {
+        return "same-origin".into();
+    }
+    c.origins
+        .iter()
+        .map(|o| match o {
+            crate::policy::cors::OriginRule::Any => "*".to_string(),
+            crate::policy::cors::OriginRule::Null => "null".to_string(),
+            crate::policy::cors::OriginRule::Exact { scheme, host, port } => format!("{scheme}://{host}:{port}"),
+            crate::policy::cors::OriginRule::Wildcard { scheme, suffix, port } => {
+                format!("{scheme}://*.{suffix}:{port}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Settings that are valid but probably not what the operator wants.
+pub fn warnings(cfg: &Config) -> Vec<String> {
+    let mut w = Vec::new();
+    let mut all = cfg.routes.clone();
+    all.push(cfg.default_route.clone());
+    for r in &all {
+        let mode = r.auth.unwrap_or(cfg.auth.default);
+        let none_keys = cfg.auth.api_keys.is_empty();
+        let none_users = cfg.auth.basic.is_empty();
+        let starved = match mode {
+            crate::policy::auth::AuthMode::None => false,
+            crate::policy::auth::AuthMode::ApiKey => none_keys,
+            crate::policy::auth::AuthMode::Basic => none_users,
+            crate::policy::auth::AuthMode::Any => none_keys && none_users,
+        };
+        if starved {
+            w.push(format!(
+                "route {}: auth = \"{}\" but no such credentials are configured: every request will get 401 (set auth.api_keys_file / auth.basic_file, e.g. through MOAT_AUTH__API_KEYS_FILE)",
+                r.name,
+                mode.as_str()
+            ));
+        }
+    }
+    if cfg.tls.cert.is_none() {
+        w.push("no tls.cert: a self-signed development certificate will be generated at start".into());
+    }
+    w
+}
+
+fn row(r: &Route, cfg: &Config) -> Vec<String> {
     vec![
         r.name.clone(),
         r.path
@@ -41,6 +110,10 @@ fn row(r: &Route) -> Vec<String> {
         size(r.max_body),
         dur(r.response_timeout),
         r.content_types.as_ref().map(|c| c.join(",")).unwrap_or_else(|| "any".into()),
+        r.auth.unwrap_or(cfg.auth.default).as_str().to_string()
+            + &r.roles.as_ref().map(|rs| format!(" ({})", rs.join(","))).unwrap_or_default(),
+        rate(r, cfg),
+        cors(r, cfg),
         r.upload
             .as_ref()
             .map(|u| {
@@ -52,15 +125,26 @@ fn row(r: &Route) -> Vec<String> {
 
 /// Renders the route table.
 pub fn table(cfg: &Config) -> String {
-    let header: Vec<String> = ["ROUTE", "PATH", "METHODS", "MAX BODY", "TIMEOUT", "CONTENT TYPES", "UPLOAD"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let header: Vec<String> = [
+        "ROUTE",
+        "PATH",
+        "METHODS",
+        "MAX BODY",
+        "TIMEOUT",
+        "CONTENT TYPES",
+        "AUTH (ROLES)",
+        "RATE LIMIT",
+        "CORS ORIGINS",
+        "UPLOAD",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let mut rows = vec![header];
     for r in &cfg.routes {
-        rows.push(row(r));
+        rows.push(row(r, cfg));
     }
-    let mut d = row(&cfg.default_route);
+    let mut d = row(&cfg.default_route, cfg);
     if cfg.deny_unmatched {
         d[1] = "* (deny_unmatched: 404)".into();
     }

@@ -28,4 +28,12 @@ pub enum Command {
         #[arg(long, short, env = "MOAT_CONFIG")]
         config: PathBuf,
     },
+    /// Read a password on stdin and print an argon2id hash for `[auth] basic`.
+    HashPassword,
+    /// Probe the admin listener's /healthz; exit 0 when healthy, 1 otherwise.
+    Health {
+        /// Admin listener address.
+        #[arg(long, default_value = "127.0.0.1:9901", env = "MOAT_HEALTH_ADMIN")]
+        admin: String,
+    },
 }

@@ -12,6 +12,9 @@ fn main() -> ExitCode {
         Command::Check { config } => match moat::config::load(Some(&config)) {
             Ok(cfg) => {
                 print!("{}", moat::check::table(&cfg));
+                for w in moat::check::warnings(&cfg) {
+                    eprintln!("warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -21,6 +24,63 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => run(config),
+        Command::HashPassword => hash_password(),
+        Command::Health { admin } => health(&admin),
+    }
+}
+
+fn hash_password() -> ExitCode {
+    use std::io::BufRead;
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        eprintln!("moat: cannot read a password from stdin");
+        return ExitCode::FAILURE;
+    }
+    let pass = line.trim_end_matches(['\r', '\n']);
+    if pass.is_empty() {
+        eprintln!("moat: empty password");
+        return ExitCode::FAILURE;
+    }
+    match moat::policy::auth::hash_password(pass) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moat: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET of /healthz with a short deadline (the image has no curl).
+fn health(admin: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    use std::time::Duration;
+    let Some(addr) = admin.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        eprintln!("moat: invalid admin address {admin}");
+        return ExitCode::FAILURE;
+    };
+    let probe = || -> std::io::Result<bool> {
+        let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        s.set_write_timeout(Some(Duration::from_secs(2)))?;
+        s.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
+        let mut buf = [0u8; 64];
+        let n = s.read(&mut buf)?;
+        Ok(buf[..n].starts_with(b"HTTP/1.1 200"))
+    };
+    match probe() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("moat: {addr}/healthz is not healthy");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("moat: {addr}/healthz: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

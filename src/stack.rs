@@ -11,6 +11,7 @@ use crate::app::Shared;
 use crate::body::Body;
 use crate::error::BoxError;
 use crate::policy::access_log::AccessLogLayer;
+use crate::policy::auth::Auth;
 use crate::policy::body_limit::BodyLimit;
 use crate::policy::client_ip::ClientIp;
 use crate::policy::cors::Cors;
@@ -46,6 +47,8 @@ pub fn build(
         .layer(PolicyLayer::new(Cors))
         // 8. Cheap refusals before expensive work: buckets, then in-flight caps.
         .layer(PolicyLayer::new(RateLimit::new(shared.clone())))
+        // 9. Who is asking: headers only, so nothing has read the body yet.
+        .layer(PolicyLayer::new(Auth::new(shared.clone())))
         // 10. Body limits wrap the stream before anything reads it.
         .layer(PolicyLayer::new(BodyLimit))
         // 10. Upload inspection wraps the already-limited stream: what the bytes are, as they pass.

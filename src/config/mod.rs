@@ -48,6 +48,8 @@ pub struct Config {
     pub rate_limit: crate::policy::rate_limit::RateLimitConfig,
     /// `[cors]`
     pub cors: crate::policy::cors::CorsPolicy,
+    /// `[auth]`
+    pub auth: crate::policy::auth::AuthConfig,
     /// `[errors]`
     pub errors: crate::policy::sanitize::ErrorPolicy,
     /// `[security_headers]`
@@ -237,6 +239,12 @@ pub struct Route {
     pub upload: Option<Arc<crate::upload::UploadRules>>,
     /// The route's own CORS policy.
     pub cors: Option<crate::policy::cors::CorsPolicy>,
+    /// Authentication (`None`: `auth.default`).
+    pub auth: Option<crate::policy::auth::AuthMode>,
+    /// Roles the identity needs (one of).
+    pub roles: Option<Vec<String>>,
+    /// Pass credentials on to the upstream.
+    pub forward_credentials: bool,
     /// `None`: the default limit; `Some(None)`: off; `Some(Some(rule))`: this rule.
     pub rate_limit: Option<Option<crate::policy::rate_limit::Rule>>,
     /// Requests in progress at once on this route.

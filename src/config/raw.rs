@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub rate_limit: RawRateLimit,
     /// `[cors]`
     pub cors: RawCors,
+    /// `[auth]`
+    pub auth: RawAuth,
     /// `[errors]`
     pub errors: RawErrors,
     /// `[security_headers]`
@@ -110,6 +112,72 @@ pub struct RawCors {
     pub allow_private_network: Option<bool>,
     /// Refuse state-changing methods from other origins.
     pub reject_disallowed_origin: Option<bool>,
+}
+
+/// `[auth]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawAuth {
+    /// API keys (name, SHA-256 of the key, roles).
+    pub api_keys: Option<Vec<RawApiKey>>,
+    /// A TOML file holding `api_keys = [...]`.
+    pub api_keys_file: Option<String>,
+    /// Basic users (user, argon2id hash, roles).
+    pub basic: Option<Vec<RawBasic>>,
+    /// A TOML file holding `basic = [...]`.
+    pub basic_file: Option<String>,
+    /// Realm in `WWW-Authenticate`.
+    pub realm: Option<String>,
+    /// Auth of routes that set none.
+    pub default: Option<String>,
+    /// `{ count = 5, per = "1m" }`
+    pub max_failures: Option<RawMaxFailures>,
+    /// Client IPs tracked for failures at most.
+    pub max_tracked_clients: Option<i64>,
+}
+
+/// One API key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKey {
+    /// Identity name.
+    pub name: Option<String>,
+    /// SHA-256 of the key, hex.
+    pub sha256: Option<String>,
+    /// Roles.
+    pub roles: Option<Vec<String>>,
+}
+
+/// One basic user.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasic {
+    /// User name.
+    pub user: Option<String>,
+    /// argon2id PHC string.
+    pub hash: Option<String>,
+    /// Roles.
+    pub roles: Option<Vec<String>>,
+}
+
+/// `max_failures = { count, per }`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaxFailures {
+    /// Failures allowed.
+    pub count: Option<i64>,
+    /// Window.
+    pub per: Option<Scalar>,
+}
+
+/// A file of credentials (`api_keys_file` / `basic_file`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCredentialFile {
+    /// API keys.
+    pub api_keys: Option<Vec<RawApiKey>>,
+    /// Basic users.
+    pub basic: Option<Vec<RawBasic>>,
 }
 
 /// A route's `upload = { ... }`.
@@ -263,6 +331,12 @@ pub struct RawRoute {
     pub upload: Option<RawUpload>,
     /// This route's CORS policy.
     pub cors: Option<RawCors>,
+    /// `none`, `api_key`, `basic` or `any`.
+    pub auth: Option<String>,
+    /// Roles the identity needs (one of).
+    pub roles: Option<Vec<String>>,
+    /// Pass credentials on to the upstream.
+    pub forward_credentials: Option<bool>,
     /// This route's rate limit, or `"off"`.
     pub rate_limit: Option<RawRuleOrOff>,
     /// Requests in progress at once on this route.

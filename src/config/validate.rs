@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use http::Method;
 
-use super::raw::{RawConfig, RawCors, RawRoute, RawRule, RawRuleOrOff, RawSecurityHeaders, RawUpload};
+use super::raw::{
+    RawApiKey, RawAuth, RawBasic, RawConfig, RawCors, RawCredentialFile, RawRoute, RawRule, RawRuleOrOff,
+    RawSecurityHeaders, RawUpload,
+};
 use super::units::{self, Scalar};
 use super::{Config, Limits, Listen, PathPattern, Problems, Route, Tls, TlsVersion, Upstream};
+use crate::policy::auth::{ApiKey, AuthConfig, AuthMode, BasicUser};
 use crate::policy::client_ip::IpRules;
 use crate::policy::cors::{CorsPolicy, OriginRule};
 use crate::policy::rate_limit::{Backend, KeyKind, OnBackendError, RateLimitConfig, Rule};
@@ -281,12 +285,16 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         security_headers: None,
         upload: None,
         cors: None,
+        auth: None,
+        roles: None,
+        forward_credentials: false,
         rate_limit: None,
         max_in_flight: None,
         ip_rules: None,
     });
 
     let cors_policy = cors(p, "cors", &raw.cors, &CorsPolicy::default());
+    let auth_config = auth(p, &raw.auth, base);
 
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = std::collections::HashSet::new();
@@ -308,6 +316,7 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         upstream,
         limits,
         cors: cors_policy.clone(),
+        auth: auth_config,
         client_ip,
         rate_limit,
         errors: crate::policy::sanitize::ErrorPolicy {
@@ -407,6 +416,9 @@ fn route(
         strip_prefix: r.strip_prefix.unwrap_or(false),
         security_headers: r.security_headers.as_ref().map(|raw| sec_headers(p, &k("security_headers"), raw, sh)),
         cors: r.cors.as_ref().map(|c| cors(p, &k("cors"), c, global_cors)),
+        auth: r.auth.as_deref().and_then(|m| auth_mode(p, &k("auth"), m)),
+        roles: r.roles.clone(),
+        forward_credentials: r.forward_credentials.unwrap_or(false),
         upload: r.upload.as_ref().and_then(|u| {
             let max_body = size(p, &k("max_body"), &r.max_body, defaults.max_body);
             upload(p, &k("upload"), u, max_body).map(Arc::new)
@@ -608,4 +620,121 @@ fn cors(p: &mut Problems, key: &str, raw: &RawCors, base: &CorsPolicy) -> CorsPo
         );
     }
     c
+}
+
+fn auth_mode(p: &mut Problems, key: &str, m: &str) -> Option<AuthMode> {
+    match m {
+        "none" => Some(AuthMode::None),
+        "api_key" => Some(AuthMode::ApiKey),
+        "basic" => Some(AuthMode::Basic),
+        "any" => Some(AuthMode::Any),
+        other => {
+            p.push(key, format!("\"{other}\": use \"none\", \"api_key\", \"basic\" or \"any\""));
+            None
+        }
+    }
+}
+
+fn api_keys(p: &mut Problems, key: &str, raw: &[RawApiKey], out: &mut Vec<ApiKey>) {
+    for (i, k) in raw.iter().enumerate() {
+        let kk = format!("{key}[{i}]");
+        let Some(name) = k.name.clone().filter(|n| !n.is_empty()) else {
+            p.push(format!("{kk}.name"), "missing");
+            continue;
+        };
+        let digest = k.sha256.as_deref().map(|h| hex::decode(h.trim()));
+        let sha256: [u8; 32] = match digest {
+            Some(Ok(d)) if d.len() == 32 => d.try_into().unwrap_or([0; 32]),
+            Some(_) => {
+                p.push(
+                    format!("{kk}.sha256"),
+                    "must be 64 hex characters: the SHA-256 of the key (echo -n KEY | sha256sum)",
+                );
+                continue;
+            }
+            None => {
+                p.push(format!("{kk}.sha256"), "missing");
+                continue;
+            }
+        };
+        if out.iter().any(|o| o.name == name) {
+            p.push(format!("{kk}.name"), format!("duplicate key name \"{name}\""));
+        }
+        out.push(ApiKey { name, sha256, roles: k.roles.clone().unwrap_or_default() });
+    }
+}
+
+fn basic_users(p: &mut Problems, key: &str, raw: &[RawBasic], out: &mut Vec<BasicUser>) {
+    for (i, b) in raw.iter().enumerate() {
+        let kk = format!("{key}[{i}]");
+        let Some(user) = b.user.clone().filter(|u| !u.is_empty() && !u.contains(':')) else {
+            p.push(format!("{kk}.user"), "missing, empty or containing ':'");
+            continue;
+        };
+        let Some(hash) = b.hash.clone() else {
+            p.push(format!("{kk}.hash"), "missing: make one with `moat hash-password`");
+            continue;
+        };
+        match argon2::password_hash::PasswordHash::new(&hash) {
+            Ok(h) if h.algorithm.as_str() == "argon2id" => {}
+            _ => {
+                p.push(format!("{kk}.hash"), "not an argon2id PHC string: make one with `moat hash-password`");
+                continue;
+            }
+        }
+        out.push(BasicUser { user, hash, roles: b.roles.clone().unwrap_or_default() });
+    }
+}
+
+fn credential_file(p: &mut Problems, key: &str, base: Option<&Path>, path: &str) -> Option<RawCredentialFile> {
+    let path = super::resolve_relative(base, path);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            p.push(key, format!("cannot read {}: {}", path.display(), super::io_reason(&e)));
+            return None;
+        }
+    };
+    match toml::from_str::<RawCredentialFile>(&text) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            p.push(key, format!("{}: {}", path.display(), e.message()));
+            None
+        }
+    }
+}
+
+fn auth(p: &mut Problems, raw: &RawAuth, base: Option<&Path>) -> AuthConfig {
+    let d = AuthConfig::default();
+    let mut keys = Vec::new();
+    api_keys(p, "auth.api_keys", raw.api_keys.as_deref().unwrap_or_default(), &mut keys);
+    if let Some(f) = &raw.api_keys_file {
+        if let Some(cf) = credential_file(p, "auth.api_keys_file", base, f) {
+            api_keys(p, "auth.api_keys_file", cf.api_keys.as_deref().unwrap_or_default(), &mut keys);
+        }
+    }
+    let mut users = Vec::new();
+    basic_users(p, "auth.basic", raw.basic.as_deref().unwrap_or_default(), &mut users);
+    if let Some(f) = &raw.basic_file {
+        if let Some(cf) = credential_file(p, "auth.basic_file", base, f) {
+            basic_users(p, "auth.basic_file", cf.basic.as_deref().unwrap_or_default(), &mut users);
+        }
+    }
+    let mf = raw.max_failures.clone().unwrap_or_default();
+    AuthConfig {
+        api_keys: keys,
+        basic: users,
+        realm: raw.realm.clone().unwrap_or(d.realm),
+        default: raw.default.as_deref().and_then(|m| auth_mode(p, "auth.default", m)).unwrap_or(d.default),
+        max_failures: count(p, "auth.max_failures.count", mf.count, d.max_failures as u64, 1, 1_000_000) as u32,
+        failure_window: dur(p, "auth.max_failures.per", &mf.per, d.failure_window),
+        max_tracked_clients: count(
+            p,
+            "auth.max_tracked_clients",
+            raw.max_tracked_clients,
+            d.max_tracked_clients as u64,
+            16,
+            10_000_000,
+        ) as usize,
+    }
 }

@@ -5,6 +5,7 @@
 //! ordinary `Ok(Response)`); only infrastructure failures travel as `Err`.
 
 pub mod access_log;
+pub mod auth;
 pub mod body_limit;
 pub mod client_ip;
 pub mod cors;

@@ -299,7 +299,7 @@ impl RateLimit {
 }
 
 impl Policy for RateLimit {
-    async fn request(&self, _req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let route = ctx.route().clone();
         let cfg = &ctx.config.rate_limit;
         let lim = &self.shared.limiters;
@@ -307,8 +307,10 @@ impl Policy for RateLimit {
         if let Some(rule) = route.rate_limit.unwrap_or(cfg.default) {
             let key = match rule.key {
                 KeyKind::Route => RlKey::Route,
-                KeyKind::ApiKey => match ctx.user.get() {
-                    Some(u) => RlKey::Id(Arc::from(u.as_str())),
+                // The identity, when it is known without argon2 work (an API key or a
+                // cached login); auth proper runs after this layer.
+                KeyKind::ApiKey => match self.shared.auth.cheap_identity(req, &ctx.config.auth) {
+                    Some(id) => RlKey::Id(Arc::from(id.name.as_str())),
                     None => RlKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),
                 },
                 KeyKind::Ip => RlKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),

@@ -1,0 +1,452 @@
+//! Layer 9: authentication, roles, and failed-attempt throttling.
+//!
+//! Threat: the apps moat fronts (paperless-gpt, MinerU-API) have no login of
+//! their own: whoever reaches the port reads every document and spends the
+//! LLM budget. moat puts a door in front of them.
+//!
+//! - API keys (`[auth] api_keys` / `api_keys_file`): the config holds a name
+//!   and the SHA-256 of each key, never the key. Clients send `x-api-key: KEY`
+//!   or `Authorization: Bearer KEY`; the digest is compared with every
+//!   configured one in constant time.
+//! - Basic auth (`[auth] basic` / `basic_file`): argon2id PHC hashes made by
+//!   `moat hash-password`. A missing or wrong credential gets 401 with
+//!   `WWW-Authenticate: Basic realm="..."` so browsers prompt. Verification
+//!   runs on the blocking pool under a small concurrency cap, and verified
+//!   credentials are cached (bounded, five minutes) under a keyed hash — never
+//!   the password — so a logged-in browser does not pay argon2 per request.
+//! - Per route `auth = "none" | "api_key" | "basic" | "any"` (default
+//!   `auth.default`), `roles` (the identity needs one of them, else 403), and
+//!   credentials are removed before forwarding unless `forward_credentials`.
+//! - Every failure is logged at warn (client IP, route, user name; never the
+//!   secret) and counted (`auth_failed`). After `auth.max_failures.count`
+//!   failures from one client IP within `per`, that IP gets 429
+//!   `auth_throttled` until the window passes, even with good credentials.
+//!   The failure map is bounded (`max_tracked_clients`); past it, new
+//!   addresses share one overflow entry.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use dashmap::DashMap;
+use http::header::{self, HeaderName, HeaderValue};
+use http::Request;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use super::{reject, Policy, Verdict};
+use crate::body::Body;
+use crate::ctx::Ctx;
+use crate::error::Reason;
+
+static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Which credentials a route accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No authentication.
+    None,
+    /// API keys only.
+    ApiKey,
+    /// Basic auth only.
+    Basic,
+    /// Either.
+    Any,
+}
+
+impl AuthMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::None => "none",
+            AuthMode::ApiKey => "api_key",
+            AuthMode::Basic => "basic",
+            AuthMode::Any => "any",
+        }
+    }
+}
+
+/// One API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Identity name (logs, rate keys).
+    pub name: String,
+    /// SHA-256 of the key.
+    pub sha256: [u8; 32],
+    /// Roles.
+    pub roles: Vec<String>,
+}
+
+/// One basic-auth user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicUser {
+    /// User name.
+    pub user: String,
+    /// argon2id PHC string.
+    pub hash: String,
+    /// Roles.
+    pub roles: Vec<String>,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthConfig {
+    /// API keys.
+    pub api_keys: Vec<ApiKey>,
+    /// Basic users.
+    pub basic: Vec<BasicUser>,
+    /// The realm in `WWW-Authenticate`.
+    pub realm: String,
+    /// Auth of routes that set none.
+    pub default: AuthMode,
+    /// Failures allowed per client IP per window.
+    pub max_failures: u32,
+    /// The failure window.
+    pub failure_window: Duration,
+    /// Client IPs tracked for failures at most.
+    pub max_tracked_clients: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            basic: Vec::new(),
+            realm: "moat".into(),
+            default: AuthMode::None,
+            max_failures: 5,
+            failure_window: Duration::from_secs(60),
+            max_tracked_clients: 100_000,
+        }
+    }
+}
+
+/// An authenticated identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Name.
+    pub name: String,
+    /// Roles.
+    pub roles: Vec<String>,
+}
+
+/// Credentials found in a request.
+enum Presented {
+    Key(String),
+    Basic { user: String, pass: String },
+    Malformed,
+}
+
+fn presented(req: &Request<Body>) -> Option<Presented> {
+    if let Some(v) = req.headers().get(&X_API_KEY) {
+        return Some(v.to_str().map(|s| Presented::Key(s.trim().to_string())).unwrap_or(Presented::Malformed));
+    }
+    let v = req.headers().get(header::AUTHORIZATION)?;
+    let Ok(s) = v.to_str() else { return Some(Presented::Malformed) };
+    let (scheme, rest) = s.trim().split_once(' ').unwrap_or((s, ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(Presented::Key(rest.trim().to_string()));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok();
+        let text = decoded.and_then(|d| String::from_utf8(d).ok());
+        return Some(match text.as_deref().and_then(|t| t.split_once(':')) {
+            Some((u, p)) => Presented::Basic { user: u.to_string(), pass: p.to_string() },
+            None => Presented::Malformed,
+        });
+    }
+    Some(Presented::Malformed)
+}
+
+/// The API key matching `key`, compared in constant time with every configured digest.
+pub fn match_api_key<'a>(keys: &'a [ApiKey], key: &str) -> Option<&'a ApiKey> {
+    let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+    let mut found = None;
+    for k in keys {
+        if bool::from(k.sha256.ct_eq(&digest)) {
+            found = Some(k);
+        }
+    }
+    found
+}
+
+/// A real argon2id hash of a random password, verified for unknown users so
+/// that they cost the same time as known ones.
+static DUMMY_HASH: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| hash_password(&uuid::Uuid::new_v4().to_string()).unwrap_or_default());
+
+/// Verifies a password against a PHC string (blocking: argon2).
+pub fn verify_password(hash: &str, pass: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    match PasswordHash::new(hash) {
+        Ok(h) => argon2::Argon2::default().verify_password(pass.as_bytes(), &h).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Hashes a password for `[auth] basic` (argon2id, default parameters).
+pub fn hash_password(pass: &str) -> Result<String, String> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    // 16 random bytes from the OS (uuid v4 draws them from getrandom).
+    let salt = SaltString::encode_b64(uuid::Uuid::new_v4().as_bytes()).map_err(|e| e.to_string())?;
+    argon2::Argon2::default().hash_password(pass.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| e.to_string())
+}
+
+/// Auth state shared across requests and reloads.
+pub struct AuthState {
+    secret: [u8; 32],
+    verified: DashMap<[u8; 32], (Identity, Instant)>,
+    verify_slots: Arc<Semaphore>,
+    failures: DashMap<IpAddr, (u32, Instant)>,
+    failure_count: AtomicUsize,
+}
+
+/// Verified basic credentials are remembered this long.
+const CACHE_TTL: Duration = Duration::from_secs(300);
+/// Verified credentials remembered at most.
+const CACHE_MAX: usize = 10_000;
+/// The failure entry shared by addresses past the cap.
+const OVERFLOW: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+
+impl Default for AuthState {
+    fn default() -> Self {
+        let mut secret = [0u8; 32];
+        secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        let slots = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(1, 4);
+        Self {
+            secret,
+            verified: DashMap::new(),
+            verify_slots: Arc::new(Semaphore::new(slots)),
+            failures: DashMap::new(),
+            failure_count: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl AuthState {
+    fn cache_key(&self, user: &str, pass: &str, hash: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update((user.len() as u64).to_le_bytes());
+        h.update(user.as_bytes());
+        h.update((pass.len() as u64).to_le_bytes());
+        h.update(pass.as_bytes());
+        h.update(hash.as_bytes());
+        h.finalize().into()
+    }
+
+    fn cached(&self, key: &[u8; 32]) -> Option<Identity> {
+        let hit = self.verified.get(key)?;
+        (hit.1.elapsed() < CACHE_TTL).then(|| hit.0.clone())
+    }
+
+    /// Basic credentials: cache, else argon2 on the blocking pool.
+    async fn verify_basic(&self, cfg: &AuthConfig, user: &str, pass: &str) -> Option<Identity> {
+        let entry = cfg.basic.iter().find(|b| bool::from(b.user.as_bytes().ct_eq(user.as_bytes())));
+        let hash = entry.map(|e| e.hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
+        let key = self.cache_key(user, pass, &hash);
+        if entry.is_some() {
+            if let Some(id) = self.cached(&key) {
+                return Some(id);
+            }
+        }
+        let _permit = self.verify_slots.acquire().await.ok()?;
+        let p = pass.to_string();
+        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &p)).await.unwrap_or(false);
+        let entry = entry?;
+        if !ok {
+            return None;
+        }
+        let id = Identity { name: entry.user.clone(), roles: entry.roles.clone() };
+        if self.verified.len() >= CACHE_MAX {
+            self.verified.retain(|_, v| v.1.elapsed() < CACHE_TTL);
+            if self.verified.len() >= CACHE_MAX {
+                self.verified.clear();
+            }
+        }
+        self.verified.insert(key, (id.clone(), Instant::now()));
+        Some(id)
+    }
+
+    /// The identity of a request if it can be known without argon2 work
+    /// (an API key, or cached basic credentials). Used for rate-limit keys.
+    pub fn cheap_identity(&self, req: &Request<Body>, cfg: &AuthConfig) -> Option<Identity> {
+        match presented(req)? {
+            Presented::Key(k) => {
+                match_api_key(&cfg.api_keys, &k).map(|k| Identity { name: k.name.clone(), roles: k.roles.clone() })
+            }
+            Presented::Basic { user, pass } => {
+                let entry = cfg.basic.iter().find(|b| b.user == user)?;
+                self.cached(&self.cache_key(&user, &pass, &entry.hash))
+            }
+            Presented::Malformed => None,
+        }
+    }
+
+    /// Seconds the client must wait, if it is throttled.
+    fn throttled(&self, ip: IpAddr, cfg: &AuthConfig) -> Option<Duration> {
+        let key = if self.failures.contains_key(&ip) { ip } else { OVERFLOW };
+        let e = self.failures.get(&key)?;
+        let (count, since) = *e;
+        let elapsed = since.elapsed();
+        (count >= cfg.max_failures && elapsed < cfg.failure_window).then(|| cfg.failure_window - elapsed)
+    }
+
+    fn record_failure(&self, ip: IpAddr, cfg: &AuthConfig) {
+        let key = if self.failures.contains_key(&ip)
+            || self.failure_count.load(Ordering::Relaxed) < cfg.max_tracked_clients
+        {
+            ip
+        } else {
+            OVERFLOW
+        };
+        let mut e = self.failures.entry(key).or_insert_with(|| {
+            self.failure_count.fetch_add(1, Ordering::Relaxed);
+            (0, Instant::now())
+        });
+        if e.1.elapsed() >= cfg.failure_window {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+    }
+
+    /// Drops expired failure windows and cache entries; returns the failure entries kept.
+    pub fn sweep(&self, window: Duration) -> usize {
+        self.failures.retain(|_, v| v.1.elapsed() < window);
+        self.failures.shrink_to_fit();
+        self.failure_count.store(self.failures.len(), Ordering::Relaxed);
+        self.verified.retain(|_, v| v.1.elapsed() < CACHE_TTL);
+        self.failures.len()
+    }
+
+    /// Failure entries tracked now.
+    pub fn tracked_failures(&self) -> usize {
+        self.failures.len()
+    }
+}
+
+/// The policy.
+pub struct Auth {
+    shared: Arc<crate::app::Shared>,
+}
+
+impl Auth {
+    /// The policy over the shared auth state.
+    pub fn new(shared: Arc<crate::app::Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+fn challenge(mode: AuthMode, realm: &str) -> Option<HeaderValue> {
+    let realm = realm.replace(['"', '\\'], "");
+    let v = match mode {
+        AuthMode::Basic | AuthMode::Any => format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
+        AuthMode::ApiKey => format!("Bearer realm=\"{realm}\""),
+        AuthMode::None => return None,
+    };
+    HeaderValue::from_str(&v).ok()
+}
+
+impl Policy for Auth {
+    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        let route = ctx.route().clone();
+        let cfg = &ctx.config.auth;
+        let mode = route.auth.unwrap_or(cfg.default);
+        if mode == AuthMode::None {
+            return Verdict::Pass;
+        }
+        let state = &self.shared.auth;
+        let ip = ctx.client_ip();
+        if let Some(wait) = state.throttled(ip, cfg) {
+            tracing::warn!(request_id = %ctx.id, client_ip = %ip, route = %route.name, "authentication throttled after repeated failures");
+            let secs = crate::policy::rate_limit::ceil_secs(wait).max(1);
+            let Verdict::Respond(mut res) = reject(Reason::AuthThrottled, ctx) else { return Verdict::Pass };
+            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            return Verdict::Respond(res);
+        }
+        let creds = presented(req);
+        let (identity, user_hint) = match &creds {
+            Some(Presented::Key(k)) if matches!(mode, AuthMode::ApiKey | AuthMode::Any) => (
+                match_api_key(&cfg.api_keys, k).map(|k| Identity { name: k.name.clone(), roles: k.roles.clone() }),
+                None,
+            ),
+            Some(Presented::Basic { user, pass }) if matches!(mode, AuthMode::Basic | AuthMode::Any) => {
+                (state.verify_basic(cfg, user, pass).await, Some(user.clone()))
+            }
+            _ => (None, None),
+        };
+        let Some(identity) = identity else {
+            let attempted = creds.is_some();
+            if attempted {
+                state.record_failure(ip, cfg);
+            }
+            tracing::warn!(
+                request_id = %ctx.id,
+                client_ip = %ip,
+                route = %route.name,
+                user = user_hint.as_deref(),
+                credentials = if attempted { "wrong" } else { "missing" },
+                "authentication failed"
+            );
+            let Verdict::Respond(mut res) = reject(Reason::AuthFailed, ctx) else { return Verdict::Pass };
+            if let Some(c) = challenge(mode, &cfg.realm) {
+                res.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+            }
+            return Verdict::Respond(res);
+        };
+        let _ = ctx.user.set(identity.name.clone());
+        if let Some(needed) = &route.roles {
+            if !needed.iter().any(|r| identity.roles.contains(r)) {
+                tracing::warn!(request_id = %ctx.id, client_ip = %ip, route = %route.name, user = %identity.name, "authenticated identity lacks the route's role");
+                return reject(Reason::Forbidden, ctx);
+            }
+        }
+        if !route.forward_credentials {
+            req.headers_mut().remove(&X_API_KEY);
+            req.headers_mut().remove(header::AUTHORIZATION);
+        }
+        Verdict::Pass
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_keys_match_by_digest() {
+        let keys = vec![ApiKey { name: "ingest".into(), sha256: Sha256::digest(b"s3cret-key").into(), roles: vec![] }];
+        assert_eq!(match_api_key(&keys, "s3cret-key").map(|k| k.name.as_str()), Some("ingest"));
+        assert!(match_api_key(&keys, "s3cret-kex").is_none());
+        assert!(match_api_key(&keys, "").is_none());
+    }
+
+    #[test]
+    fn hash_then_verify() {
+        let h = hash_password("correct horse").unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password(&h, "correct horse"));
+        assert!(!verify_password(&h, "correct horsf"));
+        assert!(!verify_password("not a hash", "x"));
+        assert!(!verify_password(&DUMMY_HASH, "anything"));
+        assert!(DUMMY_HASH.starts_with("$argon2id$"));
+    }
+
+    #[test]
+    fn failure_map_is_bounded() {
+        let s = AuthState::default();
+        let cfg = AuthConfig { max_tracked_clients: 1000, ..Default::default() };
+        for i in 0..100_000u32 {
+            s.record_failure(IpAddr::V4(std::net::Ipv4Addr::from(i)), &cfg);
+        }
+        assert!(s.tracked_failures() <= 1001, "{}", s.tracked_failures());
+        // Untracked addresses share the overflow entry, which is over the limit by now.
+        assert!(s.throttled("198.51.100.1".parse().unwrap(), &cfg).is_some());
+        // A tracked address with one failure is not throttled.
+        assert!(s.throttled(IpAddr::V4(std::net::Ipv4Addr::from(5)), &cfg).is_none());
+    }
+}
