@@ -25,12 +25,33 @@ fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp
     r
 }
 
-/// Whether the upstream is reachable now.
+/// Whether the upstream is ready now: it accepts a TCP connection, or, with
+/// `upstream.health_path`, answers it with `health_status` and (with
+/// `health_json`) a JSON body holding the expected members.
 pub async fn upstream_ready(shared: &Shared) -> bool {
     let cfg = shared.config.load_full();
-    let target = cfg.upstream.origin.as_str().to_string();
-    let timeout = cfg.upstream.connect_timeout.min(Duration::from_secs(2));
-    matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await, Ok(Ok(_)))
+    let up = &cfg.upstream;
+    let timeout = up.connect_timeout.min(Duration::from_secs(2));
+    let Some(path) = &up.health_path else {
+        let target = up.origin.as_str().to_string();
+        return matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await, Ok(Ok(_)));
+    };
+    let uri = format!("http://{}{}{}", up.origin, up.base_path, path);
+    let Ok(req) = Request::get(uri).header(http::header::HOST, up.origin.as_str()).body(body::empty()) else {
+        return false;
+    };
+    let check = async {
+        let res = shared.client.request(req).await.ok()?;
+        if res.status().as_u16() != up.health_status {
+            return Some(false);
+        }
+        let Some(want) = &up.health_json else { return Some(true) };
+        let body = http_body_util::Limited::new(res.into_body(), 64 * 1024);
+        let bytes = http_body_util::BodyExt::collect(body).await.ok()?.to_bytes();
+        let got: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        Some(want.iter().all(|(k, v)| got.get(k) == Some(v)))
+    };
+    matches!(tokio::time::timeout(timeout.max(Duration::from_secs(1)), check).await, Ok(Some(true)))
 }
 
 /// Answers one admin request.

@@ -188,13 +188,30 @@ impl App {
             ));
         }
 
+        // Reloads: SIGHUP always; a change of the config file (watched through its
+        // directory, so editors' renames and Kubernetes' ConfigMap symlink swaps are
+        // seen) when its content changed. Events are debounced.
+        let (file_tx, mut file_rx) = tokio::sync::mpsc::channel::<()>(16);
+        let _config_watcher = cfg.path.as_ref().and_then(|p| watch_file(p, file_tx));
         let sh = shared.clone();
         let token = shutdown.clone();
+        let mut last_digest = cfg.path.as_ref().and_then(|p| file_digest(p));
         tokio::spawn(async move {
             loop {
-                tokio::select! {
-                    r = reload.recv() => { if r.is_none() { break; } reload_config(&sh).await; }
+                let forced = tokio::select! {
+                    r = reload.recv() => { if r.is_none() { break; } true }
+                    r = file_rx.recv() => { if r.is_none() { break; } false }
                     _ = token.cancelled() => break,
+                };
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                while file_rx.try_recv().is_ok() {}
+                let path = sh.config.load().path.clone();
+                let digest = path.as_ref().and_then(|p| file_digest(p));
+                if !forced && (digest.is_none() || digest == last_digest) {
+                    continue;
+                }
+                if reload_config(&sh).await {
+                    last_digest = digest;
                 }
             }
         });
@@ -230,14 +247,44 @@ impl App {
     }
 }
 
+/// SHA-256 of a file's content (follows symlinks).
+fn file_digest(p: &std::path::Path) -> Option<[u8; 32]> {
+    use sha2::Digest;
+    std::fs::read(p).ok().map(|b| sha2::Sha256::digest(&b).into())
+}
+
+/// Watches the directory holding `path`; sends on every event there.
+fn watch_file(path: &std::path::Path, tx: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if res.is_ok() {
+            let _ = tx.try_send(());
+        }
+    })
+    .ok()?;
+    match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        Ok(()) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the config directory; reload with SIGHUP");
+            None
+        }
+    }
+}
+
 /// Re-reads the config file; swaps it in if valid, else keeps the old one.
-pub async fn reload_config(shared: &Arc<Shared>) {
+/// Returns whether a new config was applied.
+pub async fn reload_config(shared: &Arc<Shared>) -> bool {
     let old = shared.config.load_full();
     let Some(path) = old.path.clone() else {
         tracing::info!("reload requested, but moat runs on built-in defaults: nothing to reload");
-        return;
+        return false;
     };
-    let loaded = tokio::task::spawn_blocking(move || crate::config::load(Some(&path))).await;
+    let p2 = path.clone();
+    let loaded = tokio::task::spawn_blocking(move || crate::config::load(Some(&p2))).await;
     match loaded {
         Ok(Ok(new)) => {
             if new.listen != old.listen {
@@ -248,19 +295,33 @@ pub async fn reload_config(shared: &Arc<Shared>) {
                     "[tls] settings changed: certificate files reload by themselves; other tls settings need a restart"
                 );
             }
+            if new.upstream.connect_timeout != old.upstream.connect_timeout
+                || new.upstream.pool_idle_timeout != old.upstream.pool_idle_timeout
+                || new.upstream.pool_max_idle != old.upstream.pool_max_idle
+                || new.limits.max_connections != old.limits.max_connections
+                || new.limits.header_read_timeout != old.limits.header_read_timeout
+                || new.limits.max_header_bytes != old.limits.max_header_bytes
+                || new.limits.h2_max_concurrent_streams != old.limits.h2_max_concurrent_streams
+                || new.limits.idle_timeout != old.limits.idle_timeout
+            {
+                tracing::warn!("connection-level settings changed (upstream pool and connect timeout, max_connections, header limits, idle_timeout, h2 streams): they take effect only after a restart");
+            }
             shared.config.store(Arc::new(new));
             shared.metrics.reload("ok");
-            tracing::info!("config reloaded");
+            tracing::info!(config = %path.display(), "config reloaded");
+            true
         }
         Ok(Err(e)) => {
             shared.metrics.reload("error");
             for p in &e.problems {
                 tracing::error!(problem = %p, "config reload refused; the previous config keeps serving");
             }
+            false
         }
         Err(_) => {
             shared.metrics.reload("error");
             tracing::error!("config reload task failed");
+            false
         }
     }
 }

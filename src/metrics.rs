@@ -135,6 +135,13 @@ impl Metrics {
             "Rate-limit decisions the backend (Redis) could not make",
             ratelimit_backend_errors.clone(),
         );
+        // Series that alerts watch exist from the start, at zero.
+        for kind in ["connect", "timeout", "protocol"] {
+            drop(upstream_errors.get_or_create(&KindLabel { kind }));
+        }
+        for result in ["ok", "error"] {
+            drop(reloads.get_or_create(&ResultLabel { result }));
+        }
         Self {
             registry,
             requests,
@@ -176,12 +183,49 @@ impl Metrics {
         self.reloads.get_or_create(&ResultLabel { result }).inc();
     }
 
-    /// The text exposition.
+    /// The text exposition, with process metrics read from /proc at scrape time.
     pub fn encode(&self) -> String {
         let mut s = String::with_capacity(8192);
         if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
             s.clear();
         }
+        let process = process_metrics();
+        match s.rfind("# EOF") {
+            Some(i) => s.insert_str(i, &process),
+            None => s.push_str(&process),
+        }
         s
     }
+}
+
+/// `process_*` metrics (CPU, memory, file descriptors, start time) from /proc/self.
+fn process_metrics() -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let ticks = 100.0; // USER_HZ on Linux
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            let cpu = (num(11) + num(12)) / ticks;
+            let _ = writeln!(out, "# HELP process_cpu_seconds Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total {cpu}");
+            let page = 4096.0;
+            let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}", num(21) * page);
+            let _ = writeln!(out, "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes {}", num(20));
+            if let Ok(uptime) = std::fs::read_to_string("/proc/uptime") {
+                let up: f64 = uptime.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                let start = now - up + num(19) / ticks;
+                let _ = writeln!(out, "# HELP process_start_time_seconds Start time of the process since the epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {start:.0}");
+            }
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(out, "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}", fds.count());
+    }
+    out
 }

@@ -117,6 +117,12 @@ pub struct Upstream {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept.
     pub pool_max_idle: usize,
+    /// Readiness probe path (`None`: TCP connect).
+    pub health_path: Option<String>,
+    /// Expected status of the probe.
+    pub health_status: u16,
+    /// Expected top-level JSON members of the probe's body.
+    pub health_json: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `[limits]`

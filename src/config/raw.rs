@@ -279,6 +279,12 @@ pub struct RawUpstream {
     pub pool_idle_timeout: Option<Scalar>,
     /// Idle pooled connections kept at most.
     pub pool_max_idle: Option<i64>,
+    /// Readiness asks this path instead of a TCP connect.
+    pub health_path: Option<String>,
+    /// Status the health path must answer.
+    pub health_status: Option<i64>,
+    /// Keys the health path's JSON body must hold with these values.
+    pub health_json: Option<toml::Table>,
 }
 
 /// `[limits]`

@@ -192,7 +192,26 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
             Duration::from_secs(90),
         ),
         pool_max_idle: count(p, "upstream.pool_max_idle", raw.upstream.pool_max_idle, 256, 0, 1 << 20) as usize,
+        health_path: match raw.upstream.health_path.as_deref() {
+            None => None,
+            Some(h) if h.starts_with('/') && h.parse::<http::uri::PathAndQuery>().is_ok() => Some(h.to_string()),
+            Some(h) => {
+                p.push("upstream.health_path", format!("\"{h}\" must be a path starting with /"));
+                None
+            }
+        },
+        health_status: count(p, "upstream.health_status", raw.upstream.health_status, 200, 100, 599) as u16,
+        health_json: raw.upstream.health_json.as_ref().and_then(|t| match serde_json::to_value(t) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => {
+                p.push("upstream.health_json", "must be a table of JSON values");
+                None
+            }
+        }),
     };
+    if upstream.health_json.is_some() && upstream.health_path.is_none() {
+        p.push("upstream.health_json", "needs upstream.health_path");
+    }
 
     let max_header_bytes = size(p, "limits.max_header_bytes", &raw.limits.max_header_bytes, 16 * 1024);
     if !(1024..=1 << 20).contains(&max_header_bytes) {

@@ -164,12 +164,15 @@ impl Upstream {
         let heads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (s2, a2, h2) = (seen.clone(), arrived.clone(), heads.clone());
         let task = tokio::spawn(async move {
+            // Connection tasks live in this set: stopping the upstream drops them all.
+            let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     break;
                 };
+                while conns.try_join_next().is_some() {}
                 let (seen, arrived, handler, heads) = (s2.clone(), a2.clone(), handler.clone(), h2.clone());
-                tokio::spawn(async move {
+                conns.spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                         let (seen, arrived, handler, heads) =
                             (seen.clone(), arrived.clone(), handler.clone(), heads.clone());
