@@ -1,0 +1,577 @@
+//! The shipped presets, config/mineru-api.toml and config/paperless-gpt.toml,
+//! end to end: each file is loaded as it is (include_str!), with only what a
+//! deployment sets by environment overridden (listen addresses, upstream,
+//! certificate, credential file), in front of a recording upstream.
+
+mod common;
+
+use common::samples::{self, form, form_content_type, part};
+use common::*;
+use http::Response;
+
+const MINERU: &str = include_str!("../config/mineru-api.toml");
+const PAPERLESS: &str = include_str!("../config/paperless-gpt.toml");
+
+const USER_KEY: &str = "mineru-user-key-7f3a9c1e5b2d4068";
+const ADMIN_KEY: &str = "mineru-admin-key-c4e81b0a6f93d275";
+
+const ALICE_PW: &str = "alice correct horse";
+const ROOT_PW: &str = "root battery staple";
+
+/// A Go error of the kind paperless-gpt puts in its 500 bodies
+/// (app_http_handlers.go:175): an internal URL and address.
+const GO_ERROR: &str = "{\"error\":\"Error fetching documents: Get \\\"http://paperless-ngx:8000/api/documents/?tags__name__iexact=paperless-gpt&page_size=25\\\": dial tcp 10.0.3.7:8000: connect: connection refused\"}";
+
+fn pdf() -> Vec<u8> {
+    samples::all().into_iter().find(|t| t.0 == "pdf").unwrap().3
+}
+
+/// Requests the upstream received whose path starts with `path` (readiness
+/// probes of the health path arrive too, so never count all of them).
+fn seen_at(up: &Upstream, path: &str) -> Vec<Seen> {
+    up.seen().into_iter().filter(|s| s.uri.starts_with(path)).collect()
+}
+
+async fn status_and_json(res: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// An upstream answering every request like MinerU-API's health route.
+async fn mineru_upstream() -> Upstream {
+    Upstream::start(handler(|_, _| async {
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(full(
+                "{\"success\":true,\"status\":\"healthy\",\"task_id\":\"0b7c3e52-6a1d-4c8e-9f0a-2d5e8b1c4a73\"}",
+            ))
+            .unwrap()
+    }))
+    .await
+}
+
+/// moat on the MinerU preset, with a user key and an admin key. The temp dir
+/// holding the key file lives as long as the returned value.
+fn start_mineru(pki: &Pki, up: &Upstream) -> (Moat, tempfile::TempDir) {
+    let (cert, key) = pki.write_server("mineru", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("api-keys.toml");
+    std::fs::write(
+        &keys,
+        format!(
+            "api_keys = [\n  {{ name = \"tester\", sha256 = \"{}\", roles = [] }},\n  {{ name = \"ops\", sha256 = \"{}\", roles = [\"admin\"] }},\n]\n",
+            sha256_hex(USER_KEY.as_bytes()),
+            sha256_hex(ADMIN_KEY.as_bytes())
+        ),
+    )
+    .unwrap();
+    let url = up.url();
+    let cert = cert.display().to_string();
+    let key = key.display().to_string();
+    let keys = keys.display().to_string();
+    let m = Moat::start_env(
+        MINERU,
+        &[
+            ("MOAT_LISTEN__HTTPS", "127.0.0.1:0"),
+            ("MOAT_LISTEN__ADMIN", "127.0.0.1:0"),
+            ("MOAT_UPSTREAM__URL", url.as_str()),
+            ("MOAT_TLS__CERT", cert.as_str()),
+            ("MOAT_TLS__KEY", key.as_str()),
+            ("MOAT_AUTH__API_KEYS_FILE", keys.as_str()),
+        ],
+    );
+    (m, dir)
+}
+
+/// An argon2id PHC string. The string carries its own parameters; small ones
+/// keep the (debug-build) test and moat's verification fast.
+fn phc(password: &str) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
+    let params = Params::new(4096, 1, 1, None).unwrap();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
+}
+
+/// moat on the paperless-gpt preset with basic users alice (no role) and
+/// root (admin).
+fn start_paperless(pki: &Pki, up: &Upstream) -> (Moat, tempfile::TempDir) {
+    let (cert, key) = pki.write_server("paperless", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("basic-users.toml");
+    std::fs::write(
+        &users,
+        format!(
+            "basic = [\n  {{ user = \"alice\", hash = \"{}\", roles = [] }},\n  {{ user = \"root\", hash = \"{}\", roles = [\"admin\"] }},\n]\n",
+            phc(ALICE_PW),
+            phc(ROOT_PW)
+        ),
+    )
+    .unwrap();
+    let url = up.url();
+    let cert = cert.display().to_string();
+    let key = key.display().to_string();
+    let users = users.display().to_string();
+    let m = Moat::start_env(
+        PAPERLESS,
+        &[
+            ("MOAT_LISTEN__HTTPS", "127.0.0.1:0"),
+            ("MOAT_LISTEN__ADMIN", "127.0.0.1:0"),
+            ("MOAT_UPSTREAM__URL", url.as_str()),
+            ("MOAT_TLS__CERT", cert.as_str()),
+            ("MOAT_TLS__KEY", key.as_str()),
+            ("MOAT_AUTH__BASIC_FILE", users.as_str()),
+        ],
+    );
+    (m, dir)
+}
+
+// ---------------------------------------------------------------- moat check
+
+#[test]
+fn presets_pass_check_and_print_their_route_tables() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let expect: [(&str, &[&str]); 2] = [
+        (
+            "mineru-api.toml",
+            &[
+                "health",
+                "/api/v1/health",
+                "submit",
+                "/api/v1/tasks/submit",
+                "file-parse",
+                "/file_parse",
+                "task-status",
+                "task-cancel",
+                "/api/v1/tasks/{task_id}",
+                "queue-stats",
+                "/api/v1/queue/stats",
+                "queue-tasks",
+                "/api/v1/queue/tasks",
+                "101MiB",
+                "deny_unmatched",
+            ],
+        ),
+        (
+            "paperless-gpt.toml",
+            &[
+                "ui-index",
+                "ui-assets",
+                "/assets",
+                "generate-suggestions",
+                "analyze-documents",
+                "/api/documents/{id}/ocr_pages/{page}/reocr",
+                "settings-save",
+                "prompts-save",
+                "update-documents",
+                "undo-modification",
+                "ocr-defaults",
+                "config-view",
+                "paperless-url",
+                "application/json",
+                "deny_unmatched",
+            ],
+        ),
+    ];
+    for (file, needles) in expect {
+        let p = format!("{root}/config/{file}");
+        let (code, out, err) = moat_cmd(&["check", "--config", &p], &[]);
+        assert_eq!(code, 0, "{p}:\n{err}{out}");
+        for n in needles {
+            assert!(out.contains(n), "{file}: `{n}` missing from the route table:\n{out}");
+        }
+        // No credentials ship with a preset: check passes and warns.
+        assert!(err.to_ascii_lowercase().contains("warning"), "{file}: no warning about missing credentials:\n{err}");
+        // Nor a certificate path (check must not depend on a deployment's files)
+        // nor a key digest or password hash outside the comments.
+        let text = std::fs::read_to_string(&p).unwrap();
+        for line in text.lines().map(str::trim_start).filter(|l| !l.starts_with('#')) {
+            assert!(!line.starts_with("cert =") && !line.starts_with("key ="), "{file} sets a TLS path: {line}");
+            assert!(!line.contains("sha256 =") && !line.contains("$argon2"), "{file} ships a credential: {line}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------- MinerU-API
+
+#[tokio::test]
+async fn mineru_docs_and_unlisted_paths_are_404() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = mineru_upstream().await;
+    let (m, _keys) = start_mineru(&pki, &up);
+    let c = pki.client();
+    for path in ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect", "/api/v1/unknown", "/output"] {
+        // Even with the admin key: the generated docs are not routed at all.
+        let r = c.get(m.url(path)).header("x-api-key", ADMIN_KEY).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let r = c.get(m.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path} without a key");
+        assert!(seen_at(&up, path).is_empty(), "{path} reached the upstream");
+    }
+}
+
+#[tokio::test]
+async fn mineru_health_needs_no_key_and_the_rest_does() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = mineru_upstream().await;
+    let (m, _keys) = start_mineru(&pki, &up);
+    let c = pki.client();
+
+    let r = c.get(m.url("/api/v1/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("healthy"));
+
+    // GET / and task status: 401 with a Bearer challenge, never forwarded.
+    for path in ["/", "/api/v1/tasks/0b7c3e52-6a1d-4c8e-9f0a-2d5e8b1c4a73"] {
+        let r = c.get(m.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+        assert!(challenge.starts_with("Bearer realm=\"mineru-api\""), "{challenge}");
+    }
+    assert!(seen_at(&up, "/api/v1/tasks").is_empty());
+    let r = c
+        .get(m.url("/api/v1/tasks/0b7c3e52-6a1d-4c8e-9f0a-2d5e8b1c4a73"))
+        .header("x-api-key", USER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(seen_at(&up, "/api/v1/tasks/").len(), 1);
+}
+
+#[tokio::test]
+async fn mineru_submit_needs_a_key_and_a_pdf_reaches_the_upstream() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = mineru_upstream().await;
+    let (m, _keys) = start_mineru(&pki, &up);
+    let c = pki.client();
+    let body = form(&[
+        part("backend", None, None, b"pipeline"),
+        part("lang", None, None, b"en"),
+        part("method", None, None, b"auto"),
+        part("priority", None, None, b"3"),
+        part("file", Some("report.pdf"), Some("application/pdf"), &pdf()),
+    ]);
+    let submit = |key: Option<&str>, bearer: bool| {
+        let mut rb =
+            c.post(m.url("/api/v1/tasks/submit")).header("content-type", form_content_type()).body(body.clone());
+        match (key, bearer) {
+            (Some(k), false) => rb = rb.header("x-api-key", k),
+            (Some(k), true) => rb = rb.bearer_auth(k),
+            (None, _) => {}
+        }
+        rb.send()
+    };
+
+    let (status, v) = status_and_json(submit(None, false).await.unwrap()).await;
+    assert_eq!(status, 401, "{v}");
+    assert_eq!(v["status"], 401);
+    let (status, _) = status_and_json(submit(Some("not-a-key"), false).await.unwrap()).await;
+    assert_eq!(status, 401);
+    assert!(seen_at(&up, "/api/v1/tasks/submit").is_empty(), "an unauthenticated upload reached the upstream");
+
+    let (status, v) = status_and_json(submit(Some(USER_KEY), false).await.unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    let seen = seen_at(&up, "/api/v1/tasks/submit");
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].complete);
+    assert_eq!(seen[0].method, "POST");
+    assert_eq!(seen[0].sha256, sha256_hex(&body), "the upload changed on the way");
+    assert!(seen[0].headers.get("x-api-key").is_none(), "the key reached the upstream");
+
+    let (status, _) = status_and_json(submit(Some(USER_KEY), true).await.unwrap()).await;
+    assert_eq!(status, 200);
+    let seen = seen_at(&up, "/api/v1/tasks/submit");
+    assert_eq!(seen.len(), 2);
+    assert!(seen[1].headers.get("authorization").is_none(), "the bearer key reached the upstream");
+}
+
+#[tokio::test]
+async fn mineru_submit_refuses_priority_out_of_range_server_url_and_a_second_file() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = mineru_upstream().await;
+    let (m, _keys) = start_mineru(&pki, &up);
+    let c = pki.client();
+    let pdf = pdf();
+    let file = || part("file", Some("report.pdf"), Some("application/pdf"), &pdf);
+    let refused = [
+        ("priority 42", form(&[part("priority", None, None, b"42"), file()])),
+        ("priority -1", form(&[part("priority", None, None, b"-1"), file()])),
+        ("server_url", form(&[part("server_url", None, None, b"http://169.254.169.254/latest/meta-data/"), file()])),
+        ("two files", form(&[file(), part("file", Some("second.pdf"), Some("application/pdf"), &pdf)])),
+        ("an executable", form(&[part("file", Some("tool.exe"), Some("application/octet-stream"), &samples::exe())])),
+    ];
+    for (what, body) in refused {
+        let r = c
+            .post(m.url("/api/v1/tasks/submit"))
+            .header("x-api-key", USER_KEY)
+            .header("content-type", form_content_type())
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        assert!((400..500).contains(&status) && status != 401 && status != 429, "{what}: {status}");
+        let digest = sha256_hex(&body);
+        for s in seen_at(&up, "/api/v1/tasks/submit") {
+            assert!(!(s.complete && s.sha256 == digest), "{what}: the upstream received the refused upload");
+        }
+    }
+}
+
+#[tokio::test]
+async fn mineru_file_parse_output_dir_traversal_never_reaches_the_upstream() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = mineru_upstream().await;
+    let (m, _keys) = start_mineru(&pki, &up);
+    let c = pki.client();
+    let pdf = pdf();
+    // The route allows two requests at once per key (burst 2): one refused, one accepted.
+    let traversal = form(&[
+        part("output_dir", None, None, b"../../etc"),
+        part("backend", None, None, b"pipeline"),
+        part("files", Some("a.pdf"), Some("application/pdf"), &pdf),
+    ]);
+    let (status, v) = status_and_json(
+        c.post(m.url("/file_parse"))
+            .header("x-api-key", USER_KEY)
+            .header("content-type", form_content_type())
+            .body(traversal.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+
+    let plain = form(&[
+        part("output_dir", None, None, b"run_1"),
+        part("lang_list", None, None, b"en"),
+        part("lang_list", None, None, b"ch"),
+        part("files", Some("a.pdf"), Some("application/pdf"), &pdf),
+        part("files", Some("b.pdf"), Some("application/pdf"), &pdf),
+    ]);
+    let (status, v) = status_and_json(
+        c.post(m.url("/file_parse"))
+            .header("x-api-key", USER_KEY)
+            .header("content-type", form_content_type())
+            .body(plain.clone())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+
+    let seen = seen_at(&up, "/file_parse");
+    let complete: Vec<&Seen> = seen.iter().filter(|s| s.complete).collect();
+    assert_eq!(complete.len(), 1, "{seen:?}");
+    assert_eq!(complete[0].sha256, sha256_hex(&plain));
+    let bad = sha256_hex(&traversal);
+    assert!(!seen.iter().any(|s| s.complete && s.sha256 == bad), "output_dir=../../etc reached the upstream");
+}
+
+#[tokio::test]
+async fn mineru_cancel_and_queue_views_need_the_admin_role() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = mineru_upstream().await;
+    let (m, _keys) = start_mineru(&pki, &up);
+    let c = pki.client();
+    let task = "/api/v1/tasks/0b7c3e52-6a1d-4c8e-9f0a-2d5e8b1c4a73";
+
+    assert_eq!(c.delete(m.url(task)).header("x-api-key", USER_KEY).send().await.unwrap().status(), 403);
+    assert_eq!(c.get(m.url("/api/v1/queue/stats")).header("x-api-key", USER_KEY).send().await.unwrap().status(), 403);
+    assert_eq!(
+        c.get(m.url("/api/v1/queue/tasks?limit=5")).header("x-api-key", USER_KEY).send().await.unwrap().status(),
+        403
+    );
+    assert!(seen_at(&up, "/api/v1/queue").is_empty());
+    assert!(!seen_at(&up, task).iter().any(|s| s.method == "DELETE"));
+
+    assert_eq!(c.delete(m.url(task)).header("x-api-key", ADMIN_KEY).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(m.url("/api/v1/queue/stats")).header("x-api-key", ADMIN_KEY).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(m.url("/api/v1/queue/tasks?limit=5")).header("x-api-key", ADMIN_KEY).send().await.unwrap().status(),
+        200
+    );
+    assert!(seen_at(&up, task).iter().any(|s| s.method == "DELETE"));
+    assert_eq!(seen_at(&up, "/api/v1/queue").len(), 2);
+
+    // A method the app does not serve on a routed path.
+    assert_eq!(c.post(m.url(task)).header("x-api-key", ADMIN_KEY).send().await.unwrap().status(), 405);
+}
+
+// ---------------------------------------------------------------- paperless-gpt
+
+async fn paperless_upstream() -> Upstream {
+    Upstream::start(handler(|_, _| async {
+        Response::builder().header("content-type", "application/json").body(full("{\"ok\":true}")).unwrap()
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn paperless_settings_without_credentials_is_401_with_a_basic_challenge() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = paperless_upstream().await;
+    let (m, _users) = start_paperless(&pki, &up);
+    let c = pki.client();
+
+    let r = c.get(m.url("/api/settings")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
+    assert!(challenge.starts_with("Basic realm=\"paperless-gpt\""), "{challenge}");
+    let (_, v) = status_and_json(r).await;
+    assert!(v["error"].is_string(), "no `error` key: {v}");
+
+    let r = c.get(m.url("/api/settings")).basic_auth("alice", Some("wrong password")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // The UI shell is behind the same door.
+    assert_eq!(c.get(m.url("/")).send().await.unwrap().status(), 401);
+    assert!(seen_at(&up, "/api/settings").is_empty());
+    assert!(!up.seen().iter().any(|s| s.uri == "/"));
+}
+
+#[tokio::test]
+async fn paperless_non_admin_user_reads_but_cannot_change_settings() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = paperless_upstream().await;
+    let (m, _users) = start_paperless(&pki, &up);
+    let c = pki.client();
+    let json = |path: &str, user: &str, pw: &str| {
+        c.post(m.url(path))
+            .basic_auth(user, Some(pw))
+            .header("content-type", "application/json")
+            .body("{\"custom_fields_enable\":false,\"custom_fields_selected_ids\":[],\"custom_fields_write_mode\":\"append\"}")
+            .send()
+    };
+
+    let (status, v) = status_and_json(json("/api/settings", "alice", ALICE_PW).await.unwrap()).await;
+    assert_eq!(status, 403, "{v}");
+    assert!(v["error"].is_string(), "no `error` key: {v}");
+    assert!(!seen_at(&up, "/api/settings").iter().any(|s| s.method == "POST"));
+
+    let r = c.get(m.url("/api/documents")).basic_auth("alice", Some(ALICE_PW)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let seen = seen_at(&up, "/api/documents");
+    assert_eq!(seen.len(), 1);
+    assert!(seen[0].headers.get("authorization").is_none(), "the password reached the upstream");
+
+    // The UI shell, with a CSP that allows its bundle and its inline theme script only.
+    let r = c.get(m.url("/")).basic_auth("alice", Some(ALICE_PW)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self' 'sha256-"), "{csp}");
+    assert!(!csp.contains("'unsafe-eval'"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+
+    // The admin may.
+    let (status, v) = status_and_json(json("/api/settings", "root", ROOT_PW).await.unwrap()).await;
+    assert_eq!(status, 200, "{v}");
+    assert!(seen_at(&up, "/api/settings").iter().any(|s| s.method == "POST" && s.complete));
+
+    // Unlisted paths are 404 even for a logged-in user.
+    for path in ["/api/unknown", "/debug/pprof/", "/web-app/dist/index.html"] {
+        let r = c.get(m.url(path)).basic_auth("alice", Some(ALICE_PW)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn paperless_json_routes_refuse_other_media_types_and_cross_site_posts() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = paperless_upstream().await;
+    let (m, _users) = start_paperless(&pki, &up);
+    let c = pki.client();
+    let prompt = "{\"filename\":\"title_prompt.tmpl\",\"content\":\"{{ .Content }}\"}";
+
+    // As admin, so that the media type is what decides.
+    let r = c
+        .post(m.url("/api/prompts"))
+        .basic_auth("root", Some(ROOT_PW))
+        .header("content-type", "text/plain")
+        .body(prompt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(!seen_at(&up, "/api/prompts").iter().any(|s| s.method == "POST"));
+
+    let r = c
+        .post(m.url("/api/jobs/suggestions"))
+        .basic_auth("alice", Some(ALICE_PW))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("documents=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+
+    // A cross-site request carrying (browser-cached) credentials.
+    let r = c
+        .post(m.url("/api/prompts"))
+        .basic_auth("root", Some(ROOT_PW))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/json")
+        .body(prompt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(!seen_at(&up, "/api/prompts").iter().any(|s| s.method == "POST"));
+
+    let r = c
+        .post(m.url("/api/prompts"))
+        .basic_auth("root", Some(ROOT_PW))
+        .header("content-type", "application/json")
+        .body(prompt)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(seen_at(&up, "/api/prompts").iter().any(|s| s.method == "POST" && s.complete));
+
+    // A body-less POST (the UI's stop and re-OCR buttons) passes the media-type rule.
+    let r = c.post(m.url("/api/jobs/suggestions/3f1c/stop")).basic_auth("alice", Some(ALICE_PW)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn paperless_upstream_500_becomes_problem_json_with_an_error_key() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = Upstream::start(handler(|_, _| async {
+        Response::builder()
+            .status(500)
+            .header("content-type", "application/json; charset=utf-8")
+            .body(full(GO_ERROR))
+            .unwrap()
+    }))
+    .await;
+    let (m, _users) = start_paperless(&pki, &up);
+    let r = pki.client().get(m.url("/api/documents")).basic_auth("alice", Some(ALICE_PW)).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body = r.text().await.unwrap();
+    for leak in ["paperless-ngx", "10.0.3.7", "http://", "dial tcp", "tags__name__iexact"] {
+        assert!(!body.contains(leak), "`{leak}` leaked: {body}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], 500);
+    assert!(v["error"].is_string(), "no `error` key: {v}");
+    assert_eq!(v["error"], v["detail"]);
+    assert!(!seen_at(&up, "/api/documents").is_empty(), "the request never reached the upstream");
+}
