@@ -27,6 +27,10 @@ use crate::config::Limits;
 use crate::ctx::ConnInfo;
 use crate::error::BoxError;
 
+/// During shutdown, a connection with nothing in flight is closed this long
+/// after GOAWAY / close was signalled, even if the client keeps it open.
+const DRAIN_IDLE_CUTOFF: Duration = Duration::from_millis(500);
+
 /// The service type every listener serves.
 pub type HttpService = tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
 
@@ -177,6 +181,7 @@ pub async fn serve<I>(
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = false;
+    let mut draining_since: Option<Instant> = None;
     loop {
         tokio::select! {
             r = conn.as_mut() => {
@@ -187,10 +192,18 @@ pub async fn serve<I>(
             }
             _ = shutdown.cancelled(), if !closing => {
                 closing = true;
+                draining_since = Some(Instant::now());
                 conn.as_mut().graceful_shutdown();
+                // Check often from now on: a client that ignores GOAWAY is cut once idle.
+                ticker = tokio::time::interval(Duration::from_millis(100));
             }
-            _ = ticker.tick(), if !closing => {
-                if activity.in_flight.load(Ordering::Relaxed) == 0 && activity.idle_for() >= idle_timeout {
+            _ = ticker.tick() => {
+                let idle = activity.in_flight.load(Ordering::Relaxed) == 0;
+                if let Some(since) = draining_since {
+                    if idle && since.elapsed() >= DRAIN_IDLE_CUTOFF {
+                        break;
+                    }
+                } else if !closing && idle && activity.idle_for() >= idle_timeout {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
