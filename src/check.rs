@@ -71,24 +71,26 @@ fn cors(r: &Route, cfg: &Config) -> String {
 pub fn warnings(cfg: &Config) -> Vec<String> {
     let mut w = Vec::new();
     let mut all = cfg.routes.clone();
-    all.push(cfg.default_route.clone());
-    for r in &all {
-        let mode = r.auth.unwrap_or(cfg.auth.default);
-        let none_keys = cfg.auth.api_keys.is_empty();
-        let none_users = cfg.auth.basic.is_empty();
-        let starved = match mode {
+    if !cfg.deny_unmatched {
+        all.push(cfg.default_route.clone());
+    }
+    let no_keys = cfg.auth.api_keys.is_empty();
+    let no_users = cfg.auth.basic.is_empty();
+    let starved: Vec<&str> = all
+        .iter()
+        .filter(|r| match r.auth.unwrap_or(cfg.auth.default) {
             crate::policy::auth::AuthMode::None => false,
-            crate::policy::auth::AuthMode::ApiKey => none_keys,
-            crate::policy::auth::AuthMode::Basic => none_users,
-            crate::policy::auth::AuthMode::Any => none_keys && none_users,
-        };
-        if starved {
-            w.push(format!(
-                "route {}: auth = \"{}\" but no such credentials are configured: every request will get 401 (set auth.api_keys_file / auth.basic_file, e.g. through MOAT_AUTH__API_KEYS_FILE)",
-                r.name,
-                mode.as_str()
-            ));
-        }
+            crate::policy::auth::AuthMode::ApiKey => no_keys,
+            crate::policy::auth::AuthMode::Basic => no_users,
+            crate::policy::auth::AuthMode::Any => no_keys && no_users,
+        })
+        .map(|r| r.name.as_str())
+        .collect();
+    if !starved.is_empty() {
+        w.push(format!(
+            "no credentials are configured for routes that need them ({}): those requests will get 401 until you set auth.api_keys_file / auth.basic_file (e.g. MOAT_AUTH__API_KEYS_FILE)",
+            starved.join(", ")
+        ));
     }
     if cfg.tls.cert.is_none() {
         w.push("no tls.cert: a self-signed development certificate will be generated at start".into());

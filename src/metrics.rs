@@ -7,7 +7,9 @@ use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use http::Method;
-use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,21 +18,31 @@ use prometheus_client::registry::Registry;
 
 use crate::error::Reason;
 
+/// A route name as a label value, shared (no allocation per request).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct RouteLabel(pub Arc<str>);
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, &self.0)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    route: String,
+    route: RouteLabel,
     method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabel {
-    route: String,
+struct RouteOnly {
+    route: RouteLabel,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RejectLabels {
-    route: String,
+    route: RouteLabel,
     reason: &'static str,
 }
 
@@ -48,7 +60,7 @@ struct ResultLabel {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    duration: Family<RouteLabel, Histogram>,
+    duration: Family<RouteOnly, Histogram>,
     rejections: Family<RejectLabels, Counter>,
     upstream_errors: Family<KindLabel, Counter>,
     /// Open client connections.
@@ -89,7 +101,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("moat_requests", "Requests answered, by route, method and status", requests.clone());
         // 0.5 ms .. 60 s
-        let duration = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
+        let duration = Family::<RouteOnly, Histogram>::new_with_constructor(|| {
             Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ])
@@ -158,14 +170,22 @@ impl Metrics {
     }
 
     /// Records a finished request.
-    pub fn observe_request(&self, route: &str, method: &Method, status: u16, took: Duration, reject: Option<Reason>) {
+    pub fn observe_request(
+        &self,
+        route: &Arc<str>,
+        method: &Method,
+        status: u16,
+        took: Duration,
+        reject: Option<Reason>,
+    ) {
+        let route = RouteLabel(route.clone());
         self.requests
-            .get_or_create(&RequestLabels { route: route.to_string(), method: method_label(method), status })
+            .get_or_create(&RequestLabels { route: route.clone(), method: method_label(method), status })
             .inc();
-        self.duration.get_or_create(&RouteLabel { route: route.to_string() }).observe(took.as_secs_f64());
         if let Some(r) = reject {
-            self.rejections.get_or_create(&RejectLabels { route: route.to_string(), reason: r.as_str() }).inc();
+            self.rejections.get_or_create(&RejectLabels { route: route.clone(), reason: r.as_str() }).inc();
         }
+        self.duration.get_or_create(&RouteOnly { route }).observe(took.as_secs_f64());
     }
 
     /// Counts an upstream failure.

@@ -227,6 +227,8 @@ impl PathPattern {
 pub struct Route {
     /// Name for logs and metrics (`default` for unmatched requests).
     pub name: String,
+    /// The name as a shared metric label.
+    pub label: Arc<str>,
     /// Path pattern; `None` for the defaults.
     pub path: Option<PathPattern>,
     /// Allowed methods; `None` = any.

@@ -295,6 +295,7 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
 
     let default_route = Arc::new(Route {
         name: "unmatched".into(),
+        label: Arc::from("unmatched"),
         path: None,
         methods: None,
         max_body: limits.max_body,
@@ -449,6 +450,7 @@ fn route(
         } else {
             None
         },
+        label: Arc::from(name.as_str()),
         name,
         path: Some(path),
         methods,

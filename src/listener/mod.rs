@@ -41,6 +41,36 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     }
 }
 
+/// Accepts connections while a connection slot is free, until `shutdown`,
+/// and hands each one (with its slot) to `on_conn`.
+async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    max_conns: usize,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+    on_conn: F,
+) where
+    F: Fn(TcpStream, SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max_conns));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let (tcp, peer) = tokio::select! {
+            a = accept(&listener) => match a { Some(x) => x, None => continue },
+            _ = shutdown.cancelled() => break,
+        };
+        let conn = on_conn(tcp, peer);
+        tracker.spawn(async move {
+            let _permit = permit;
+            conn.await;
+        });
+    }
+}
+
 /// Serves HTTPS on `listener` until `shutdown`.
 pub async fn serve_tls(
     listener: TcpListener,
@@ -52,26 +82,16 @@ pub async fn serve_tls(
 ) {
     let cfg = shared.config.load_full();
     let limits = &cfg.limits;
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let builder = Arc::new(crate::server::builder(limits));
     let handshake_timeout = cfg.tls.handshake_timeout;
     let idle = limits.idle_timeout;
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.cancelled() => break,
-        };
-        let (tcp, peer) = tokio::select! {
-            a = accept(&listener) => match a { Some(x) => x, None => continue },
-            _ = shutdown.cancelled() => break,
-        };
+    accept_loop(listener, limits.max_connections, &shutdown.clone(), &tracker, |tcp, peer| {
         let acceptor = acceptor.clone();
         let svc = svc.clone();
         let builder = builder.clone();
         let shutdown = shutdown.clone();
         let shared = shared.clone();
-        tracker.spawn(async move {
-            let _permit = permit;
+        async move {
             shared.metrics.active_connections.inc();
             let _gauge = scopeguard(|| {
                 shared.metrics.active_connections.dec();
@@ -91,8 +111,9 @@ pub async fn serve_tls(
             };
             let info = ConnInfo { peer, tls: true };
             crate::server::serve(tls, info, svc, &builder, idle, shutdown).await;
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// Serves plain HTTP on `listener` with `svc` (redirect and admin listeners).
@@ -104,26 +125,17 @@ pub async fn serve_plain(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let slots = Arc::new(Semaphore::new(max_conns));
     let builder = Arc::new(crate::server::builder(&limits));
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.cancelled() => break,
-        };
-        let (tcp, peer) = tokio::select! {
-            a = accept(&listener) => match a { Some(x) => x, None => continue },
-            _ = shutdown.cancelled() => break,
-        };
+    let idle = limits.idle_timeout;
+    accept_loop(listener, max_conns, &shutdown.clone(), &tracker, |tcp, peer| {
         let svc = svc.clone();
         let builder = builder.clone();
         let shutdown = shutdown.clone();
-        let idle = limits.idle_timeout;
-        tracker.spawn(async move {
-            let _permit = permit;
+        async move {
             crate::server::serve(tcp, ConnInfo { peer, tls: false }, svc, &builder, idle, shutdown).await;
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// Runs a closure when dropped.

@@ -58,9 +58,14 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let method = req.method().clone();
-        let path = match req.uri().query() {
-            Some(q) => format!("{}?{}", req.uri().path(), redact_query(q)),
-            None => req.uri().path().to_string(),
+        // The path is only rendered when the access log is on.
+        let path = if tracing::enabled!(target: "moat::access", tracing::Level::INFO) {
+            match req.uri().query() {
+                Some(q) => format!("{}?{}", req.uri().path(), redact_query(q)),
+                None => req.uri().path().to_string(),
+            }
+        } else {
+            String::new()
         };
         let ctx = ctx_of(&req);
         let fut = self.inner.call(req);
@@ -72,9 +77,10 @@ where
             let reject = res.extensions().get::<Rejected>().map(|r| r.0);
             let (parts, body) = res.into_parts();
             let body = Observed::new(body, move |bytes_out, completed| {
-                let route = ctx.route().name.as_str();
+                let route = ctx.route();
                 let duration = ctx.start.elapsed();
-                shared.metrics.observe_request(route, &method, status, duration, reject);
+                shared.metrics.observe_request(&route.label, &method, status, duration, reject);
+                let route = route.name.as_str();
                 let upstream_status = ctx.upstream_status.load(Ordering::Relaxed);
                 tracing::info!(
                     target: "moat::access",
