@@ -25,11 +25,6 @@ fn hash_password(pass: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-fn tls(pki: &Pki) -> String {
-    let (c, k) = pki.write_server("s", &rcgen::PKCS_ECDSA_P256_SHA256);
-    format!("[tls]\ncert = \"{}\"\nkey = \"{}\"\n", c.display(), k.display())
-}
-
 #[tokio::test]
 async fn cidr_allow_and_deny() {
     init_crypto();
@@ -39,7 +34,7 @@ async fn cidr_allow_and_deny() {
         "[upstream]\nurl = \"{}\"\n{}[client_ip]\ntrusted_proxies = [\"127.0.0.1/32\"]\nallow = [\"192.0.2.0/24\", \"2001:db8::/32\", \"127.0.0.1/32\"]\ndeny = [\"192.0.2.66/32\", \"2001:db8:bad::/48\"]\n\
          [[routes]]\nname = \"metrics\"\npath = \"/internal\"\nallow = [\"10.0.0.0/8\"]\n",
         up.url(),
-        tls(&pki)
+        pki.tls_toml()
     ));
     let c = pki.client();
     let get = |path: &str, xff: &str| c.get(m.url(path)).header("x-forwarded-for", xff).send();
@@ -66,7 +61,7 @@ async fn untrusted_forwarded_for_cannot_bypass_a_deny() {
     let m = Moat::start(&format!(
         "[upstream]\nurl = \"{}\"\n{}[client_ip]\ndeny = [\"127.0.0.0/8\", \"::1/128\"]\n",
         up.url(),
-        tls(&pki)
+        pki.tls_toml()
     ));
     let r = pki.client().get(m.url("/")).header("x-forwarded-for", "8.8.8.8").send().await.unwrap();
     assert_eq!(r.status(), 403);
@@ -89,7 +84,7 @@ async fn api_keys_by_header_and_bearer_removed_before_upstream() {
         "[upstream]\nurl = \"{}\"\n{}[auth]\ndefault = \"api_key\"\napi_keys = [{{ name = \"ingest\", sha256 = \"{}\", roles = [\"upload\"] }}]\napi_keys_file = \"{}\"\n\
          [[routes]]\nname = \"admin\"\npath = \"/admin\"\nroles = [\"admin\"]\n[[routes]]\nname = \"fwd\"\npath = \"/fwd\"\nforward_credentials = true\n[[routes]]\nname = \"open\"\npath = \"/open\"\nauth = \"none\"\n",
         up.url(),
-        tls(&pki),
+        pki.tls_toml(),
         key_sha("k3y-for-ingest-1"),
         keys.display()
     ));
@@ -130,7 +125,7 @@ async fn basic_auth_challenge_success_and_wrong_password() {
     let m = Moat::start(&format!(
         "[upstream]\nurl = \"{}\"\n{}[auth]\ndefault = \"basic\"\nrealm = \"paperless\"\nbasic = [{{ user = \"alice\", hash = \"{hash}\", roles = [\"admin\"] }}]\n",
         up.url(),
-        tls(&pki)
+        pki.tls_toml()
     ));
     let c = pki.client();
     let r = c.get(m.url("/")).send().await.unwrap();
@@ -158,7 +153,7 @@ async fn throttled_after_failures_then_recovers() {
     let m = Moat::start(&format!(
         "[upstream]\nurl = \"{}\"\n{}[rate_limit]\ndefault = \"off\"\n[auth]\ndefault = \"api_key\"\napi_keys = [{{ name = \"k\", sha256 = \"{}\" }}]\nmax_failures = {{ count = 3, per = \"2s\" }}\n",
         up.url(),
-        tls(&pki),
+        pki.tls_toml(),
         key_sha("right-key")
     ));
     let c = pki.client();

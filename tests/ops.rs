@@ -10,11 +10,6 @@ use std::time::Duration;
 use common::*;
 use http::Response;
 
-fn tls(pki: &Pki) -> String {
-    let (c, k) = pki.write_server("s", &rcgen::PKCS_ECDSA_P256_SHA256);
-    format!("[tls]\ncert = \"{}\"\nkey = \"{}\"\n", c.display(), k.display())
-}
-
 async fn metrics(m: &Moat) -> String {
     reqwest::Client::builder()
         .no_proxy()
@@ -55,7 +50,7 @@ async fn metrics_count_requests_and_rejections_with_bounded_labels() {
          [[routes]]\nname = \"upload\"\npath = \"/upload\"\nmax_body = \"1KiB\"\n\
          [[routes]]\nname = \"private\"\npath = \"/private\"\nauth = \"api_key\"\n",
         up.url(),
-        tls(&pki),
+        pki.tls_toml(),
         sha256_hex(b"good-key")
     ));
     let c = pki.client();
@@ -121,7 +116,7 @@ async fn config_change_on_disk_applies_under_load_without_failures() {
     init_crypto();
     let pki = Pki::new();
     let up = Upstream::ok().await;
-    let base = format!("[upstream]\nurl = \"{}\"\n{}[rate_limit]\ndefault = \"off\"\n", up.url(), tls(&pki));
+    let base = format!("[upstream]\nurl = \"{}\"\n{}[rate_limit]\ndefault = \"off\"\n", up.url(), pki.tls_toml());
     let v1 = format!("{base}[security_headers]\ncontent_security_policy = \"default-src 'none'\"\n[[routes]]\nname = \"limited\"\npath = \"/limited\"\nrate_limit = {{ rate = \"2/min\", burst = 2 }}\n");
     let m = Moat::start(&v1);
     let c = pki.builder().http2_prior_knowledge().build().unwrap();
@@ -207,7 +202,7 @@ async fn sighup_reloads_secrets_files() {
     let m = Moat::start(&format!(
         "[upstream]\nurl = \"{}\"\n{}[auth]\ndefault = \"api_key\"\napi_keys_file = \"{}\"\n",
         up.url(),
-        tls(&pki),
+        pki.tls_toml(),
         keys.display()
     ));
     let c = pki.client();
@@ -245,7 +240,7 @@ async fn readiness_reads_the_health_json_and_moat_health_probes() {
     let m = Moat::start(&format!(
         "[upstream]\nurl = \"{}\"\nhealth_path = \"/api/v1/health\"\nhealth_json = {{ status = \"healthy\" }}\n{}",
         up.url(),
-        tls(&pki)
+        pki.tls_toml()
     ));
     let c = reqwest::Client::builder().no_proxy().build().unwrap();
     assert_eq!(c.get(m.admin_url("/readyz")).send().await.unwrap().status(), 200);

@@ -9,11 +9,6 @@ use common::*;
 use futures_util::StreamExt;
 use http::Response;
 
-fn tls(pki: &Pki) -> String {
-    let (c, k) = pki.write_server("s", &rcgen::PKCS_ECDSA_P256_SHA256);
-    format!("[tls]\ncert = \"{}\"\nkey = \"{}\"\n", c.display(), k.display())
-}
-
 async fn fire(client: &reqwest::Client, url: &str, n: usize, xff: Option<&str>) -> Vec<reqwest::Response> {
     let reqs = (0..n).map(|_| {
         let mut r = client.get(url);
@@ -37,7 +32,7 @@ async fn memory_burst_then_429_then_recovery() {
     let m = Moat::start(&format!(
         "[upstream]\nurl = \"{}\"\n{}[client_ip]\ntrusted_proxies = [\"127.0.0.0/8\"]\n[rate_limit]\ndefault = {{ key = \"ip\", rate = \"5/s\", burst = 5 }}\n",
         up.url(),
-        tls(&pki)
+        pki.tls_toml()
     ));
     let client = pki.builder().http2_prior_knowledge().build().unwrap();
     // Warm the connection up with another client address.
@@ -93,7 +88,7 @@ async fn trusted_proxy_chain_separates_clients_untrusted_does_not() {
     let trusted = Moat::start(&format!(
         "[upstream]\nurl = \"{}\"\n{}{rl}[client_ip]\ntrusted_proxies = [\"127.0.0.0/8\", \"::1/128\"]\n",
         up.url(),
-        tls(&pki)
+        pki.tls_toml()
     ));
     let c = pki.builder().http2_prior_knowledge().build().unwrap();
     assert_eq!(passed(&fire(&c, &trusted.url("/"), 8, Some("198.51.100.1")).await), 5);
@@ -106,7 +101,7 @@ async fn trusted_proxy_chain_separates_clients_untrusted_does_not() {
     assert_eq!(last.headers["x-real-ip"], "2001:db8:1:2::b");
 
     // Untrusted peer: the same headers are ignored and everything counts against the peer.
-    let untrusted = Moat::start(&format!("[upstream]\nurl = \"{}\"\n{}{rl}", up.url(), tls(&pki)));
+    let untrusted = Moat::start(&format!("[upstream]\nurl = \"{}\"\n{}{rl}", up.url(), pki.tls_toml()));
     let a = passed(&fire(&c, &untrusted.url("/"), 4, Some("198.51.100.1")).await);
     let b = passed(&fire(&c, &untrusted.url("/"), 4, Some("198.51.100.2")).await);
     assert_eq!(a + b, 5);
@@ -122,7 +117,7 @@ async fn route_limits_and_off() {
     let m = Moat::start(&format!(
         "[upstream]\nurl = \"{}\"\n{}[rate_limit]\ndefault = {{ rate = \"2/min\", burst = 2 }}\n[[routes]]\nname = \"shared\"\npath = \"/shared\"\nrate_limit = {{ key = \"route\", rate = \"3/min\", burst = 3 }}\n[[routes]]\nname = \"free\"\npath = \"/free\"\nrate_limit = \"off\"\n",
         up.url(),
-        tls(&pki)
+        pki.tls_toml()
     ));
     let c = pki.builder().http2_prior_knowledge().build().unwrap();
     assert_eq!(passed(&fire(&c, &m.url("/other"), 4, None).await), 2);
@@ -144,7 +139,7 @@ async fn max_in_flight_sheds_with_503() {
     let m = Moat::start(&format!(
         "[upstream]\nurl = \"{}\"\n{}[limits]\nmax_in_flight = 2\n[rate_limit]\ndefault = \"off\"\n",
         up.url(),
-        tls(&pki)
+        pki.tls_toml()
     ));
     let c = pki.builder().http2_prior_knowledge().build().unwrap();
     let first: Vec<_> = (0..2).map(|_| tokio::spawn(c.get(m.url("/")).send())).collect();
@@ -170,7 +165,7 @@ async fn flood_of_distinct_client_ips_keeps_memory_bounded() {
         &format!(
             "[upstream]\nurl = \"{}\"\n{}[client_ip]\ntrusted_proxies = [\"127.0.0.0/8\"]\n[rate_limit]\nmax_keys = 20000\ndefault = {{ rate = \"1/h\", burst = 1 }}\n",
             up.url(),
-            tls(&pki)
+            pki.tls_toml()
         ),
         &[("MOAT_LOG", "warn,moat::app=info")],
     );
@@ -275,7 +270,7 @@ async fn redis_shared_limit_across_two_replicas_and_backend_failures() {
         format!(
             "[upstream]\nurl = \"{}\"\n{}[rate_limit]\nbackend = \"redis\"\nredis_url = \"redis://127.0.0.1:{port}/0\"\nredis_timeout = \"250ms\"\non_backend_error = \"{on_err}\"\ndefault = {{ key = \"route\", rate = \"10/min\", burst = 10 }}\n",
             up.url(),
-            tls(&pki)
+            pki.tls_toml()
         )
     };
     let allow = Moat::start(&cfg("allow"));

@@ -80,6 +80,12 @@ impl Pki {
         format!("{}{}", cert.pem(), key.serialize_pem())
     }
 
+    /// A `[tls]` table serving a fresh ECDSA certificate signed by this CA.
+    pub fn tls_toml(&self) -> String {
+        let (c, k) = self.write_server("server", &rcgen::PKCS_ECDSA_P256_SHA256);
+        format!("[tls]\ncert = \"{}\"\nkey = \"{}\"\n", c.display(), k.display())
+    }
+
     pub fn ca_path(&self) -> PathBuf {
         self.dir.path().join("ca.crt")
     }
@@ -507,6 +513,23 @@ pub fn noise_stream(
         std::task::Poll::Ready(Some(Ok(Bytes::from(b))))
     });
     (stream, digest)
+}
+
+/// Reads until the peer closes the connection (EOF or error); `false` if it
+/// is still open after `within`.
+pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(s: &mut S, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await
+    .is_ok()
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
