@@ -151,14 +151,7 @@ impl App {
         );
         let https_port = https.local_addr().map(|a| a.port()).unwrap_or(cfg.listen.https.port());
         let svc = crate::server::HttpService::new(crate::stack::build(&shared));
-        tracker.spawn(crate::listener::serve_tls(
-            https,
-            acceptor,
-            shared.clone(),
-            svc,
-            shutdown.clone(),
-            tracker.clone(),
-        ));
+        let workers = start_workers(https, acceptor, &shared, svc, &shutdown, &tracker);
 
         let sh = shared.clone();
         let admin_svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture {
@@ -239,12 +232,83 @@ impl App {
         shutdown.cancelled().await;
         tracker.close();
         let grace = shared.config.load().limits.shutdown_grace;
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        let drained = async {
+            tracker.wait().await;
+            for w in workers {
+                let _ = tokio::task::spawn_blocking(move || w.join()).await;
+            }
+        };
+        if tokio::time::timeout(grace + std::time::Duration::from_secs(1), drained).await.is_err() {
             tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace elapsed with requests still in flight");
         } else {
             tracing::info!("all connections drained");
         }
     }
+}
+
+/// Starts one worker thread per CPU, each with its own single-threaded
+/// runtime accepting on the HTTPS socket: a request and its upstream exchange
+/// stay on one thread (no cross-thread wake-ups), like nginx's workers. The
+/// connection cap, config, limiters and metrics are shared. A worker keeps
+/// its runtime until the drain is over, so in-flight requests finish.
+fn start_workers(
+    https: TcpListener,
+    acceptor: TlsAcceptor,
+    shared: &Arc<Shared>,
+    svc: crate::server::HttpService,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let cfg = shared.config.load_full();
+    let slots = Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_connections));
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 64);
+    let std_listener = match https.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot hand the HTTPS socket to the workers");
+            shutdown.cancel();
+            return Vec::new();
+        }
+    };
+    let mut handles = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let listener = match std_listener.try_clone() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot share the HTTPS socket with a worker");
+                continue;
+            }
+        };
+        let (acceptor, shared, svc, slots) = (acceptor.clone(), shared.clone(), svc.clone(), slots.clone());
+        let (shutdown, tracker) = (shutdown.clone(), tracker.clone());
+        let spawned = std::thread::Builder::new().name(format!("moat-worker-{i}")).spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start a worker runtime");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "worker cannot register the HTTPS socket");
+                        return;
+                    }
+                };
+                let grace = shared.config.load().limits.shutdown_grace;
+                crate::listener::serve_tls(listener, acceptor, shared, svc, slots, shutdown, tracker.clone()).await;
+                // Keep this runtime (and the connections it drives) alive until the drain ends.
+                let _ = tokio::time::timeout(grace, tracker.wait()).await;
+            });
+        });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => tracing::error!(error = %e, "cannot start a worker thread"),
+        }
+    }
+    handles
 }
 
 /// SHA-256 of a file's content (follows symlinks).

@@ -1,5 +1,6 @@
 //! Logging: one JSON object per line on stdout (or human-readable lines with
-//! `MOAT_LOG_FORMAT=pretty`), filtered by `MOAT_LOG` (default `info`).
+//! `MOAT_LOG_FORMAT=pretty`), filtered by `MOAT_LOG` (default `info,rustls=error`:
+//! rustls reports odd but harmless client hellos at warn, one line per connection).
 //! Writes go through a non-blocking writer so a slow stdout never stalls a
 //! request. As a last line of defence, fields named like credentials
 //! (`authorization`, `cookie`, `set_cookie`, `x_api_key`, `password`,
@@ -83,7 +84,7 @@ where
 
 /// Installs the global subscriber. Keep the guard alive until exit: it flushes the log.
 pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = EnvFilter::try_from_env("MOAT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("MOAT_LOG").unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(64 * 1024)
         .finish(std::io::stdout());

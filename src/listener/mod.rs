@@ -45,7 +45,7 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
 /// and hands each one (with its slot) to `on_conn`.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    max_conns: usize,
+    slots: Arc<Semaphore>,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
     on_conn: F,
@@ -53,7 +53,6 @@ async fn accept_loop<F, Fut>(
     F: Fn(TcpStream, SocketAddr) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let slots = Arc::new(Semaphore::new(max_conns));
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -71,12 +70,14 @@ async fn accept_loop<F, Fut>(
     }
 }
 
-/// Serves HTTPS on `listener` until `shutdown`.
+/// Serves HTTPS on `listener` until `shutdown`. `slots` is the connection
+/// cap shared by every worker accepting on the same socket.
 pub async fn serve_tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     shared: Arc<Shared>,
     svc: HttpService,
+    slots: Arc<Semaphore>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -85,7 +86,7 @@ pub async fn serve_tls(
     let builder = Arc::new(crate::server::builder(limits));
     let handshake_timeout = cfg.tls.handshake_timeout;
     let idle = limits.idle_timeout;
-    accept_loop(listener, limits.max_connections, &shutdown.clone(), &tracker, |tcp, peer| {
+    accept_loop(listener, slots, &shutdown.clone(), &tracker, |tcp, peer| {
         let acceptor = acceptor.clone();
         let svc = svc.clone();
         let builder = builder.clone();
@@ -127,7 +128,7 @@ pub async fn serve_plain(
 ) {
     let builder = Arc::new(crate::server::builder(&limits));
     let idle = limits.idle_timeout;
-    accept_loop(listener, max_conns, &shutdown.clone(), &tracker, |tcp, peer| {
+    accept_loop(listener, Arc::new(Semaphore::new(max_conns)), &shutdown.clone(), &tracker, |tcp, peer| {
         let svc = svc.clone();
         let builder = builder.clone();
         let shutdown = shutdown.clone();

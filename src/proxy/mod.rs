@@ -40,6 +40,21 @@ impl Proxy {
     }
 }
 
+thread_local! {
+    /// One pooled client per worker thread: its connections are driven by the
+    /// worker's own runtime, so an exchange never hops threads.
+    static CLIENT: std::cell::OnceCell<client::UpstreamClient> = const { std::cell::OnceCell::new() };
+}
+
+/// This thread's upstream client (the shared one outside worker threads).
+fn client(shared: &Shared) -> client::UpstreamClient {
+    let on_worker = std::thread::current().name().is_some_and(|n| n.starts_with("moat-worker-"));
+    if !on_worker {
+        return shared.client.clone();
+    }
+    CLIENT.with(|c| c.get_or_init(|| client::build(&shared.config.load().upstream)).clone())
+}
+
 /// The upstream URI for a request.
 pub fn upstream_uri(ctx: &Ctx, uri: &Uri) -> Result<Uri, BoxError> {
     let route = ctx.route();
@@ -108,7 +123,7 @@ impl Service<Request<Body>> for Proxy {
             let trusted = shared.is_trusted_peer(&ctx.config, ctx.conn.peer.ip());
             prepare(&mut req, &ctx, trusted, upgrade)?;
             let timeout = ctx.route().response_timeout;
-            let sent = tokio::time::timeout(timeout, shared.client.request(req)).await;
+            let sent = tokio::time::timeout(timeout, client(&shared).request(req)).await;
             let mut res = match sent {
                 Err(_) => {
                     if let Some(r) = ctx.body_verdict.get() {
