@@ -15,6 +15,9 @@ use crate::listener::certs::{self, CertStore};
 use crate::metrics::Metrics;
 use crate::proxy::client::{self, UpstreamClient};
 
+/// The longest header-read, idle and send timeout of an admin connection.
+const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// State shared by every request, built once and kept across reloads.
 pub struct Shared {
     /// The current config; each request takes a snapshot.
@@ -157,10 +160,18 @@ impl App {
         let admin_svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture {
             Box::pin(crate::admin::handle(sh.clone(), req))
         }));
+        // The admin listener answers probes: its connections get short
+        // timeouts of their own, and idle ones make room at its cap.
+        let admin_limits = crate::server::ConnLimits {
+            header_read_timeout: cfg.limits.header_read_timeout.min(ADMIN_TIMEOUT),
+            idle_timeout: cfg.limits.idle_timeout.min(ADMIN_TIMEOUT),
+            send_timeout: cfg.limits.send_timeout.min(ADMIN_TIMEOUT),
+        };
         tracker.spawn(crate::listener::serve_plain(
             admin,
             admin_svc,
             cfg.limits.clone(),
+            admin_limits,
             64,
             shutdown.clone(),
             tracker.clone(),
@@ -175,6 +186,7 @@ impl App {
                 l,
                 svc,
                 cfg.limits.clone(),
+                crate::server::ConnLimits::from(&cfg.limits),
                 1024,
                 shutdown.clone(),
                 tracker.clone(),

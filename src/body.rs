@@ -59,10 +59,13 @@ impl BodyVerdict {
 pub struct BodyRefused(pub Reason);
 
 pin_project_lite::pin_project! {
-    /// Counts bytes, enforces a byte limit and a per-chunk read deadline on a
-    /// request body. On a violation it records the reason in a [`BodyVerdict`]
-    /// and yields an error, so the upstream request is aborted and the upstream
-    /// never receives a complete body.
+    /// Counts bytes, enforces a byte limit, a per-chunk read deadline and a
+    /// deadline for the whole body on a request body. On a violation it
+    /// records the reason in a [`BodyVerdict`] and yields an error, so the
+    /// upstream request is aborted and the upstream never receives a complete
+    /// body. A failure of the client's own body stream (bad chunked framing,
+    /// a reset) is recorded as [`Reason::BadRequest`]: it is the client's
+    /// fault, not the upstream's.
     pub struct Guarded<B> {
         #[pin]
         inner: B,
@@ -73,13 +76,32 @@ pin_project_lite::pin_project! {
         gap: Duration,
         #[pin]
         deadline: Option<tokio::time::Sleep>,
+        total: Duration,
+        #[pin]
+        total_deadline: Option<tokio::time::Sleep>,
     }
 }
 
 impl<B> Guarded<B> {
     /// Wraps `inner`; `counter` receives the bytes read (for the access log).
     pub fn new(inner: B, limit: u64, gap: Duration, counter: Arc<AtomicU64>, verdict: BodyVerdict) -> Self {
-        Self { inner, seen: 0, limit, counter, verdict, gap, deadline: None }
+        Self {
+            inner,
+            seen: 0,
+            limit,
+            counter,
+            verdict,
+            gap,
+            deadline: None,
+            total: Duration::MAX,
+            total_deadline: None,
+        }
+    }
+
+    /// Also limits the time to receive the whole body, counted from the first read.
+    pub fn with_total(mut self, total: Duration) -> Self {
+        self.total = total;
+        self
     }
 }
 
@@ -93,6 +115,17 @@ where
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
+        if *this.total != Duration::MAX {
+            if this.total_deadline.is_none() {
+                this.total_deadline.set(Some(tokio::time::sleep(*this.total)));
+            }
+            if let Some(d) = this.total_deadline.as_mut().as_pin_mut() {
+                if d.poll(cx).is_ready() {
+                    this.verdict.set(Reason::RequestTimeout);
+                    return Poll::Ready(Some(Err(Box::new(BodyRefused(Reason::RequestTimeout)))));
+                }
+            }
+        }
         match this.inner.as_mut().poll_frame(cx) {
             Poll::Pending => {
                 if this.deadline.is_none() {
@@ -118,9 +151,13 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                this.verdict.set(Reason::BadRequest);
+                Poll::Ready(Some(Err(e.into())))
+            }
             Poll::Ready(None) => {
                 this.deadline.set(None);
+                this.total_deadline.set(None);
                 Poll::Ready(None)
             }
         }

@@ -1,22 +1,46 @@
 //! Serving one client connection with hyper-util's auto builder (HTTP/1.1
-//! and HTTP/2), hardened: a timer is set (without it the header-read timeout
-//! is silently off), request heads are bounded in time and size, HTTP/2
-//! streams and resets are capped, and a connection with nothing in flight
-//! and no traffic for `limits.idle_timeout` is closed. On shutdown each
-//! connection is drained gracefully (HTTP/1 closes after the current
-//! response, HTTP/2 sends GOAWAY).
+//! and HTTP/2), hardened against clients that hold a connection without
+//! using it:
+//!
+//! - a timer is set (without it the header-read timeout is silently off),
+//!   request heads are bounded in time and size, HTTP/2 streams and resets
+//!   are capped;
+//! - a connection that has not delivered a complete first request head
+//!   within `limits.header_read_timeout` is closed (HTTP/1 and HTTP/2 alike:
+//!   a TLS handshake followed by silence, or by HTTP/2 SETTINGS and PINGs
+//!   only);
+//! - idle means no request: only an open request (a stream whose response
+//!   has not ended) keeps a connection alive. HTTP/2 PING, SETTINGS and
+//!   WINDOW_UPDATE frames (moat's own keep-alive pings and the client's
+//!   acks included) never do, so `limits.idle_timeout` closes an HTTP/2
+//!   connection that sends no requests, like nginx's `keepalive_timeout`;
+//! - a response that makes no write progress for the route's `send_timeout`
+//!   (the client stopped reading, or holds an HTTP/2 window at zero) is cut:
+//!   the HTTP/2 stream is reset (RST_STREAM CANCEL), an HTTP/1 connection is
+//!   closed. Either way the response body, and with it the upstream
+//!   exchange, the upstream connection and every permit the request held,
+//!   are dropped;
+//! - an upgraded connection (a WebSocket tunnel the proxy opened) keeps the
+//!   connection's slot in `max_connections` until the tunnel ends.
+//!
+//! On shutdown each connection is drained gracefully (HTTP/1 closes after
+//! the current response, HTTP/2 sends GOAWAY).
 
+use std::cell::RefCell;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::{Request, Response};
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
@@ -34,9 +58,16 @@ const DRAIN_IDLE_CUTOFF: Duration = Duration::from_millis(500);
 /// The service type every listener serves.
 pub type HttpService = tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
 
+/// Milliseconds since a process-wide base instant (0 is never a real time).
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    let base = *BASE.get_or_init(|| Instant::now() - Duration::from_millis(1));
+    base.elapsed().as_millis() as u64
+}
+
 /// The connection builder for the public listener.
-pub fn builder(limits: &Limits) -> Builder<TokioExecutor> {
-    let mut b = Builder::new(TokioExecutor::new());
+pub fn builder(limits: &Limits) -> Builder<WatchExec> {
+    let mut b = Builder::new(WatchExec);
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -57,91 +88,222 @@ pub fn builder(limits: &Limits) -> Builder<TokioExecutor> {
     b
 }
 
-/// Activity of one connection, for the idle timeout.
+/// The write progress of one response: when it must next be polled by the
+/// connection (it handed out data and waits for room to send more), as
+/// [`now_ms`] milliseconds; 0 when the response waits for nothing from the
+/// client.
+#[derive(Debug, Default)]
+pub struct SendWatch {
+    due_ms: AtomicU64,
+}
+
+impl SendWatch {
+    fn waiting(&self, timeout: Duration) {
+        let t = now_ms().saturating_add(timeout.as_millis().min(u64::MAX as u128 / 2) as u64).max(1);
+        self.due_ms.store(t, Ordering::Relaxed);
+    }
+    fn progressed(&self) {
+        self.due_ms.store(0, Ordering::Relaxed);
+    }
+    /// Whether the response is overdue.
+    fn overdue(&self) -> bool {
+        let due = self.due_ms.load(Ordering::Relaxed);
+        due != 0 && now_ms() >= due
+    }
+    fn due(&self) -> Option<u64> {
+        let due = self.due_ms.load(Ordering::Relaxed);
+        (due != 0).then_some(due)
+    }
+}
+
+thread_local! {
+    /// The send watch of the HTTP/2 stream task being polled on this thread.
+    static STREAM_WATCH: RefCell<Option<Arc<SendWatch>>> = const { RefCell::new(None) };
+}
+
+/// The executor of the HTTP/2 stream tasks: it wraps each one so that a
+/// stream whose response makes no write progress for its send timeout is
+/// dropped (h2 then resets it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WatchExec;
+
+impl<F> hyper::rt::Executor<F> for WatchExec
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(Watched { inner: Some(Box::pin(fut)), watch: Arc::default(), sleep: None });
+    }
+}
+
+struct Watched<F> {
+    inner: Option<Pin<Box<F>>>,
+    watch: Arc<SendWatch>,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<F: Future<Output = ()>> Future for Watched<F> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(()) };
+        let prev = STREAM_WATCH.with(|w| w.replace(Some(this.watch.clone())));
+        let r = inner.as_mut().poll(cx);
+        STREAM_WATCH.with(|w| *w.borrow_mut() = prev);
+        if r.is_ready() {
+            return Poll::Ready(());
+        }
+        loop {
+            let Some(due) = this.watch.due() else {
+                this.sleep = None;
+                return Poll::Pending;
+            };
+            if this.watch.overdue() {
+                tracing::info!("response made no write progress for its send_timeout: stream reset");
+                // Dropping the stream task drops the response body (and the
+                // upstream exchange); h2 resets the stream.
+                this.inner = None;
+                this.sleep = None;
+                return Poll::Ready(());
+            }
+            let at = tokio::time::Instant::now() + Duration::from_millis(due.saturating_sub(now_ms()));
+            match this.sleep.as_mut() {
+                Some(s) => s.as_mut().reset(at),
+                None => this.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+            }
+            if let Some(s) = this.sleep.as_mut() {
+                if s.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+/// The send timeout of a response (set by the proxy from its route); moat's
+/// own responses use `limits.send_timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct SendTimeout(pub Duration);
+
+pin_project_lite::pin_project! {
+    /// A response body that reports its write progress to a [`SendWatch`]:
+    /// after it hands out data it is "waiting" until the connection asks for
+    /// more. While it waits on its own source (the upstream), it is not.
+    struct Progress<B> {
+        #[pin]
+        inner: B,
+        watch: Arc<SendWatch>,
+        timeout: Duration,
+    }
+    impl<B> PinnedDrop for Progress<B> {
+        fn drop(this: Pin<&mut Self>) {
+            this.project().watch.progressed();
+        }
+    }
+}
+
+impl<B: HttpBody<Data = Bytes>> HttpBody for Progress<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        this.watch.progressed();
+        let r = this.inner.poll_frame(cx);
+        if let Poll::Ready(Some(Ok(_))) = &r {
+            this.watch.waiting(*this.timeout);
+        }
+        r
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Work to run on a connection after hyper hands it over (an upgrade
+/// tunnel): it runs in the connection's task, so it keeps the connection's
+/// slot.
+pub type Tunnel = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Activity of one connection, for the idle and first-request timeouts.
 #[derive(Debug)]
 pub struct Activity {
-    base: Instant,
+    /// When the last response ended ([`now_ms`]).
     last_ms: AtomicU64,
+    /// Requests whose response has not ended.
     in_flight: AtomicUsize,
+    /// Request heads received.
+    requests: AtomicU64,
+    /// The HTTP/1 connection's current response.
+    send: Arc<SendWatch>,
+    /// Work to run after hyper releases the connection (an upgrade tunnel).
+    tunnel: Mutex<Option<TunnelSlot>>,
+}
+
+struct TunnelSlot(Tunnel);
+
+impl std::fmt::Debug for TunnelSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tunnel")
+    }
 }
 
 impl Activity {
     fn new() -> Arc<Self> {
-        Arc::new(Self { base: Instant::now(), last_ms: AtomicU64::new(0), in_flight: AtomicUsize::new(0) })
-    }
-    fn touch(&self) {
-        self.last_ms.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+        Arc::new(Self {
+            last_ms: AtomicU64::new(now_ms()),
+            in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            send: Arc::default(),
+            tunnel: Mutex::new(None),
+        })
     }
     fn idle_for(&self) -> Duration {
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.base.elapsed().saturating_sub(last)
+        Duration::from_millis(now_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+    /// Whether nothing is in flight.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
     }
 }
 
-pin_project_lite::pin_project! {
-    /// An I/O stream that records when bytes last moved.
-    pub struct TrackedIo<T> {
-        #[pin]
-        inner: T,
-        activity: Arc<Activity>,
-    }
-}
+/// A handle on the connection a request arrived on (a request extension).
+#[derive(Debug, Clone)]
+pub struct ConnHandle(Arc<Activity>);
 
-impl<T: AsyncRead> AsyncRead for TrackedIo<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let before = buf.filled().len();
-        let r = this.inner.poll_read(cx, buf);
-        if buf.filled().len() > before {
-            this.activity.touch();
+impl ConnHandle {
+    /// Hands `tunnel` to the connection: it runs once hyper has released the
+    /// connection, in the connection's task.
+    pub fn run_after(&self, tunnel: Tunnel) {
+        if let Ok(mut slot) = self.0.tunnel.lock() {
+            *slot = Some(TunnelSlot(tunnel));
         }
-        r
     }
 }
 
-impl<T: AsyncWrite> AsyncWrite for TrackedIo<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let r = this.inner.poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        r
-    }
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.project();
-        let r = this.inner.poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        r
-    }
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-}
+type HandleFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-type HandleFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-fn handle(mut svc: HttpService, act: Arc<Activity>, info: ConnInfo, req: Request<Incoming>) -> HandleFuture {
+fn handle(
+    mut svc: HttpService,
+    act: Arc<Activity>,
+    info: ConnInfo,
+    send_timeout: Duration,
+    req: Request<Incoming>,
+) -> HandleFuture {
     act.in_flight.fetch_add(1, Ordering::Relaxed);
+    act.requests.fetch_add(1, Ordering::Relaxed);
+    let h1 = req.version() < http::Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(info);
+    parts.extensions.insert(ConnHandle(act.clone()));
     let req = Request::from_parts(parts, crate::body::boxed(body));
     // Every service of the stack is always ready; calling directly keeps the
     // generic service type out of the future.
     let fut = svc.call(req);
     Box::pin(async move {
+        let watch = if h1 { act.send.clone() } else { STREAM_WATCH.with(|w| w.borrow().clone()).unwrap_or_default() };
         let res = match fut.await {
             Ok(r) => r,
             Err(e) => {
@@ -150,34 +312,75 @@ fn handle(mut svc: HttpService, act: Arc<Activity>, info: ConnInfo, req: Request
             }
         };
         let (parts, body) = res.into_parts();
-        let body = Observed::new(body, move |_, _| {
+        let timeout = parts.extensions.get::<SendTimeout>().map_or(send_timeout, |t| t.0);
+        let body = Observed::new(Progress { inner: body, watch, timeout }, move |_, _| {
+            act.last_ms.store(now_ms(), Ordering::Relaxed);
             act.in_flight.fetch_sub(1, Ordering::Relaxed);
-            act.touch();
         });
         Ok(Response::from_parts(parts, crate::body::boxed(body)))
     })
 }
 
+/// Timeouts of one listener's connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// Time to the first complete request head.
+    pub header_read_timeout: Duration,
+    /// Time without requests before the connection is closed.
+    pub idle_timeout: Duration,
+    /// Default send timeout (responses without a route's own).
+    pub send_timeout: Duration,
+}
+
+impl From<&Limits> for ConnLimits {
+    fn from(l: &Limits) -> Self {
+        Self { header_read_timeout: l.header_read_timeout, idle_timeout: l.idle_timeout, send_timeout: l.send_timeout }
+    }
+}
+
 /// Serves `io` with `svc` until the client is done, the connection idles
-/// out, or `shutdown` is cancelled (then drains gracefully).
+/// out, or `shutdown` is cancelled (then drains gracefully). `evict` closes
+/// the connection at once if it has nothing in flight (a listener at its cap
+/// making room).
 pub async fn serve<I>(
     io: I,
     info: ConnInfo,
     svc: HttpService,
-    builder: &Builder<TokioExecutor>,
-    idle_timeout: Duration,
+    builder: &Builder<WatchExec>,
+    limits: ConnLimits,
     shutdown: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let activity = Activity::new();
-    let io = TrackedIo { inner: io, activity: activity.clone() };
+    serve_evictable(io, info, svc, builder, limits, shutdown, None).await
+}
+
+/// [`serve`], reporting the connection's activity through `registered`.
+pub(crate) async fn serve_evictable<I>(
+    io: I,
+    info: ConnInfo,
+    svc: HttpService,
+    builder: &Builder<WatchExec>,
+    limits: ConnLimits,
+    shutdown: CancellationToken,
+    registered: Option<(Arc<Activity>, CancellationToken)>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (activity, evict) = match registered {
+        Some((a, e)) => (a, e),
+        None => (Activity::new(), CancellationToken::new()),
+    };
+    let started = Instant::now();
     let act = activity.clone();
-    let hyper_svc =
-        hyper::service::service_fn(move |req: Request<Incoming>| handle(svc.clone(), act.clone(), info, req));
+    let send_timeout = limits.send_timeout;
+    let hyper_svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        handle(svc.clone(), act.clone(), info, send_timeout, req)
+    });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), hyper_svc);
     tokio::pin!(conn);
-    let tick = (idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let tick = (limits.idle_timeout.min(limits.header_read_timeout) / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(1));
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = false;
@@ -197,17 +400,137 @@ pub async fn serve<I>(
                 // Check often from now on: a client that ignores GOAWAY is cut once idle.
                 ticker = tokio::time::interval(Duration::from_millis(100));
             }
+            _ = evict.cancelled(), if draining_since.is_none() => {
+                tracing::debug!(peer = %info.peer, "idle connection evicted to make room");
+                break;
+            }
             _ = ticker.tick() => {
-                let idle = activity.in_flight.load(Ordering::Relaxed) == 0;
+                let idle = activity.is_idle();
+                if activity.send.overdue() {
+                    tracing::info!(peer = %info.peer, "response made no write progress for its send_timeout: connection closed");
+                    break;
+                }
                 if let Some(since) = draining_since {
                     if idle && since.elapsed() >= DRAIN_IDLE_CUTOFF {
                         break;
                     }
-                } else if !closing && idle && activity.idle_for() >= idle_timeout {
+                    continue;
+                }
+                let no_request = activity.requests.load(Ordering::Relaxed) == 0;
+                let reason = if no_request && started.elapsed() >= limits.header_read_timeout {
+                    Some("no request head within header_read_timeout")
+                } else if idle && activity.idle_for() >= limits.idle_timeout {
+                    Some("idle_timeout")
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    tracing::debug!(peer = %info.peer, reason, "closing connection");
                     closing = true;
+                    draining_since = Some(Instant::now());
                     conn.as_mut().graceful_shutdown();
+                    ticker = tokio::time::interval(Duration::from_millis(100));
                 }
             }
         }
+    }
+    let tunnel = activity.tunnel.lock().ok().and_then(|mut t| t.take());
+    if let Some(TunnelSlot(tunnel)) = tunnel {
+        tokio::select! {
+            _ = tunnel => {}
+            _ = shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// Registers the connections of a listener so that, at its cap, one with
+/// nothing in flight can be closed to make room (idle clients cannot exhaust
+/// the cap). Bounded by the listener's cap.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    conns: Mutex<Vec<(u64, Arc<Activity>, CancellationToken)>>,
+    next: AtomicU64,
+}
+
+impl Registry {
+    /// Adds a connection; returns its id, activity and eviction token.
+    pub(crate) fn add(&self) -> (u64, Arc<Activity>, CancellationToken) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let entry = (id, Activity::new(), CancellationToken::new());
+        if let Ok(mut c) = self.conns.lock() {
+            c.push(entry.clone());
+        }
+        entry
+    }
+    /// Removes a connection.
+    pub(crate) fn remove(&self, id: u64) {
+        if let Ok(mut c) = self.conns.lock() {
+            c.retain(|e| e.0 != id);
+        }
+    }
+    /// Closes the oldest connection with nothing in flight; false if all are busy.
+    pub(crate) fn evict_one(&self) -> bool {
+        let Ok(c) = self.conns.lock() else { return false };
+        match c.iter().find(|e| e.1.is_idle() && !e.2.is_cancelled()) {
+            Some(e) => {
+                e.2.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An I/O stream that counts the bytes read from it and records when
+    /// bytes last moved either way (for tunnels).
+    pub struct TrackedIo<T> {
+        #[pin]
+        inner: T,
+        read: Arc<AtomicU64>,
+        last_ms: Arc<AtomicU64>,
+    }
+}
+
+impl<T> TrackedIo<T> {
+    /// Wraps `inner`; `read` counts bytes read, `last_ms` the time of the last move ([`TrackedIo::idle_for`]).
+    pub fn new(inner: T, read: Arc<AtomicU64>, last_ms: Arc<AtomicU64>) -> Self {
+        last_ms.store(now_ms(), Ordering::Relaxed);
+        Self { inner, read, last_ms }
+    }
+    /// How long no bytes moved, by a shared `last_ms`.
+    pub fn idle_for(last_ms: &AtomicU64) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+impl<T: AsyncRead> AsyncRead for TrackedIo<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let r = this.inner.poll_read(cx, buf);
+        let n = buf.filled().len() - before;
+        if n > 0 {
+            this.read.fetch_add(n as u64, Ordering::Relaxed);
+            this.last_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for TrackedIo<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        let r = this.inner.poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.last_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
     }
 }

@@ -146,6 +146,10 @@ pub struct Limits {
     pub h2_max_concurrent_streams: u32,
     /// Requests in progress at once (global).
     pub max_in_flight: Option<usize>,
+    /// No write progress on a response for this long cuts it.
+    pub send_timeout: Duration,
+    /// Total time to receive a request body.
+    pub body_timeout: Duration,
 }
 
 /// A route's path pattern: literal segments and `{param}` segments.
@@ -259,6 +263,12 @@ pub struct Route {
     pub max_in_flight: Option<usize>,
     /// IP rules overriding the global ones.
     pub ip_rules: Option<crate::policy::client_ip::IpRules>,
+    /// No write progress on a response for this long cuts it.
+    pub send_timeout: Duration,
+    /// Total time to receive a request body.
+    pub body_timeout: Duration,
+    /// WebSocket upgrades allowed.
+    pub websocket: bool,
 }
 
 /// One problem found in a config.

@@ -309,6 +309,10 @@ pub struct RawLimits {
     pub h2_max_concurrent_streams: Option<i64>,
     /// Requests in progress at once (global); more are shed with 503.
     pub max_in_flight: Option<i64>,
+    /// A response that makes no write progress for this long is cut.
+    pub send_timeout: Option<Scalar>,
+    /// Total time allowed to receive a request body.
+    pub body_timeout: Option<Scalar>,
 }
 
 /// One `[[routes]]` entry.
@@ -351,4 +355,10 @@ pub struct RawRoute {
     pub allow: Option<Vec<String>>,
     /// Not these networks (overrides `client_ip.deny`).
     pub deny: Option<Vec<String>>,
+    /// No write progress on a response for this long cuts it (overrides `limits.send_timeout`).
+    pub send_timeout: Option<Scalar>,
+    /// Total time to receive a request body (overrides `limits.body_timeout`).
+    pub body_timeout: Option<Scalar>,
+    /// Allow WebSocket upgrades (RFC 6455) on this route.
+    pub websocket: Option<bool>,
 }

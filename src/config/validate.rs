@@ -242,6 +242,8 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
             .limits
             .max_in_flight
             .map(|_| count(p, "limits.max_in_flight", raw.limits.max_in_flight, 1, 1, 1 << 24) as usize),
+        send_timeout: dur(p, "limits.send_timeout", &raw.limits.send_timeout, Duration::from_secs(60)),
+        body_timeout: dur(p, "limits.body_timeout", &raw.limits.body_timeout, Duration::from_secs(600)),
     };
 
     let client_ip = super::ClientIpConfig {
@@ -311,6 +313,9 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         rate_limit: None,
         max_in_flight: None,
         ip_rules: None,
+        send_timeout: limits.send_timeout,
+        body_timeout: limits.body_timeout,
+        websocket: false,
     });
 
     let cors_policy = cors(p, "cors", &raw.cors, &CorsPolicy::default());
@@ -450,6 +455,9 @@ fn route(
         } else {
             None
         },
+        send_timeout: dur(p, &k("send_timeout"), &r.send_timeout, defaults.send_timeout),
+        body_timeout: dur(p, &k("body_timeout"), &r.body_timeout, defaults.body_timeout),
+        websocket: r.websocket.unwrap_or(false),
         label: Arc::from(name.as_str()),
         name,
         path: Some(path),

@@ -85,7 +85,7 @@ pub async fn serve_tls(
     let limits = &cfg.limits;
     let builder = Arc::new(crate::server::builder(limits));
     let handshake_timeout = cfg.tls.handshake_timeout;
-    let idle = limits.idle_timeout;
+    let conn_limits = crate::server::ConnLimits::from(limits);
     accept_loop(listener, slots, &shutdown.clone(), &tracker, |tcp, peer| {
         let acceptor = acceptor.clone();
         let svc = svc.clone();
@@ -111,32 +111,62 @@ pub async fn serve_tls(
                 }
             };
             let info = ConnInfo { peer, tls: true };
-            crate::server::serve(tls, info, svc, &builder, idle, shutdown).await;
+            crate::server::serve(tls, info, svc, &builder, conn_limits, shutdown).await;
         }
     })
     .await;
 }
 
 /// Serves plain HTTP on `listener` with `svc` (redirect and admin listeners).
+///
+/// At most `max_conns` connections are served at once; when the cap is
+/// reached, the oldest connection with no request in flight is closed to
+/// make room, so idle or silent clients can never lock out a health probe.
 pub async fn serve_plain(
     listener: TcpListener,
     svc: HttpService,
     limits: crate::config::Limits,
+    conn_limits: crate::server::ConnLimits,
     max_conns: usize,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let mut limits = limits;
+    limits.header_read_timeout = conn_limits.header_read_timeout;
     let builder = Arc::new(crate::server::builder(&limits));
-    let idle = limits.idle_timeout;
-    accept_loop(listener, Arc::new(Semaphore::new(max_conns)), &shutdown.clone(), &tracker, |tcp, peer| {
-        let svc = svc.clone();
-        let builder = builder.clone();
-        let shutdown = shutdown.clone();
-        async move {
-            crate::server::serve(tcp, ConnInfo { peer, tls: false }, svc, &builder, idle, shutdown).await;
-        }
-    })
-    .await;
+    let slots = Arc::new(Semaphore::new(max_conns));
+    let registry = Arc::new(crate::server::Registry::default());
+    loop {
+        let (tcp, peer) = tokio::select! {
+            a = accept(&listener) => match a { Some(x) => x, None => continue },
+            _ = shutdown.cancelled() => break,
+        };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                registry.evict_one();
+                let wait = tokio::time::timeout(conn_limits.header_read_timeout, slots.clone().acquire_owned());
+                tokio::select! {
+                    p = wait => match p {
+                        Ok(Ok(p)) => p,
+                        Ok(Err(_)) => break,
+                        // Every slot is busy with a request: refuse this connection.
+                        Err(_) => continue,
+                    },
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        };
+        let (svc, builder, shutdown, registry) = (svc.clone(), builder.clone(), shutdown.clone(), registry.clone());
+        tracker.spawn(async move {
+            let _permit = permit;
+            let (id, activity, evict) = registry.add();
+            let info = ConnInfo { peer, tls: false };
+            crate::server::serve_evictable(tcp, info, svc, &builder, conn_limits, shutdown, Some((activity, evict)))
+                .await;
+            registry.remove(id);
+        });
+    }
 }
 
 /// Runs a closure when dropped.

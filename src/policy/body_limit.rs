@@ -7,8 +7,10 @@
 //! length (chunked, HTTP/2) are counted as they stream: past the limit the
 //! stream is cut, the upstream request is aborted (the upstream never gets a
 //! complete body) and the client gets 413 if no response has begun. A client
-//! that stops sending for `limits.body_read_timeout` is cut the same way
-//! (408). `content_types` on a route refuses other request media types (415).
+//! that stops sending for `limits.body_read_timeout`, or that has not sent
+//! the whole body within the route's `body_timeout` (a trickled upload), is
+//! cut the same way (408). A broken client body (bad chunked framing) is the
+//! client's fault: 400, never counted as an upstream error. `content_types` on a route refuses other request media types (415).
 
 use std::sync::Arc;
 
@@ -76,7 +78,8 @@ impl Policy for BodyLimit {
             ctx.config.limits.body_read_timeout,
             ctx.bytes_in.clone(),
             ctx.body_verdict.clone(),
-        );
+        )
+        .with_total(route.body_timeout);
         *req.body_mut() = crate::body::boxed(guarded);
         Verdict::Pass
     }

@@ -6,11 +6,13 @@
 //! headers is bounded by the route's `response_timeout` (504). Connect
 //! failures and broken exchanges become 502. When moat itself cut the
 //! request body (limit, inspection), the recorded reason is answered
-//! instead. HTTP/1.1 upgrades (WebSocket) are passed through: after a `101`
-//! both sides are joined byte for byte.
+//! instead. Upgrades are forwarded only as `tunnel.rs` allows (WebSocket on
+//! routes with `websocket = true`); after the upstream's `101` both sides
+//! are joined byte for byte in the client connection's task.
 
 pub mod client;
 pub mod headers;
+pub mod tunnel;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -18,7 +20,6 @@ use std::task::{Context, Poll};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper_util::rt::TokioIo;
 use tower::Service;
 
 use crate::app::Shared;
@@ -26,6 +27,8 @@ use crate::body::Body;
 use crate::ctx::Ctx;
 use crate::error::{BoxError, ProxyError};
 use crate::policy::{ctx_of, BoxFuture};
+
+static HTTP2_SETTINGS: header::HeaderName = header::HeaderName::from_static("http2-settings");
 
 /// The innermost service.
 #[derive(Clone)]
@@ -118,12 +121,23 @@ impl Service<Request<Body>> for Proxy {
         let shared = self.shared.clone();
         Box::pin(async move {
             let ctx = ctx_of(&req)?;
-            let upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+            let asks_upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
+            let upgrade = asks_upgrade
+                && match tunnel::decide(req.method(), req.headers(), &ctx) {
+                    tunnel::Upgrade::Forward => true,
+                    tunnel::Upgrade::Strip => false,
+                    tunnel::Upgrade::Refuse(reason) => return Ok(crate::error::reject_response(reason, &ctx)),
+                };
+            if !upgrade {
+                // Never offered to the upstream: h2c's settings travel with its upgrade.
+                req.headers_mut().remove(&HTTP2_SETTINGS);
+            }
             let client_upgrade = if upgrade { Some(hyper::upgrade::on(&mut req)) } else { None };
+            let conn = req.extensions().get::<crate::server::ConnHandle>().cloned();
             let trusted = shared.is_trusted_peer(&ctx.config, ctx.conn.peer.ip());
             prepare(&mut req, &ctx, trusted, upgrade)?;
-            let timeout = ctx.route().response_timeout;
-            let sent = tokio::time::timeout(timeout, client(&shared).request(req)).await;
+            let route = ctx.route().clone();
+            let sent = tokio::time::timeout(route.response_timeout, client(&shared).request(req)).await;
             let mut res = match sent {
                 Err(_) => {
                     if let Some(r) = ctx.body_verdict.get() {
@@ -143,27 +157,36 @@ impl Service<Request<Body>> for Proxy {
                 Ok(Ok(res)) => res,
             };
             ctx.upstream_status.store(res.status().as_u16(), Ordering::Relaxed);
+            res.extensions_mut().insert(crate::server::SendTimeout(route.send_timeout));
             if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-                if let Some(client_up) = client_upgrade {
-                    let upstream_up = hyper::upgrade::on(&mut res);
-                    let id = ctx.id.clone();
-                    tokio::spawn(async move {
-                        match tokio::try_join!(client_up, upstream_up) {
-                            Ok((c, u)) => {
-                                let mut c = TokioIo::new(c);
-                                let mut u = TokioIo::new(u);
-                                if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                                    tracing::debug!(request_id = %id, error = %e, "upgraded connection ended");
-                                }
-                            }
-                            Err(e) => {
-                                tracing::debug!(request_id = %id, error = %e, "upgrade failed")
+                let upstream_ws = res
+                    .headers()
+                    .get(header::UPGRADE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+                match client_upgrade {
+                    Some(client_up) if upstream_ws => {
+                        let upstream_up = hyper::upgrade::on(&mut res);
+                        let splice = tunnel::splice(
+                            client_up,
+                            upstream_up,
+                            ctx.config.limits.idle_timeout,
+                            ctx.id.clone(),
+                            route.label.clone(),
+                        );
+                        match conn {
+                            Some(conn) => conn.run_after(Box::pin(splice)),
+                            None => {
+                                tokio::spawn(splice);
                             }
                         }
-                    });
-                    let (mut parts, _) = res.into_parts();
-                    headers::remove_hop_by_hop(&mut parts.headers, true);
-                    return Ok(Response::from_parts(parts, crate::body::empty()));
+                        let (mut parts, _) = res.into_parts();
+                        headers::remove_hop_by_hop(&mut parts.headers, true);
+                        parts.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                        return Ok(Response::from_parts(parts, crate::body::empty()));
+                    }
+                    // A 101 nobody asked for (or to another protocol): never passed on.
+                    _ => return Err(ProxyError::Upstream("unexpected 101 from the upstream".into()).into()),
                 }
             }
             let (mut parts, body) = res.into_parts();
