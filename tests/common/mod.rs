@@ -555,3 +555,87 @@ pub fn init_crypto() {
 pub use http_body_util;
 pub type Executor = TokioExecutor;
 pub mod samples;
+
+// ---------------------------------------------------------------- connection-level helpers
+
+/// A raw TLS connection offering only `h2` in ALPN (for raw HTTP/2 clients).
+pub async fn tls_connect_h2(pki: &Pki, addr: SocketAddr) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut cfg = (*pki.rustls_client()).clone();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(rustls_pki_types::ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+/// Reads an HTTP/1 response head (up to the blank line, bounded in size and
+/// time); empty if the connection closed or nothing came within `within`.
+pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S, within: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let _ = tokio::time::timeout(within, async {
+        let mut b = [0u8; 1];
+        while head.len() < 16 * 1024 && !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut b).await {
+                Ok(1) => head.push(b[0]),
+                _ => break,
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// The value of one series in moat's `/metrics` (e.g.
+/// `moat_upstream_errors_total{kind="protocol"}`), 0 if absent.
+pub async fn metric(m: &Moat, series: &str) -> f64 {
+    let text = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+        .get(m.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Increments its counter when dropped.
+pub struct DropCount(pub Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// An endless response body (64 KiB chunks); `dropped` counts how many such
+/// bodies were dropped (the exchange was cancelled).
+pub fn endless_body(dropped: Arc<std::sync::atomic::AtomicUsize>) -> TestBody {
+    static CHUNK: [u8; 65536] = [b'x'; 65536];
+    let s = futures_util::stream::unfold(DropCount(dropped), |g| async move {
+        Some((Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(Bytes::from_static(&CHUNK))), g))
+    });
+    http_body_util::StreamBody::new(s).boxed()
+}
+
+/// Waits (bounded) until `f` holds; false if it did not within `within`.
+pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
