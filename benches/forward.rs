@@ -73,9 +73,9 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("normalize_and_match_route_of_21", |b| {
         b.iter(|| {
-            let p = moat::policy::route::normalize(black_box("/api/v1/tasks/submit")).unwrap();
+            let p = moat::policy::route::normalize(black_box("/api/v1/tasks/submit"), false).unwrap();
             black_box(matches!(
-                moat::policy::route::find(&cfg, &p, &Method::POST),
+                moat::policy::route::find(&cfg, &p.matched, &Method::POST),
                 moat::policy::route::Match::Route(_)
             ))
         })

@@ -95,6 +95,39 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     if cfg.tls.cert.is_none() {
         w.push("no tls.cert: a self-signed development certificate will be generated at start".into());
     }
+    for net in cfg.client_ip.trusted_proxies.iter().filter(|n| n.prefix_len() == 0) {
+        w.push(format!(
+            "client_ip.trusted_proxies contains {net}: every peer is trusted, so any client can set X-Forwarded-For and pick its own address (defeating IP allow/deny lists, rate limits and login throttling): list only your proxies' addresses"
+        ));
+    }
+    let mut cors_policies = vec![("cors".to_string(), &cfg.cors)];
+    for r in &cfg.routes {
+        if let Some(c) = &r.cors {
+            cors_policies.push((format!("route \"{}\" cors", r.name), c));
+        }
+    }
+    for (name, c) in cors_policies.into_iter().filter(|(_, c)| c.credentials) {
+        for o in &c.origins {
+            match o {
+                crate::policy::cors::OriginRule::Null => w.push(format!(
+                    "{name}: origin \"null\" with allow_credentials = true: sandboxed iframes, data: URLs and local files all send Origin: null, so any page can make credentialed requests"
+                )),
+                crate::policy::cors::OriginRule::Exact { scheme, host, .. } if scheme == "http" => w.push(format!(
+                    "{name}: origin http://{host} with allow_credentials = true: a plain-http origin can be impersonated by anyone on the network path, who then makes credentialed requests: use https origins"
+                )),
+                crate::policy::cors::OriginRule::Wildcard { scheme, suffix, .. } if scheme == "http" => w.push(format!(
+                    "{name}: origin http://*.{suffix} with allow_credentials = true: a plain-http origin can be impersonated by anyone on the network path, who then makes credentialed requests: use https origins"
+                )),
+                _ => {}
+            }
+        }
+    }
+    if !cfg.listen.admin.ip().is_loopback() {
+        w.push(format!(
+            "listen.admin is {}, not a loopback address: the admin listener is plain HTTP without authentication (metrics reveal routes, traffic and errors): bind it to 127.0.0.1 or firewall it",
+            cfg.listen.admin
+        ));
+    }
     w
 }
 

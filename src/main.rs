@@ -93,6 +93,9 @@ fn run(config: Option<std::path::PathBuf>) -> ExitCode {
         }
     };
     let _guard = moat::telemetry::init();
+    for w in moat::check::warnings(&cfg) {
+        tracing::warn!(warning = %w, "unsafe or surprising config");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

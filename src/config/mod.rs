@@ -34,6 +34,8 @@ pub struct Config {
     pub path: Option<PathBuf>,
     /// Allowlist mode: paths outside every route are 404.
     pub deny_unmatched: bool,
+    /// Accept path parameters (`;` in a segment); refused (400) when false.
+    pub allow_path_params: bool,
     /// `[listen]`
     pub listen: Listen,
     /// `[tls]`
@@ -160,6 +162,8 @@ pub struct PathPattern {
     segments: Vec<Segment>,
     /// Literal prefix in bytes (`strip_prefix` removes this many path segments).
     exact: bool,
+    /// Literal segments match regardless of ASCII case.
+    case_insensitive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,7 +191,45 @@ impl PathPattern {
                 segments.push(Segment::Lit(seg.to_string()));
             }
         }
-        Ok(Self { raw: raw.to_string(), segments, exact })
+        Ok(Self { raw: raw.to_string(), segments, exact, case_insensitive: false })
+    }
+
+    /// The same pattern, matching literal segments regardless of ASCII case.
+    pub fn case_insensitive(mut self, on: bool) -> Self {
+        self.case_insensitive = on;
+        self
+    }
+
+    /// Whether literal segments match regardless of ASCII case.
+    pub fn is_case_insensitive(&self) -> bool {
+        self.case_insensitive
+    }
+
+    fn lit_eq(&self, l: &str, p: &str) -> bool {
+        if self.case_insensitive {
+            l.eq_ignore_ascii_case(p)
+        } else {
+            l == p
+        }
+    }
+
+    /// Whether every path `other` matches is also matched by `self`.
+    pub fn covers(&self, other: &PathPattern) -> bool {
+        if self.segments.len() > other.segments.len() {
+            return false;
+        }
+        if self.exact && (!other.exact || self.segments.len() != other.segments.len()) {
+            return false;
+        }
+        self.segments.iter().zip(&other.segments).all(|(a, b)| match (a, b) {
+            (Segment::Param, _) => true,
+            (Segment::Lit(_), Segment::Param) => false,
+            (Segment::Lit(a), Segment::Lit(b)) => {
+                // A case-insensitive `other` also matches other spellings of `b`.
+                let b_has_case = b.bytes().any(|c| c.is_ascii_alphabetic());
+                self.lit_eq(a, b) && (self.case_insensitive || !other.case_insensitive || !b_has_case)
+            }
+        })
     }
 
     /// Whether `path` (already normalized) matches; segment-wise prefix unless exact.
@@ -195,7 +237,7 @@ impl PathPattern {
         let mut parts = path.split('/').filter(|s| !s.is_empty());
         for seg in &self.segments {
             match (seg, parts.next()) {
-                (Segment::Lit(l), Some(p)) if l == p => {}
+                (Segment::Lit(l), Some(p)) if self.lit_eq(l, p) => {}
                 (Segment::Param, Some(_)) => {}
                 _ => return false,
             }
@@ -269,6 +311,8 @@ pub struct Route {
     pub body_timeout: Duration,
     /// WebSocket upgrades allowed.
     pub websocket: bool,
+    /// Redact successful (2xx) JSON and text bodies like 4xx ones.
+    pub redact_success: bool,
 }
 
 /// One problem found in a config.
@@ -375,26 +419,76 @@ pub fn load_with_env(path: Option<&Path>, env: &[(String, String)]) -> Result<Co
         return fail(problems);
     }
 
-    let mut unknown = Vec::new();
-    let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
-    let de = serde_ignored::Deserializer::new(toml::Value::Table(table), &mut on_unknown);
-    let raw: Result<raw::RawConfig, _> = serde_path_to_error::deserialize(de);
+    // A type error stops serde at its key: record it, drop that key, and
+    // deserialize again, so that every type error is reported in one run.
+    let mut value = toml::Value::Table(table);
+    let mut unknown: Vec<String> = Vec::new();
+    let mut type_errors: Vec<(String, String)> = Vec::new();
+    let raw = loop {
+        let mut found = Vec::new();
+        let res: Result<raw::RawConfig, _> = {
+            let mut on_unknown = |p: serde_ignored::Path<'_>| found.push(p.to_string());
+            let de = serde_ignored::Deserializer::new(value.clone(), &mut on_unknown);
+            serde_path_to_error::deserialize(de)
+        };
+        for k in found {
+            if !unknown.contains(&k) {
+                unknown.push(k);
+            }
+        }
+        match res {
+            Ok(r) => break Some(r),
+            Err(e) => {
+                let key = e.path().to_string();
+                let segments: Vec<serde_path_to_error::Segment> = e.path().iter().cloned().collect();
+                let msg = e.into_inner().message().to_string();
+                type_errors.push((if key == "." { String::new() } else { key }, msg));
+                if type_errors.len() >= 100 || !remove_path(&mut value, &segments) {
+                    break None;
+                }
+            }
+        }
+    };
     for key in unknown {
         problems.push(key, "unknown key (no such setting in this version of moat)");
     }
-    let raw = match raw {
-        Ok(r) => r,
-        Err(e) => {
-            let key = e.path().to_string();
-            let msg = e.into_inner().message().to_string();
-            problems.push(if key == "." { String::new() } else { key }, msg);
-            return fail(problems);
-        }
+    for (key, msg) in type_errors {
+        problems.push(key, msg);
+    }
+    let Some(raw) = raw else {
+        return fail(problems);
     };
     let cfg = validate(raw, source, path.map(Path::to_path_buf), &mut problems);
     match cfg {
         Some(c) if problems.list.is_empty() => Ok(c),
         _ => fail(problems),
+    }
+}
+
+/// Removes the value at a serde path from a TOML document; `false` when the
+/// path does not lead to a removable value.
+fn remove_path(value: &mut toml::Value, path: &[serde_path_to_error::Segment]) -> bool {
+    use serde_path_to_error::Segment;
+    let Some((last, parents)) = path.split_last() else { return false };
+    let mut cur = value;
+    for seg in parents {
+        let next = match (seg, cur) {
+            (Segment::Map { key }, toml::Value::Table(t)) => t.get_mut(key.as_str()),
+            (Segment::Seq { index }, toml::Value::Array(a)) => a.get_mut(*index),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (last, cur) {
+        (Segment::Map { key }, toml::Value::Table(t)) => t.remove(key.as_str()).is_some(),
+        (Segment::Seq { index }, toml::Value::Array(a)) if *index < a.len() => {
+            a.remove(*index);
+            true
+        }
+        _ => false,
     }
 }
 
@@ -577,6 +671,17 @@ mod tests {
     }
 
     #[test]
+    fn every_type_error_is_reported_with_its_key() {
+        let e = errors(
+            "[upstream]\nurl = 5\n[limits]\nmax_body = true\nmax_connections = \"many\"\n[[routes]]\nname = \"a\"\npath = \"/a\"\nmethods = \"GET\"\n",
+            &[],
+        );
+        for key in ["upstream.url: ", "limits.max_body: ", "limits.max_connections: ", "routes[0].methods: "] {
+            assert!(e.iter().any(|l| l.starts_with(key)), "{key} missing from {e:?}");
+        }
+    }
+
+    #[test]
     fn env_overrides_and_sources() {
         let f = write("[upstream]\nurl = \"http://127.0.0.1:1\"\n");
         let env = vec![
@@ -619,5 +724,24 @@ mod tests {
         assert!(!pre.matches("/apple"));
         assert_eq!(pre.strip("/app/x/y"), "/x/y");
         assert_eq!(pre.strip("/app"), "/");
+    }
+
+    #[test]
+    fn case_insensitive_patterns_and_coverage() {
+        let ci = PathPattern::parse("/api/Admin", false).unwrap().case_insensitive(true);
+        assert!(ci.matches("/API/admin/x"));
+        let cs = PathPattern::parse("/api/admin", false).unwrap();
+        assert!(!cs.matches("/API/admin"));
+        let api = PathPattern::parse("/api", false).unwrap();
+        assert!(api.covers(&cs));
+        assert!(!cs.covers(&api));
+        assert!(!api.covers(&ci), "a case-insensitive route matches /API, which /api does not");
+        let param = PathPattern::parse("/api/{x}", false).unwrap();
+        assert!(param.covers(&cs));
+        assert!(!cs.covers(&param));
+        let exact = PathPattern::parse("/api", true).unwrap();
+        assert!(!exact.covers(&cs));
+        assert!(exact.covers(&PathPattern::parse("/api", true).unwrap()));
+        assert!(api.covers(&exact));
     }
 }

@@ -14,6 +14,8 @@ use super::units::Scalar;
 pub struct RawConfig {
     /// Allowlist mode: a path outside every route is a 404.
     pub deny_unmatched: Option<bool>,
+    /// Accept path parameters (`;` in a path segment).
+    pub allow_path_params: Option<bool>,
     /// `[listen]`
     pub listen: RawListen,
     /// `[tls]`
@@ -361,4 +363,8 @@ pub struct RawRoute {
     pub body_timeout: Option<Scalar>,
     /// Allow WebSocket upgrades (RFC 6455) on this route.
     pub websocket: Option<bool>,
+    /// Match literal path segments regardless of ASCII case.
+    pub case_insensitive: Option<bool>,
+    /// Redact successful (2xx) JSON and text bodies.
+    pub redact_success: Option<bool>,
 }

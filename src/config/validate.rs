@@ -316,6 +316,7 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         send_timeout: limits.send_timeout,
         body_timeout: limits.body_timeout,
         websocket: false,
+        redact_success: false,
     });
 
     let cors_policy = cors(p, "cors", &raw.cors, &CorsPolicy::default());
@@ -331,11 +332,13 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
             routes.push(Arc::new(route));
         }
     }
+    unsafe_routes(p, &raw.routes, &routes, &auth_config);
 
     Some(Config {
         source,
         path,
         deny_unmatched: raw.deny_unmatched.unwrap_or(false),
+        allow_path_params: raw.allow_path_params.unwrap_or(false),
         listen,
         tls,
         upstream,
@@ -403,7 +406,7 @@ fn route(
         }
     };
     let path = match r.path.as_deref().map(|s| PathPattern::parse(s, r.exact.unwrap_or(false))) {
-        Some(Ok(pp)) => pp,
+        Some(Ok(pp)) => pp.case_insensitive(r.case_insensitive.unwrap_or(false)),
         Some(Err(e)) => {
             p.push(k("path"), e);
             return None;
@@ -458,12 +461,54 @@ fn route(
         send_timeout: dur(p, &k("send_timeout"), &r.send_timeout, defaults.send_timeout),
         body_timeout: dur(p, &k("body_timeout"), &r.body_timeout, defaults.body_timeout),
         websocket: r.websocket.unwrap_or(false),
+        redact_success: r.redact_success.unwrap_or(false),
         label: Arc::from(name.as_str()),
         name,
         path: Some(path),
         methods,
         content_types,
     })
+}
+
+/// Route settings that are valid one by one but unsafe together: roles on a
+/// route nobody authenticates on (the route is open while `moat check` shows
+/// roles), and a route an earlier one shadows (its policy never applies).
+fn unsafe_routes(p: &mut Problems, raw: &[RawRoute], routes: &[Arc<Route>], auth: &AuthConfig) {
+    let index = |name: &str| raw.iter().position(|r| r.name.as_deref() == Some(name)).unwrap_or(0);
+    for (n, r) in routes.iter().enumerate() {
+        let i = index(&r.name);
+        if r.roles.is_some() && r.auth.unwrap_or(auth.default) == AuthMode::None {
+            p.push(
+                format!("routes[{i}].roles"),
+                format!(
+                    "route \"{}\" requires roles but its auth is \"none\", so nobody is authenticated and the route is open: set auth = \"api_key\", \"basic\" or \"any\" (or auth.default), or remove roles",
+                    r.name
+                ),
+            );
+        }
+        let Some(path) = &r.path else { continue };
+        let shadow = routes[..n].iter().find(|earlier| {
+            earlier.path.as_ref().is_some_and(|ep| ep.covers(path))
+                && match (&earlier.methods, &r.methods) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(em), Some(ms)) => {
+                        ms.iter().all(|m| em.contains(m) || (*m == Method::HEAD && em.contains(&Method::GET)))
+                    }
+                }
+        });
+        if let Some(earlier) = shadow {
+            p.push(
+                format!("routes[{i}].path"),
+                format!(
+                    "route \"{}\" can never match: the earlier route \"{}\" ({}) already covers its paths and methods (first match wins; move the more specific route first)",
+                    r.name,
+                    earlier.name,
+                    earlier.path.as_ref().map(|p| p.raw.as_str()).unwrap_or("")
+                ),
+            );
+        }
+    }
 }
 
 /// Minimal media-type syntax check (`type/subtype`, token characters).

@@ -17,15 +17,25 @@
 //! - Per route `auth = "none" | "api_key" | "basic" | "any"` (default
 //!   `auth.default`), `roles` (the identity needs one of them, else 403), and
 //!   credentials are removed before forwarding unless `forward_credentials`.
-//! - Every failure is logged at warn (client IP, route, user name; never the
-//!   secret) and counted (`auth_failed`). After `auth.max_failures.count`
-//!   failures from one client IP within `per`, that IP gets 429
-//!   `auth_throttled` until the window passes, even with good credentials.
-//!   The failure map is bounded (`max_tracked_clients`); past it, new
-//!   addresses share one overflow entry.
+//!   On routes with `auth = "none"` the same headers (`x-api-key`,
+//!   `Authorization`) are removed too: a credential sent to an open route is
+//!   not the app's business unless the route says `forward_credentials`.
+//! - Every failure is logged at warn (client IP, route; a basic-auth user
+//!   name only as a short keyed hash, since people type their password
+//!   there; never the secret) and counted (`auth_failed`).
+//! - Failed-attempt throttling: after `auth.max_failures.count` failures
+//!   from one client within `per`, that client gets 429 `auth_throttled`
+//!   until the window passes, even with good credentials. A client is keyed
+//!   like the rate limiter: an IPv4 address, or an IPv6 address masked to
+//!   `rate_limit.ipv6_prefix` (rotating addresses inside one /64 does not
+//!   buy more guesses). An attempt is counted *before* it is verified and
+//!   given back when it succeeds, so a concurrent burst of wrong passwords
+//!   runs at most `count` argon2 verifications. The table is bounded by
+//!   `auth.max_tracked_clients`: when it is full, expired windows are
+//!   dropped and then the oldest eighth of the entries, so memory stays
+//!   bounded and a new client is never refused for others' failures.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -201,15 +211,12 @@ pub struct AuthState {
     verified: DashMap<[u8; 32], (Identity, Instant)>,
     verify_slots: Arc<Semaphore>,
     failures: DashMap<IpAddr, (u32, Instant)>,
-    failure_count: AtomicUsize,
 }
 
 /// Verified basic credentials are remembered this long.
 const CACHE_TTL: Duration = Duration::from_secs(300);
 /// Verified credentials remembered at most.
 const CACHE_MAX: usize = 10_000;
-/// The failure entry shared by addresses past the cap.
-const OVERFLOW: IpAddr = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
 
 impl Default for AuthState {
     fn default() -> Self {
@@ -222,7 +229,6 @@ impl Default for AuthState {
             verified: DashMap::new(),
             verify_slots: Arc::new(Semaphore::new(slots)),
             failures: DashMap::new(),
-            failure_count: AtomicUsize::new(0),
         }
     }
 }
@@ -287,38 +293,66 @@ impl AuthState {
         }
     }
 
-    /// Seconds the client must wait, if it is throttled.
-    fn throttled(&self, ip: IpAddr, cfg: &AuthConfig) -> Option<Duration> {
-        let key = if self.failures.contains_key(&ip) { ip } else { OVERFLOW };
+    /// A short keyed hash of a user name, for logs (the name itself may be a password).
+    pub fn user_tag(&self, user: &str) -> String {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update(b"log-user");
+        h.update(user.as_bytes());
+        hex::encode(&h.finalize()[..6])
+    }
+
+    /// Time the client (a [`client_key`]) must wait, if it is throttled.
+    fn throttled(&self, key: IpAddr, cfg: &AuthConfig) -> Option<Duration> {
         let e = self.failures.get(&key)?;
         let (count, since) = *e;
         let elapsed = since.elapsed();
         (count >= cfg.max_failures && elapsed < cfg.failure_window).then(|| cfg.failure_window - elapsed)
     }
 
-    fn record_failure(&self, ip: IpAddr, cfg: &AuthConfig) {
-        let key = if self.failures.contains_key(&ip)
-            || self.failure_count.load(Ordering::Relaxed) < cfg.max_tracked_clients
-        {
-            ip
-        } else {
-            OVERFLOW
-        };
-        let mut e = self.failures.entry(key).or_insert_with(|| {
-            self.failure_count.fetch_add(1, Ordering::Relaxed);
-            (0, Instant::now())
-        });
-        if e.1.elapsed() >= cfg.failure_window {
+    /// Counts an attempt before it is verified: `Err(wait)` when the client
+    /// has no attempts left in its window.
+    fn begin_attempt(&self, key: IpAddr, cfg: &AuthConfig) -> Result<(), Duration> {
+        if !self.failures.contains_key(&key) && self.failures.len() >= cfg.max_tracked_clients {
+            self.evict(cfg);
+        }
+        let mut e = self.failures.entry(key).or_insert_with(|| (0, Instant::now()));
+        let elapsed = e.1.elapsed();
+        if elapsed >= cfg.failure_window {
             *e = (0, Instant::now());
+        } else if e.0 >= cfg.max_failures {
+            return Err(cfg.failure_window - elapsed);
         }
         e.0 += 1;
+        Ok(())
+    }
+
+    /// Gives back an attempt that succeeded.
+    fn end_attempt_ok(&self, key: IpAddr) {
+        if let Some(mut e) = self.failures.get_mut(&key) {
+            e.0 = e.0.saturating_sub(1);
+        }
+    }
+
+    /// Makes room in a full failure table: expired windows first, then the
+    /// oldest eighth (amortized: one scan per `max/8` new clients).
+    fn evict(&self, cfg: &AuthConfig) {
+        self.failures.retain(|_, v| v.1.elapsed() < cfg.failure_window);
+        let len = self.failures.len();
+        if len < cfg.max_tracked_clients {
+            return;
+        }
+        let mut times: Vec<Instant> = self.failures.iter().map(|e| e.value().1).collect();
+        let n = (len / 8).max(1).min(times.len().saturating_sub(1));
+        let (_, cutoff, _) = times.select_nth_unstable(n);
+        let cutoff = *cutoff;
+        self.failures.retain(|_, v| v.1 > cutoff);
     }
 
     /// Drops expired failure windows and cache entries; returns the failure entries kept.
     pub fn sweep(&self, window: Duration) -> usize {
         self.failures.retain(|_, v| v.1.elapsed() < window);
         self.failures.shrink_to_fit();
-        self.failure_count.store(self.failures.len(), Ordering::Relaxed);
         self.verified.retain(|_, v| v.1.elapsed() < CACHE_TTL);
         self.failures.len()
     }
@@ -351,44 +385,63 @@ fn challenge(mode: AuthMode, realm: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&v).ok()
 }
 
+/// The failed-login key of a client: its address, IPv6 masked like the rate limiter's.
+pub fn client_key(ip: IpAddr, ipv6_prefix: u8) -> IpAddr {
+    crate::policy::rate_limit::mask(ip, ipv6_prefix)
+}
+
+fn strip_credentials(req: &mut Request<Body>) {
+    req.headers_mut().remove(&X_API_KEY);
+    req.headers_mut().remove(header::AUTHORIZATION);
+}
+
+fn throttled_response(ctx: &Ctx, wait: Duration, route: &str, ip: IpAddr) -> Verdict {
+    tracing::warn!(request_id = %ctx.id, client_ip = %ip, route = %route, "authentication throttled after repeated failures");
+    let secs = crate::policy::rate_limit::ceil_secs(wait).max(1);
+    let Verdict::Respond(mut res) = reject(Reason::AuthThrottled, ctx) else { return Verdict::Pass };
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    Verdict::Respond(res)
+}
+
 impl Policy for Auth {
     async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let route = ctx.route().clone();
         let cfg = &ctx.config.auth;
         let mode = route.auth.unwrap_or(cfg.default);
         if mode == AuthMode::None {
+            if !route.forward_credentials {
+                strip_credentials(req);
+            }
             return Verdict::Pass;
         }
         let state = &self.shared.auth;
         let ip = ctx.client_ip();
-        if let Some(wait) = state.throttled(ip, cfg) {
-            tracing::warn!(request_id = %ctx.id, client_ip = %ip, route = %route.name, "authentication throttled after repeated failures");
-            let secs = crate::policy::rate_limit::ceil_secs(wait).max(1);
-            let Verdict::Respond(mut res) = reject(Reason::AuthThrottled, ctx) else { return Verdict::Pass };
-            res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            return Verdict::Respond(res);
-        }
+        let key = client_key(ip, ctx.config.rate_limit.ipv6_prefix);
         let creds = presented(req);
+        if creds.is_none() {
+            if let Some(wait) = state.throttled(key, cfg) {
+                return throttled_response(ctx, wait, &route.name, ip);
+            }
+        } else if let Err(wait) = state.begin_attempt(key, cfg) {
+            return throttled_response(ctx, wait, &route.name, ip);
+        }
         let (identity, user_hint) = match &creds {
             Some(Presented::Key(k)) if matches!(mode, AuthMode::ApiKey | AuthMode::Any) => (
                 match_api_key(&cfg.api_keys, k).map(|k| Identity { name: k.name.clone(), roles: k.roles.clone() }),
                 None,
             ),
             Some(Presented::Basic { user, pass }) if matches!(mode, AuthMode::Basic | AuthMode::Any) => {
-                (state.verify_basic(cfg, user, pass).await, Some(user.clone()))
+                (state.verify_basic(cfg, user, pass).await, Some(state.user_tag(user)))
             }
             _ => (None, None),
         };
         let Some(identity) = identity else {
             let attempted = creds.is_some();
-            if attempted {
-                state.record_failure(ip, cfg);
-            }
             tracing::warn!(
                 request_id = %ctx.id,
                 client_ip = %ip,
                 route = %route.name,
-                user = user_hint.as_deref(),
+                user_hash = user_hint.as_deref(),
                 credentials = if attempted { "wrong" } else { "missing" },
                 "authentication failed"
             );
@@ -398,6 +451,7 @@ impl Policy for Auth {
             }
             return Verdict::Respond(res);
         };
+        state.end_attempt_ok(key);
         let _ = ctx.user.set(identity.name.clone());
         if let Some(needed) = &route.roles {
             if !needed.iter().any(|r| identity.roles.contains(r)) {
@@ -406,8 +460,7 @@ impl Policy for Auth {
             }
         }
         if !route.forward_credentials {
-            req.headers_mut().remove(&X_API_KEY);
-            req.headers_mut().remove(header::AUTHORIZATION);
+            strip_credentials(req);
         }
         Verdict::Pass
     }
@@ -437,16 +490,37 @@ mod tests {
     }
 
     #[test]
-    fn failure_map_is_bounded() {
+    fn failure_map_is_bounded_without_a_global_lockout() {
         let s = AuthState::default();
         let cfg = AuthConfig { max_tracked_clients: 1000, ..Default::default() };
-        for i in 0..100_000u32 {
-            s.record_failure(IpAddr::V4(std::net::Ipv4Addr::from(i)), &cfg);
+        for i in 0..20_000u32 {
+            for _ in 0..cfg.max_failures {
+                let _ = s.begin_attempt(IpAddr::V4(std::net::Ipv4Addr::from(i)), &cfg);
+            }
         }
-        assert!(s.tracked_failures() <= 1001, "{}", s.tracked_failures());
-        // Untracked addresses share the overflow entry, which is over the limit by now.
-        assert!(s.throttled("198.51.100.1".parse().unwrap(), &cfg).is_some());
-        // A tracked address with one failure is not throttled.
-        assert!(s.throttled(IpAddr::V4(std::net::Ipv4Addr::from(5)), &cfg).is_none());
+        assert!(s.tracked_failures() <= 1000, "{}", s.tracked_failures());
+        // A new client still gets its attempts.
+        let fresh: IpAddr = "198.51.100.1".parse().unwrap();
+        assert!(s.throttled(fresh, &cfg).is_none());
+        assert!(s.begin_attempt(fresh, &cfg).is_ok());
+    }
+
+    #[test]
+    fn attempts_are_counted_before_verification() {
+        let s = AuthState::default();
+        let cfg = AuthConfig::default();
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let ok = (0..40).filter(|_| s.begin_attempt(ip, &cfg).is_ok()).count();
+        assert_eq!(ok, cfg.max_failures as usize);
+        s.end_attempt_ok(ip);
+        assert!(s.begin_attempt(ip, &cfg).is_ok());
+    }
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_prefix() {
+        let a = client_key("2001:db8:1:2::1".parse().unwrap(), 64);
+        let b = client_key("2001:db8:1:2:ffff::9".parse().unwrap(), 64);
+        assert_eq!(a, b);
+        assert_ne!(a, client_key("2001:db8:1:3::1".parse().unwrap(), 64));
     }
 }

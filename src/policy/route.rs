@@ -4,24 +4,70 @@
 //! is refused with 431 `header_too_large`; hyper's own read buffer is a
 //! coarser second bound.
 //!
-//! The path is percent-decoded before matching, so `/api/%61dmin` is matched
-//! as `/api/admin` (the upstream will decode it the same way): a policy on a
-//! route cannot be bypassed by encoding. Paths that could mean something else
-//! to the upstream are refused with 400 `path_rejected`: `.` or `..`
-//! segments (plain or encoded), encoded `/` or `\`, a raw `\`, NUL or other
-//! control bytes, invalid UTF-8, and anything that is not origin-form. The
-//! bytes forwarded are the bytes the client sent.
+//! # The path matched is the path forwarded
+//!
+//! Threat: a proxy that matches one path and forwards another lets a crafted
+//! request run under the policy of a route it does not belong to
+//! (`/items//delete` matched as the public `/items/{id}` while a Gin router
+//! serves `/items/:id/delete`; `/public/..;/admin` served as `/admin` by
+//! Tomcat/Spring; `%252e%252e` decoded twice by the app).
+//!
+//! The path is percent-decoded once before matching, so `/api/%61dmin` is
+//! matched as `/api/admin`: a policy on a route cannot be bypassed by
+//! encoding. Refused with 400 `path_rejected`:
+//!
+//! - anything that is not origin-form, invalid percent-encoding, invalid
+//!   UTF-8 after decoding, a raw `\`, NUL or other control bytes;
+//! - `.` or `..` segments (plain or encoded);
+//! - encoded `/` (`%2f`) or `\` (`%5c`), encoded control bytes;
+//! - double encoding: `%25` followed by two hex digits (`%252e`, `%252f`,
+//!   `%255c`, `%2500`, also `%2561`), as ModSecurity's core rules do: an app
+//!   or framework that decodes twice would otherwise see another path;
+//! - path parameters (`;` in a segment, raw or as `%3b`), unless the
+//!   top-level `allow_path_params = true`. When allowed, each segment is
+//!   matched without its `;...` tail (as Tomcat and Spring strip it), so
+//!   `/public/..;/admin` is still refused and `/admin;x` is matched as
+//!   `/admin`.
+//!
+//! What is forwarded: the client's bytes with empty segments removed (`//`
+//! collapsed to `/`; a trailing `/` is kept) and nothing else changed. This
+//! is provably the path that was matched: the segment boundaries of the raw
+//! path are those of the decoded one (no encoded `/` passes), each segment
+//! decodes once to exactly the text that was matched, and no sequence passes
+//! whose second decoding would differ (no `%25XX`), so an upstream decoding
+//! once or twice sees the same segments moat matched. Keeping the client's
+//! encoding (instead of re-encoding the decoded text) keeps reserved
+//! characters the app distinguishes (`%3F`, `%23`, `%20` vs `+`) exactly as
+//! sent. The request's URI is rewritten here, so every later layer and the
+//! upstream see the same path.
+//!
+//! # Methods
 //!
 //! The first route whose path matches and whose `methods` (if set) include
-//! the request's method wins (`HEAD` counts as `GET`; a CORS preflight
-//! matches on the method it announces). A path that matches only routes
+//! the request's method wins (`HEAD` counts as `GET`). A CORS preflight
+//! (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) matches on
+//! the method it announces; any other `OPTIONS` is an ordinary method, 405
+//! on a route that does not list it. Method-override headers
+//! (`X-HTTP-Method-Override`, `X-HTTP-Method`, `X-Method-Override`) are
+//! removed: a method-override middleware in the app would otherwise run a
+//! `DELETE` under a GET-only route's policy. A path that matches only routes
 //! with other methods is 405 with `allow`; a path that matches no route gets
 //! the defaults, or 404 `not_found` when `deny_unmatched = true`.
+//!
+//! # Case
+//!
+//! Matching is case-sensitive, like the routers of Gin (paperless-gpt),
+//! FastAPI/Starlette (MinerU-API), Go's `net/http` and Django. A route with
+//! `case_insensitive = true` matches its literal segments regardless of
+//! ASCII case: set it on routes of apps whose router ignores case
+//! (Express by default, ASP.NET, Spring with a case-insensitive matcher), or
+//! `/API/admin` reaches the app under the policy of whatever route (or the
+//! defaults) matches it instead.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use http::{HeaderValue, Method, Request, Response};
+use http::header::HeaderName;
+use http::{HeaderValue, Method, Request, Response, Uri};
 
 use super::{reject, Policy, Verdict};
 use crate::body::Body;
@@ -29,25 +75,50 @@ use crate::config::{Config, Route};
 use crate::ctx::Ctx;
 use crate::error::Reason;
 
-/// The normalized (decoded) path, or why it is refused.
-pub fn normalize(path: &str) -> Result<Cow<'_, str>, Reason> {
+/// Method-override headers removed from every request.
+pub static METHOD_OVERRIDE_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static("x-http-method-override"),
+    HeaderName::from_static("x-http-method"),
+    HeaderName::from_static("x-method-override"),
+];
+
+/// A normalized path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalized {
+    /// The decoded path routes are matched against (no empty segments; with
+    /// path parameters allowed, each segment without its `;...` tail).
+    pub matched: String,
+    /// The path forwarded: the client's bytes with empty segments removed.
+    pub forward: String,
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// The normalized path, or why it is refused (see the module docs).
+pub fn normalize(path: &str, allow_params: bool) -> Result<Normalized, Reason> {
     if !path.starts_with('/') {
         return Err(Reason::PathRejected);
     }
-    let lower = path.as_bytes();
+    let raw = path.as_bytes();
     let mut i = 0;
-    while i < lower.len() {
-        let b = lower[i];
-        if b == b'\\' || b < 0x20 || b == 0x7f {
+    while i < raw.len() {
+        let b = raw[i];
+        if b == b'\\' || b < 0x20 || b == 0x7f || (b == b';' && !allow_params) {
             return Err(Reason::PathRejected);
         }
         if b == b'%' {
-            let hex = lower.get(i + 1..i + 3).ok_or(Reason::PathRejected)?;
-            let v = std::str::from_utf8(hex)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or(Reason::PathRejected)?;
-            if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7f {
+            let hi = raw.get(i + 1).copied().and_then(hex_val).ok_or(Reason::PathRejected)?;
+            let lo = raw.get(i + 2).copied().and_then(hex_val).ok_or(Reason::PathRejected)?;
+            let v = hi << 4 | lo;
+            if v == b'/' || v == b'\\' || v < 0x20 || v == 0x7f || (v == b';' && !allow_params) {
+                return Err(Reason::PathRejected);
+            }
+            if v == b'%'
+                && raw.get(i + 3).copied().and_then(hex_val).is_some()
+                && raw.get(i + 4).copied().and_then(hex_val).is_some()
+            {
                 return Err(Reason::PathRejected);
             }
             i += 3;
@@ -55,11 +126,28 @@ pub fn normalize(path: &str) -> Result<Cow<'_, str>, Reason> {
         }
         i += 1;
     }
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8().map_err(|_| Reason::PathRejected)?;
-    if decoded.split('/').any(|seg| seg == "." || seg == "..") {
-        return Err(Reason::PathRejected);
+    let mut forward = String::with_capacity(path.len());
+    let mut matched = String::with_capacity(path.len());
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        forward.push('/');
+        forward.push_str(seg);
+        let bare = if allow_params { seg.split(';').next().unwrap_or("") } else { seg };
+        let decoded = percent_encoding::percent_decode_str(bare).decode_utf8().map_err(|_| Reason::PathRejected)?;
+        if decoded == "." || decoded == ".." {
+            return Err(Reason::PathRejected);
+        }
+        if !decoded.is_empty() {
+            matched.push('/');
+            matched.push_str(&decoded);
+        }
     }
-    Ok(decoded)
+    if forward.is_empty() || path.ends_with('/') {
+        forward.push('/');
+    }
+    if matched.is_empty() || (path.ends_with('/') && !matched.ends_with('/')) {
+        matched.push('/');
+    }
+    Ok(Normalized { matched, forward })
 }
 
 /// The size of a request head as HTTP/1.1 would carry it.
@@ -80,7 +168,8 @@ pub enum Match {
     NotFound,
 }
 
-fn method_ok(route: &Route, m: &Method) -> bool {
+/// Whether `route` accepts method `m` (`HEAD` counts as `GET`).
+pub fn method_ok(route: &Route, m: &Method) -> bool {
     match &route.methods {
         None => true,
         Some(ms) => ms.contains(m) || (m == Method::HEAD && ms.contains(&Method::GET)),
@@ -114,6 +203,17 @@ pub fn find(config: &Config, path: &str, method: &Method) -> Match {
     }
 }
 
+/// `uri` with its path replaced by `path` (query, scheme and authority kept).
+fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let pq = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(pq.parse().ok()?);
+    Uri::from_parts(parts).ok()
+}
+
 /// The policy.
 pub struct Routing;
 
@@ -122,12 +222,23 @@ impl Policy for Routing {
         if head_size(req) > ctx.config.limits.max_header_bytes {
             return reject(Reason::HeaderTooLarge, ctx);
         }
-        let path = match normalize(req.uri().path()) {
+        let path = match normalize(req.uri().path(), ctx.config.allow_path_params) {
             Ok(p) => p,
             Err(r) => return reject(r, ctx),
         };
+        if path.forward != req.uri().path() {
+            match with_path(req.uri(), &path.forward) {
+                Some(u) => *req.uri_mut() = u,
+                None => return reject(Reason::PathRejected, ctx),
+            }
+        }
+        for h in &METHOD_OVERRIDE_HEADERS {
+            if req.headers_mut().remove(h).is_some() {
+                tracing::info!(request_id = %ctx.id, header = %h, "method-override header removed");
+            }
+        }
         let mut method = req.method().clone();
-        if method == Method::OPTIONS {
+        if method == Method::OPTIONS && req.headers().contains_key(http::header::ORIGIN) {
             if let Some(m) = req
                 .headers()
                 .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
@@ -136,7 +247,7 @@ impl Policy for Routing {
                 method = m;
             }
         }
-        match find(&ctx.config, &path, &method) {
+        match find(&ctx.config, &path.matched, &method) {
             Match::Route(r) => {
                 let _ = ctx.route.set(r);
                 Verdict::Pass
@@ -159,15 +270,55 @@ impl Policy for Routing {
 mod tests {
     use super::*;
 
+    fn n(p: &str) -> Result<(String, String), Reason> {
+        normalize(p, false).map(|n| (n.matched, n.forward))
+    }
+
     #[test]
     fn normalization() {
-        assert_eq!(normalize("/a/b").unwrap(), "/a/b");
-        assert_eq!(normalize("/api/%61dmin").unwrap(), "/api/admin");
-        for bad in
-            ["/a/../b", "/a/%2e%2e/b", "/a/%2E./b", "/a%2fb", "/a%5Cb", "/a\\b", "/a%00", "/a/./b", "/%zz", "/%ff", "x"]
-        {
-            assert!(normalize(bad).is_err(), "{bad}");
+        assert_eq!(n("/a/b").unwrap().0, "/a/b");
+        assert_eq!(n("/api/%61dmin").unwrap(), ("/api/admin".into(), "/api/%61dmin".into()));
+        for bad in [
+            "/a/../b",
+            "/a/%2e%2e/b",
+            "/a/%2E./b",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+            "/a%00",
+            "/a/./b",
+            "/%zz",
+            "/%ff",
+            "x",
+            "/a/%252e%252e/b",
+            "/a%252fb",
+            "/a%255cb",
+            "/a%2500",
+            "/api/%2561dmin",
+            "/public/..;/api/admin",
+            "/api/admin;x",
+            "/api/admin%3bx",
+        ] {
+            assert!(n(bad).is_err(), "{bad}");
         }
-        assert_eq!(normalize("/a/..b/c").unwrap(), "/a/..b/c");
+        assert_eq!(n("/a/..b/c").unwrap().0, "/a/..b/c");
+        assert_eq!(n("/a/100%25/c").unwrap().0, "/a/100%/c");
+    }
+
+    #[test]
+    fn empty_segments_are_collapsed_in_what_is_forwarded() {
+        assert_eq!(n("/items//delete").unwrap(), ("/items/delete".into(), "/items/delete".into()));
+        assert_eq!(n("//").unwrap(), ("/".into(), "/".into()));
+        assert_eq!(n("/").unwrap(), ("/".into(), "/".into()));
+        assert_eq!(n("/a//b/").unwrap(), ("/a/b/".into(), "/a/b/".into()));
+    }
+
+    #[test]
+    fn path_params_when_allowed_are_matched_without_their_tail() {
+        let p = normalize("/api/admin;x=1/y", true).unwrap();
+        assert_eq!(p.matched, "/api/admin/y");
+        assert_eq!(p.forward, "/api/admin;x=1/y");
+        assert!(normalize("/public/..;/api/admin", true).is_err());
+        assert!(normalize("/public/%2e%2e;x/api", true).is_err());
     }
 }

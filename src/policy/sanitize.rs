@@ -13,17 +13,35 @@
 //!   structure (JSON stays JSON with the same keys) but with every leak
 //!   replaced by `[redacted]` (see `sanitize::redact`). Bodies over 64 KiB,
 //!   compressed bodies, and bodies that do not arrive within 10 s are
-//!   replaced instead. Only these bodies are buffered (at most 64 KiB);
-//!   every other response streams untouched.
+//!   replaced instead. 3xx bodies are treated like 4xx ones.
+//! - 2xx on a route with `redact_success = true`: JSON and `text/*` bodies
+//!   up to 64 KiB go through the same redactor (shape kept). Larger,
+//!   compressed or slow ones (10 s) stream on untouched, and that is logged
+//!   at info so the operator knows the route's redaction did not apply.
+//!   Other media types (files, images) always stream untouched.
+//! - A status outside 100–599 (`600`, `999`) is not HTTP: it is answered
+//!   as an invalid upstream response (502), whatever `[errors]` says.
+//! - Headers: `X-Error-Detail`, `X-Debug-*` and similar debugging headers
+//!   are dropped from every upstream response. On 3xx and 4xx responses a
+//!   `Location` (or `Content-Location`) pointing at the upstream's own
+//!   origin is rewritten to the public origin the client used; one pointing
+//!   at another internal host, or carrying credentials or a signature, is
+//!   dropped. A `WWW-Authenticate` whose text names internals (an internal
+//!   host or address, a path, a token) is redacted.
+//!
+//! Only the bodies above are buffered (at most 64 KiB); every other response
+//! streams untouched.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use http::header::{self, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::{HeaderMap, HeaderName, Method, Request, Response, StatusCode};
+use http_body::Frame;
+use http_body_util::{BodyExt, BodyStream, StreamBody};
 use tower::{Layer, Service};
 
 use super::{ctx_of, BoxFuture};
@@ -84,21 +102,6 @@ pub struct Sanitize<S> {
     inner: S,
 }
 
-/// Reads at most `max` bytes; `Ok(None)` when the body is larger.
-async fn read_capped(body: Body, max: usize) -> Result<Option<Bytes>, BoxError> {
-    let mut body = body;
-    let mut buf = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        if let Ok(d) = frame?.into_data() {
-            if buf.len() + d.len() > max {
-                return Ok(None);
-            }
-            buf.extend_from_slice(&d);
-        }
-    }
-    Ok(Some(buf.freeze()))
-}
-
 /// Reads up to `max` bytes, dropping the rest.
 async fn read_prefix(body: Body, max: usize) -> Bytes {
     let mut body = body;
@@ -125,10 +128,212 @@ fn replaced(status: StatusCode, ctx: &Ctx, keep: &http::HeaderMap) -> Response<B
     res
 }
 
+/// What a bounded read of a body found.
+enum Read {
+    /// The whole body, at most the bound.
+    Whole(Bytes),
+    /// The body is larger (or slower) than allowed: what was read, and the rest.
+    Partial(Bytes, Body),
+    /// The body failed.
+    Broken,
+}
+
+/// Reads a body up to `max` bytes within [`READ_DEADLINE`], keeping the rest
+/// unread so that it can still be streamed on.
+async fn read_bounded(mut body: Body, max: usize) -> Read {
+    let deadline = tokio::time::Instant::now() + READ_DEADLINE;
+    let mut buf = BytesMut::new();
+    loop {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Read::Partial(buf.freeze(), body),
+            Ok(None) => return Read::Whole(buf.freeze()),
+            Ok(Some(Err(_))) => return Read::Broken,
+            Ok(Some(Ok(frame))) => {
+                if let Ok(d) = frame.into_data() {
+                    buf.extend_from_slice(&d);
+                    if buf.len() > max {
+                        return Read::Partial(buf.freeze(), body);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `prefix` followed by the rest of `body`, streamed.
+fn prefixed(prefix: Bytes, body: Body) -> Body {
+    let first = futures_util::stream::once(async move { Ok::<_, BoxError>(Frame::data(prefix)) });
+    body::boxed(StreamBody::new(first.chain(BodyStream::new(body))))
+}
+
+/// Debugging headers apps leave on in production.
+fn is_debug_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n.starts_with("x-debug")
+        || matches!(
+            n,
+            "x-error-detail" | "x-error-details" | "x-error-message" | "x-exception" | "x-stacktrace" | "x-stack-trace"
+        )
+}
+
+/// The public form of a `Location` value, or `None` to drop it.
+fn public_location(value: &HeaderValue, ctx: &Ctx) -> Option<HeaderValue> {
+    let text = value.to_str().ok()?;
+    let absolute = text.contains("://") || text.starts_with("//");
+    if !absolute {
+        return (redact::redact_text(text) == text).then(|| value.clone());
+    }
+    let parsed = if text.starts_with("//") { url::Url::parse(&format!("http:{text}")) } else { url::Url::parse(text) };
+    let url = parsed.ok()?;
+    let up = &ctx.config.upstream;
+    let host = match url.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        Some(h) => h.to_string(),
+        None => return None,
+    };
+    let authority = format!("{host}:{}", url.port_or_known_default().unwrap_or(80));
+    let own =
+        authority.eq_ignore_ascii_case(up.origin.as_str()) && url.username().is_empty() && url.password().is_none();
+    if own {
+        let mut path = url.path();
+        if !up.base_path.is_empty() {
+            if let Some(rest) = path.strip_prefix(up.base_path.as_str()) {
+                path = if rest.is_empty() { "/" } else { rest };
+            }
+        }
+        let mut out = match ctx.host.as_deref() {
+            Some(h) => format!("https://{h}{path}"),
+            None => path.to_string(),
+        };
+        if let Some(q) = url.query() {
+            out.push('?');
+            out.push_str(q);
+        }
+        if let Some(f) = url.fragment() {
+            out.push('#');
+            out.push_str(f);
+        }
+        if redact::redact_text(&out) != out.as_str() && redact::redact_text(path) == path {
+            // Only the query or fragment leaks: keep the path.
+            out.truncate(out.find(['?', '#']).unwrap_or(out.len()));
+        }
+        return HeaderValue::from_str(&out).ok();
+    }
+    (redact::redact_text(text) == text).then(|| value.clone())
+}
+
+/// Drops debugging headers; on 3xx/4xx, rewrites or drops leaky `Location`
+/// and redacts `WWW-Authenticate`.
+fn scrub_headers(h: &mut HeaderMap, status: StatusCode, ctx: &Ctx) {
+    let debug: Vec<HeaderName> = h.keys().filter(|n| is_debug_header(n)).cloned().collect();
+    for n in debug {
+        tracing::debug!(request_id = %ctx.id, header = %n, "upstream debugging header dropped");
+        h.remove(&n);
+    }
+    if !(status.is_redirection() || status.is_client_error()) {
+        return;
+    }
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(v) = h.get(&name).cloned() else { continue };
+        match public_location(&v, ctx) {
+            Some(p) if p == v => {}
+            Some(p) => {
+                tracing::info!(request_id = %ctx.id, header = %name, "upstream location rewritten to the public origin");
+                h.insert(name, p);
+            }
+            None => {
+                tracing::info!(request_id = %ctx.id, header = %name, "upstream location to an internal target dropped");
+                h.remove(&name);
+            }
+        }
+    }
+    let challenges: Vec<HeaderValue> = h.get_all(header::WWW_AUTHENTICATE).iter().cloned().collect();
+    if challenges.iter().any(|v| v.to_str().map_or(true, |t| redact::redact_text(t) != t)) {
+        h.remove(header::WWW_AUTHENTICATE);
+        for v in challenges {
+            let Ok(t) = v.to_str() else { continue };
+            if let Ok(clean) = HeaderValue::from_str(&redact::redact_text(t)) {
+                h.append(header::WWW_AUTHENTICATE, clean);
+            }
+        }
+        tracing::info!(request_id = %ctx.id, "upstream www-authenticate redacted");
+    }
+}
+
+/// Whether a content type is one [`redact_success`] rewrites.
+fn redactable_success_type(ctype: Option<&str>) -> bool {
+    let Some(c) = ctype.map(|c| c.trim().to_ascii_lowercase()) else { return false };
+    let essence = c.split(';').next().unwrap_or("").trim();
+    essence.starts_with("text/") || essence.ends_with("/json") || essence.ends_with("+json")
+}
+
+fn is_encoded(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_ENCODING).is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+}
+
+fn declared_len(h: &HeaderMap) -> Option<usize> {
+    h.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+}
+
+/// `parts` with a new, redacted body.
+fn with_body(mut parts: http::response::Parts, clean: Vec<u8>, changed: bool) -> Response<Body> {
+    if changed {
+        parts.headers.remove(header::ETAG);
+        parts.headers.remove("content-md5");
+        parts.headers.remove("digest");
+    }
+    parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(clean.len()));
+    parts.headers.remove(header::TRANSFER_ENCODING);
+    Response::from_parts(parts, body::full(clean))
+}
+
+/// A 2xx body on a `redact_success` route.
+async fn redact_success(res: Response<Body>, ctx: &Ctx) -> Response<Body> {
+    let (parts, b) = res.into_parts();
+    let status = parts.status.as_u16();
+    let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    if !redactable_success_type(ctype.as_deref()) {
+        return Response::from_parts(parts, b);
+    }
+    if is_encoded(&parts.headers) || declared_len(&parts.headers).is_some_and(|n| n > MAX_REDACT) {
+        tracing::info!(request_id = %ctx.id, upstream_status = status, encoded = is_encoded(&parts.headers), "upstream success body streamed unredacted (too large or compressed to inspect)");
+        return Response::from_parts(parts, b);
+    }
+    match read_bounded(b, MAX_REDACT).await {
+        Read::Whole(bytes) => {
+            let (clean, changed) = redact::redact_body(ctype.as_deref(), &bytes);
+            if changed {
+                tracing::info!(request_id = %ctx.id, upstream_status = status, "upstream success body redacted");
+            }
+            with_body(parts, clean, changed)
+        }
+        Read::Partial(prefix, rest) => {
+            tracing::info!(request_id = %ctx.id, upstream_status = status, "upstream success body streamed unredacted (too large or slow to inspect)");
+            Response::from_parts(parts, prefixed(prefix, rest))
+        }
+        Read::Broken => {
+            tracing::info!(request_id = %ctx.id, upstream_status = status, "upstream success body broken");
+            replaced(StatusCode::BAD_GATEWAY, ctx, &parts.headers)
+        }
+    }
+}
+
 async fn sanitize(res: Response<Body>, ctx: Arc<Ctx>, head: bool) -> Response<Body> {
     let policy = ctx.config.errors;
     let status = res.status();
-    if head || status.is_informational() || status.is_success() || status.is_redirection() {
+    if !(100..=599).contains(&status.as_u16()) {
+        tracing::warn!(request_id = %ctx.id, upstream_status = status.as_u16(), "upstream answered a status outside 100-599: invalid response");
+        return replaced(StatusCode::BAD_GATEWAY, &ctx, res.headers());
+    }
+    let mut res = res;
+    scrub_headers(res.headers_mut(), status, &ctx);
+    if head || status.is_informational() {
+        return res;
+    }
+    if status.is_success() {
+        if ctx.route().redact_success {
+            return redact_success(res, &ctx).await;
+        }
         return res;
     }
     if status.is_server_error() && policy.replace_upstream_5xx {
@@ -144,40 +349,38 @@ async fn sanitize(res: Response<Body>, ctx: Arc<Ctx>, head: bool) -> Response<Bo
         );
         return replaced(status, &ctx, &parts.headers);
     }
-    if status.is_client_error() && policy.redact_upstream_4xx {
-        let (mut parts, b) = res.into_parts();
-        let encoded = parts
-            .headers
-            .get(header::CONTENT_ENCODING)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-        let declared_large = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-            .is_some_and(|n| n > MAX_REDACT);
-        if encoded || declared_large {
-            tracing::info!(request_id = %ctx.id, upstream_status = status.as_u16(), encoded, "upstream 4xx body replaced (too large or compressed to inspect)");
-            return replaced(status, &ctx, &parts.headers);
+    if (status.is_client_error() || status.is_redirection()) && policy.redact_upstream_4xx {
+        let (parts, b) = res.into_parts();
+        let encoded = is_encoded(&parts.headers);
+        if encoded || declared_len(&parts.headers).is_some_and(|n| n > MAX_REDACT) {
+            tracing::info!(request_id = %ctx.id, upstream_status = status.as_u16(), encoded, "upstream error body replaced (too large or compressed to inspect)");
+            return replaced_keeping_location(status, &ctx, &parts.headers);
         }
-        let read = tokio::time::timeout(READ_DEADLINE, read_capped(b, MAX_REDACT)).await;
-        let bytes = match read {
-            Ok(Ok(Some(b))) => b,
+        let bytes = match read_bounded(b, MAX_REDACT).await {
+            Read::Whole(b) => b,
             _ => {
-                tracing::info!(request_id = %ctx.id, upstream_status = status.as_u16(), "upstream 4xx body replaced (too large, slow or broken)");
-                return replaced(status, &ctx, &parts.headers);
+                tracing::info!(request_id = %ctx.id, upstream_status = status.as_u16(), "upstream error body replaced (too large, slow or broken)");
+                return replaced_keeping_location(status, &ctx, &parts.headers);
             }
         };
         let ctype = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let (clean, changed) = redact::redact_body(ctype.as_deref(), &bytes);
         if changed {
-            tracing::info!(request_id = %ctx.id, upstream_status = status.as_u16(), "upstream 4xx body redacted");
-            parts.headers.remove(header::ETAG);
-            parts.headers.remove("content-md5");
-            parts.headers.remove("digest");
+            tracing::info!(request_id = %ctx.id, upstream_status = status.as_u16(), "upstream error body redacted");
         }
-        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(clean.len()));
-        parts.headers.remove(header::TRANSFER_ENCODING);
-        return Response::from_parts(parts, body::full(clean));
+        return with_body(parts, clean, changed);
+    }
+    res
+}
+
+/// [`replaced`], keeping a (scrubbed) `Location` and `WWW-Authenticate` so
+/// that a redirect or a challenge still works.
+fn replaced_keeping_location(status: StatusCode, ctx: &Ctx, keep: &HeaderMap) -> Response<Body> {
+    let mut res = replaced(status, ctx, keep);
+    for name in [header::LOCATION, header::WWW_AUTHENTICATE] {
+        for v in keep.get_all(&name) {
+            res.headers_mut().append(name.clone(), v.clone());
+        }
     }
     res
 }

@@ -1063,8 +1063,9 @@ pub fn redact_body(content_type: Option<&str>, body: &[u8]) -> (Vec<u8>, bool) {
     let declared_json = content_type.as_deref().is_some_and(|ct| ct.contains("json"));
     let sniff_json = content_type.is_none() && looks_like_json(body);
     if declared_json || sniff_json {
-        if let Ok(mut value) = serde_json::from_slice::<Value>(body) {
-            if !redact_json(&mut value) {
+        if let Ok(DupAware(mut value, duplicates)) = serde_json::from_slice::<DupAware>(body) {
+            // `|` (not `||`): the redactor runs even when duplicates were found.
+            if !(redact_json(&mut value) | duplicates) {
                 return (body.to_vec(), false);
             }
             return match serde_json::to_vec(&value) {
@@ -1083,6 +1084,79 @@ pub fn redact_body(content_type: Option<&str>, body: &[u8]) -> (Vec<u8>, bool) {
             Cow::Owned(redacted) => (redacted.into_bytes(), true),
         },
         _ => (REDACTED.as_bytes().to_vec(), true),
+    }
+}
+
+/// A JSON value parsed so that duplicate object keys are seen: every value
+/// of a key that occurs more than once in an object becomes [`REDACTED`]
+/// (clients disagree on which duplicate wins, so a leak can hide in the one
+/// a last-wins parser would drop). The flag says whether any was found.
+struct DupAware(Value, bool);
+
+impl<'de> serde::Deserialize<'de> for DupAware {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(DupVisitor)
+    }
+}
+
+struct DupVisitor;
+
+impl<'de> serde::de::Visitor<'de> for DupVisitor {
+    type Value = DupAware;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<DupAware, E> {
+        Ok(DupAware(Value::Bool(v), false))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<DupAware, E> {
+        Ok(DupAware(Value::from(v), false))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<DupAware, E> {
+        Ok(DupAware(Value::from(v), false))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<DupAware, E> {
+        Ok(DupAware(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number), false))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<DupAware, E> {
+        Ok(DupAware(Value::String(v.to_string()), false))
+    }
+    fn visit_string<E>(self, v: String) -> Result<DupAware, E> {
+        Ok(DupAware(Value::String(v), false))
+    }
+    fn visit_unit<E>(self) -> Result<DupAware, E> {
+        Ok(DupAware(Value::Null, false))
+    }
+    fn visit_none<E>(self) -> Result<DupAware, E> {
+        Ok(DupAware(Value::Null, false))
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<DupAware, D::Error> {
+        serde::Deserialize::deserialize(d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<DupAware, A::Error> {
+        let mut items = Vec::new();
+        let mut dups = false;
+        while let Some(DupAware(v, d)) = seq.next_element()? {
+            dups |= d;
+            items.push(v);
+        }
+        Ok(DupAware(Value::Array(items), dups))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<DupAware, A::Error> {
+        let mut out = serde_json::Map::new();
+        let mut dups = false;
+        while let Some(key) = map.next_key::<String>()? {
+            let DupAware(v, d) = map.next_value()?;
+            dups |= d;
+            if out.contains_key(&key) {
+                dups = true;
+                out.insert(key, Value::String(REDACTED.to_string()));
+            } else {
+                out.insert(key, v);
+            }
+        }
+        Ok(DupAware(Value::Object(out), dups))
     }
 }
 
