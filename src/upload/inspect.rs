@@ -1437,7 +1437,7 @@ mod tests {
             b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;".to_vec()
         }
         pub fn webp() -> Vec<u8> {
-            let mut v = b"RIFF\x16\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x00\x00\x00".to_vec();
+            let mut v = b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x00\x00\x00".to_vec();
             v.extend_from_slice(&[0x10, 0x07, 0x10, 0x11, 0x11, 0x88, 0x88, 0xfe, 0x07, 0x00]);
             v
         }
@@ -1932,6 +1932,7 @@ mod tests {
         pdf.extend(std::iter::repeat_n(b'\r', 300));
         pdf.extend_from_slice(b"\r\n-\r\n--\r\n---");
         pdf.extend_from_slice(&BOUNDARY.as_bytes()[..BOUNDARY.len() - 1]);
+        pdf.extend_from_slice(b"\n%%EOF\n");
         let body = Form::new()
             .text("output_dir", "run1")
             .file("a.pdf", Some("application/pdf"), &pdf)
@@ -2086,7 +2087,7 @@ mod tests {
                 ring,
                 next: 0,
                 chunks,
-                tail: Some(Bytes::from(format!("\r\n--{BOUNDARY}--\r\n"))),
+                tail: Some(Bytes::from(format!("\n%%EOF\r\n--{BOUNDARY}--\r\n"))),
             }
         }
 

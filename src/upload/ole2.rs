@@ -474,7 +474,8 @@ pub(crate) mod tests {
     #[test]
     fn truncated_and_malformed_input_is_refused_without_panic() {
         let doc = compound(&[0; 16], "WordDocument", 3, 6);
-        for cut in (0..doc.len()).step_by(37) {
+        // Every cut before the end of the directory sector.
+        for cut in (0..512 * 5).step_by(37) {
             assert!(decide(&doc[..cut], 13, 1 << 20, &WORD).is_err(), "cut at {cut}");
         }
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
