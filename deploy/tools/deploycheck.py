@@ -6,6 +6,12 @@ Subcommands:
   compose CONFIG.json LABEL     check a `docker-compose config --format json` result
   k8s RENDERED.yaml LABEL       check a rendered kustomize overlay
   moat-check MOAT_BIN           run `moat check` on every config collected above
+  monitoring RENDERED.yaml LABEL --alerts ALERTS.yaml
+                                check the PodMonitor and PrometheusRule of an overlay
+                                rendered with components/monitoring
+  alerts-for-test ALERTS.yaml OUT.yaml
+                                write the rules without their runbook annotations
+                                (promtool test rules compares every annotation)
 
 `compose` and `k8s` append what they find mounted into moat (config file and
 MOAT_* environment) to the jobs file given by --jobs; `moat-check` runs them.
@@ -31,6 +37,12 @@ ADMIN_PORT = 9901
 # and publishes nothing. Every other network must be internal.
 EDGE_NETWORK = "edge"
 EGRESS_NETWORK = "egress"
+# The Compose monitoring profile: Prometheus and Grafana publish their UIs on
+# the host's loopback through "ops" (not internal); only services of that
+# profile may join it or publish a port, and only on loopback.
+OPS_NETWORK = "ops"
+MONITORING_PROFILE = "monitoring"
+LOOPBACK = ("127.0.0.1", "::1")
 INGRESS_NAMESPACE = "ingress-nginx"
 MONITORING_NAMESPACE = "monitoring"
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
@@ -110,7 +122,7 @@ def cmd_compose(args):
 
     for name, net in networks.items():
         internal = bool((net or {}).get("internal"))
-        if name in (EDGE_NETWORK, EGRESS_NETWORK):
+        if name in (EDGE_NETWORK, EGRESS_NETWORK, OPS_NETWORK):
             if internal:
                 pr.add(f"network {name} must not be internal")
         elif not internal:
@@ -118,13 +130,21 @@ def cmd_compose(args):
 
     for name, svc in services.items():
         nets = set((svc.get("networks") or {}).keys())
+        monitoring = MONITORING_PROFILE in (svc.get("profiles") or [])
         if not nets:
             pr.add(f"{name}: joins no explicit network (would use the default one)")
         if name != "moat":
-            if svc.get("ports"):
-                pr.add(f"{name}: publishes ports; only moat may")
+            for port in svc.get("ports") or []:
+                host_ip = port.get("host_ip") or "0.0.0.0"
+                if not monitoring:
+                    pr.add(f"{name}: publishes ports; only moat (and the {MONITORING_PROFILE} profile, on loopback) may")
+                    break
+                if host_ip not in LOOPBACK:
+                    pr.add(f"{name}: publishes port {port.get('target')} on {host_ip}; loopback only")
             if EDGE_NETWORK in nets:
                 pr.add(f"{name}: joins {EDGE_NETWORK}; only moat may")
+        if OPS_NETWORK in nets and not monitoring:
+            pr.add(f"{name}: joins {OPS_NETWORK}; only services of the {MONITORING_PROFILE} profile may")
         if svc.get("network_mode") in ("host",) or svc.get("pid") == "host" or svc.get("ipc") == "host":
             pr.add(f"{name}: shares a host namespace")
         if svc.get("privileged"):
@@ -374,6 +394,63 @@ def check_network_policy(pr, n):
             pr.add(f"{where}: no rule for port {port}")
 
 
+# ---------------------------------------------------------------- monitoring
+
+
+def cmd_monitoring(args):
+    """The overlay rendered with components/monitoring: a PodMonitor that
+    selects the moat pods and scrapes their admin port, and a PrometheusRule
+    holding exactly the groups of deploy/monitoring/alerts.yaml."""
+    pr = Problems(args.label)
+    with open(args.rendered, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if d]
+    with open(args.alerts, encoding="utf-8") as f:
+        alerts = yaml.safe_load(f)
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d.get("kind"), []).append(d)
+    moat_pods = [w for w in docs if pod_spec_of(w) is not None
+                 and any(c.get("name") == "moat" for c in pod_spec_of(w).get("containers") or [])]
+    monitors = by_kind.get("PodMonitor", [])
+    if not monitors:
+        pr.add("no PodMonitor rendered")
+    for m in monitors:
+        where = f"PodMonitor/{m['metadata']['name']}"
+        spec = m.get("spec") or {}
+        match = (spec.get("selector") or {}).get("matchLabels") or {}
+        selected = [w for w in moat_pods if w["metadata"].get("namespace") == m["metadata"].get("namespace")
+                    and selects(match, pod_labels_of(w))]
+        if not selected:
+            pr.add(f"{where}: selects no moat pod in its namespace")
+        for w in selected:
+            moat = next(c for c in pod_spec_of(w)["containers"] if c.get("name") == "moat")
+            ports = {p.get("name"): p.get("containerPort") for p in moat.get("ports") or []}
+            for ep in spec.get("podMetricsEndpoints") or []:
+                if ports.get(ep.get("port")) != ADMIN_PORT or ep.get("path", "/metrics") != "/metrics":
+                    pr.add(f"{where}: endpoint {ep} is not moat's admin /metrics")
+        if not spec.get("podMetricsEndpoints"):
+            pr.add(f"{where}: no podMetricsEndpoints")
+    rules = by_kind.get("PrometheusRule", [])
+    if len(rules) != 1:
+        pr.add(f"expected one PrometheusRule, got {len(rules)}")
+    for r in rules:
+        if (r.get("spec") or {}).get("groups") != alerts.get("groups"):
+            pr.add(f"PrometheusRule/{r['metadata']['name']}: groups differ from {args.alerts} "
+                   "(run: bash deploy/sync-configs.sh)")
+    return pr.report()
+
+
+def cmd_alerts_for_test(args):
+    with open(args.alerts, encoding="utf-8") as f:
+        doc = yaml.safe_load(f)
+    for group in doc.get("groups") or []:
+        for rule in group.get("rules") or []:
+            (rule.get("annotations") or {}).pop("runbook", None)
+    with open(args.out, "w", encoding="utf-8") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    return 0
+
+
 # ---------------------------------------------------------------- moat check
 
 
@@ -445,9 +522,17 @@ def main():
     m = sub.add_parser("moat-check")
     m.add_argument("moat")
     m.add_argument("--jobs", required=True)
+    mo = sub.add_parser("monitoring")
+    mo.add_argument("rendered")
+    mo.add_argument("label")
+    mo.add_argument("--alerts", required=True)
+    at = sub.add_parser("alerts-for-test")
+    at.add_argument("alerts")
+    at.add_argument("out")
     args = ap.parse_args()
     return {"configs": cmd_configs, "compose": cmd_compose, "k8s": cmd_k8s,
-            "moat-check": cmd_moat_check}[args.cmd](args)
+            "moat-check": cmd_moat_check, "monitoring": cmd_monitoring,
+            "alerts-for-test": cmd_alerts_for_test}[args.cmd](args)
 
 
 if __name__ == "__main__":
