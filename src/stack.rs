@@ -15,6 +15,7 @@ use crate::policy::auth::Auth;
 use crate::policy::body_limit::BodyLimit;
 use crate::policy::client_ip::ClientIp;
 use crate::policy::cors::Cors;
+use crate::policy::framing::Framing;
 use crate::policy::rate_limit::RateLimit;
 use crate::policy::request_id::RequestIdLayer;
 use crate::policy::rescue::RescueLayer;
@@ -39,6 +40,8 @@ pub fn build(
         .layer(PolicyLayer::new(Hardening))
         // 4. The one place errors and panics become problem+json responses.
         .layer(RescueLayer::new(shared.clone()))
+        // 5. Framing first: a request two parsers could read differently is refused before anything trusts it.
+        .layer(PolicyLayer::new(Framing))
         // 5. Normalize the path and pick the route every later policy reads.
         .layer(PolicyLayer::new(Routing))
         // 6. Who the client is (trusted proxies only), then the IP allow/deny lists.
