@@ -106,10 +106,8 @@ async fn h1_connection_that_sends_nothing_is_closed_at_header_read_timeout() {
     init_crypto();
     let pki = Pki::new();
     let up = Upstream::ok().await;
-    let m = Moat::start(&format!(
-        "{}[limits]\nidle_timeout = \"60s\"\nheader_read_timeout = \"1s\"\n",
-        base(&up, &pki)
-    ));
+    let m =
+        Moat::start(&format!("{}[limits]\nidle_timeout = \"60s\"\nheader_read_timeout = \"1s\"\n", base(&up, &pki)));
     let mut tls = tls_connect(&pki, m.https).await;
     assert!(closed_within(&mut tls, WAIT).await, "silent HTTP/1 connection held past header_read_timeout");
     // A client that sends a request in time is served as before.

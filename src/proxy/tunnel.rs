@@ -52,9 +52,7 @@ fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
 /// Whether `key` is the base64 of 16 bytes (RFC 6455 §4.1).
 fn valid_key(key: &str) -> bool {
     let b = key.trim().as_bytes();
-    b.len() == 24
-        && b.ends_with(b"==")
-        && b[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+    b.len() == 24 && b.ends_with(b"==") && b[..22].iter().all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
 }
 
 /// Decides an upgrade request (one with `Connection: upgrade` and `Upgrade`).

@@ -623,7 +623,10 @@ impl Drop for DropCount {
 pub fn endless_body(dropped: Arc<std::sync::atomic::AtomicUsize>) -> TestBody {
     static CHUNK: [u8; 65536] = [b'x'; 65536];
     let s = futures_util::stream::unfold(DropCount(dropped), |g| async move {
-        Some((Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(Bytes::from_static(&CHUNK))), g))
+        Some((
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(Bytes::from_static(&CHUNK))),
+            g,
+        ))
     });
     http_body_util::StreamBody::new(s).boxed()
 }
