@@ -169,6 +169,7 @@ impl LocalScan {
     }
 
     /// The bytes seen so far.
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> u64 {
         self.pos
     }
@@ -566,7 +567,8 @@ pub fn verify_layout(cd: &CentralDirectory, scan: &LocalScan) -> Result<(), Refu
             u64::from(local) == central || (local == u32::MAX && central >= u64::from(u32::MAX))
         };
         let local_zero = l.crc == 0 && l.csize == 0 && l.usize == 0;
-        if !(descriptor && local_zero) && (l.crc != e.crc || !agrees(l.csize, e.csize) || !agrees(l.usize, e.usize)) {
+        let matches = l.crc == e.crc && agrees(l.csize, e.csize) && agrees(l.usize, e.usize);
+        if !(descriptor && local_zero || matches) {
             return Err("zip: local header sizes disagree with the central directory");
         }
         expect = e
