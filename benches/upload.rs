@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::{BodyExt, StreamBody};
-use moat::upload::{inspect, lookup, BodyKind, UploadRules};
+use moat::upload::{inspect, lookup, BodyKind, UploadRules, VerdictSlot};
 
 const BOUNDARY: &str = "----benchBoundary";
 
@@ -35,7 +35,6 @@ fn bench(c: &mut Criterion) {
         max_file_size: u64::MAX,
         max_field_bytes: 1024,
         fields: Vec::new(),
-        ..UploadRules::default()
     });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let mut g = c.benchmark_group("upload_inspection");
@@ -49,7 +48,7 @@ fn bench(c: &mut Criterion) {
             );
             let body = StreamBody::new(frames);
             let kind = BodyKind::Multipart { boundary: BOUNDARY.to_string() };
-            let inspected = inspect(body, kind, rules.clone());
+            let inspected = inspect(body, kind, rules.clone(), VerdictSlot::default());
             rt.block_on(async move {
                 let mut n = 0usize;
                 let mut b = inspected;
