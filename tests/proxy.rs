@@ -430,7 +430,10 @@ async fn websocket_upgrade_passes_through() {
             s.write_all(&echo).await.unwrap();
         }
     });
-    let m = Moat::start(&format!("[upstream]\nurl = \"http://{addr}\"\n{}", with_cert(&pki, "")));
+    let m = Moat::start(&format!(
+        "[upstream]\nurl = \"http://{addr}\"\n{}[[routes]]\nname = \"ws\"\npath = \"/ws\"\nwebsocket = true\n",
+        with_cert(&pki, "")
+    ));
     let mut tls = tls_connect(&pki, m.https).await;
     tls.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
     let mut buf = vec![0u8; 4096];
@@ -513,7 +516,7 @@ async fn no_config_file_serves_on_defaults_with_self_signed_cert() {
         ("MOAT_LISTEN__ADMIN", "127.0.0.1:0"),
         ("MOAT_UPSTREAM__URL", url.as_str()),
     ]);
-    let warn = m.wait_log("self-signed development certificate", Duration::from_secs(5)).await.unwrap();
+    let warn = m.wait_log("fingerprint_sha256", Duration::from_secs(5)).await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&warn).unwrap();
     assert_eq!(v["level"], "warn");
     let fp = v["fingerprint_sha256"].as_str().unwrap().replace(':', "").to_ascii_lowercase();
