@@ -382,6 +382,9 @@ pub async fn reload_config(shared: &Arc<Shared>) -> bool {
             {
                 tracing::warn!("connection-level settings changed (upstream pool and connect timeout, max_connections, header limits, idle_timeout, h2 streams): they take effect only after a restart");
             }
+            for w in crate::check::warnings(&new) {
+                tracing::warn!(warning = %w, "unsafe or surprising config");
+            }
             shared.config.store(Arc::new(new));
             shared.metrics.reload("ok");
             tracing::info!(config = %path.display(), "config reloaded");

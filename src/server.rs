@@ -21,7 +21,14 @@
 //!   exchange, the upstream connection and every permit the request held,
 //!   are dropped;
 //! - an upgraded connection (a WebSocket tunnel the proxy opened) keeps the
-//!   connection's slot in `max_connections` until the tunnel ends.
+//!   connection's slot in `max_connections` until the tunnel ends;
+//! - an HTTP/2 request body that moat stops reading before its end (an early
+//!   413/415/401/429, or an upload aborted mid-way) is not reset at once: it
+//!   lingers (read and discarded, bounded in time and bytes, like nginx's
+//!   lingering close) so that the client reads the response before the
+//!   stream closes. A client still writing when RST_STREAM(NO_ERROR) arrives
+//!   (curl 7.x with a large stream window) would otherwise report a stream
+//!   error and never show the status.
 //!
 //! On shutdown each connection is drained gracefully (HTTP/1 closes after
 //! the current response, HTTP/2 sends GOAWAY).
@@ -222,6 +229,70 @@ impl<B: HttpBody<Data = Bytes>> HttpBody for Progress<B> {
     }
 }
 
+/// How long an HTTP/2 request body left unread lingers before its stream is
+/// reset, and how many of its bytes are read and discarded meanwhile.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: u64 = 4 << 20;
+
+/// An HTTP/2 request body that, dropped before its end, lingers: a task
+/// reads and discards it for [`LINGER_TIME`] / [`LINGER_BYTES`] (the client
+/// usually stops sending, or resets the stream, once it has the response),
+/// then drops it, which resets the stream with NO_ERROR if it is still open.
+struct Lingering {
+    inner: Option<Incoming>,
+    done: bool,
+}
+
+impl Lingering {
+    fn new(inner: Incoming) -> Self {
+        Self { inner: Some(inner), done: false }
+    }
+}
+
+impl HttpBody for Lingering {
+    type Data = Bytes;
+    type Error = hyper::Error;
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else { return Poll::Ready(None) };
+        let r = Pin::new(inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
+            this.done = true;
+        }
+        r
+    }
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.as_ref().is_none_or(HttpBody::is_end_stream)
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.as_ref().map(HttpBody::size_hint).unwrap_or_default()
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let Some(mut body) = self.inner.take() else { return };
+        if self.done || body.is_end_stream() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        rt.spawn(async move {
+            let _ = tokio::time::timeout(LINGER_TIME, async {
+                use http_body_util::BodyExt;
+                let mut read = 0u64;
+                while read < LINGER_BYTES {
+                    match body.frame().await {
+                        Some(Ok(f)) => read += f.data_ref().map_or(0, |d| d.len() as u64),
+                        _ => return,
+                    }
+                }
+            })
+            .await;
+            drop(body);
+        });
+    }
+}
+
 /// Work to run on a connection after hyper hands it over (an upgrade
 /// tunnel): it runs in the connection's task, so it keeps the connection's
 /// slot.
@@ -298,7 +369,8 @@ fn handle(
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(info);
     parts.extensions.insert(ConnHandle(act.clone()));
-    let req = Request::from_parts(parts, crate::body::boxed(body));
+    let body = if h1 { crate::body::boxed(body) } else { crate::body::boxed(Lingering::new(body)) };
+    let req = Request::from_parts(parts, body);
     // Every service of the stack is always ready; calling directly keeps the
     // generic service type out of the future.
     let fut = svc.call(req);

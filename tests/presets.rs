@@ -575,3 +575,83 @@ async fn paperless_upstream_500_becomes_problem_json_with_an_error_key() {
     assert_eq!(v["error"], v["detail"]);
     assert!(!seen_at(&up, "/api/documents").is_empty(), "the request never reached the upstream");
 }
+
+// ---------------------------------------------------------------- leaks in 2xx bodies
+
+/// An upstream answering like the real apps do when something inside them
+/// fails: MinerU-API's health with its Redis down and a failed task's
+/// exception text (200s both), paperless-gpt's config view and URL with
+/// internal addresses.
+async fn leaky_app_upstream() -> Upstream {
+    Upstream::start(handler(|parts, _| async move {
+        let body = match parts.uri.path() {
+            "/api/v1/health" => "{\"success\":false,\"status\":\"unhealthy\",\"error\":\"Error 111 connecting to 127.0.0.1:6390. Connection refused.\"}".to_string(),
+            p if p.starts_with("/api/v1/tasks/") => "{\"success\":true,\"task_id\":\"0b7c3e52-6a1d-4c8e-9f0a-2d5e8b1c4a73\",\"status\":\"failed\",\"file_name\":\"a.pdf\",\"error_message\":\"Traceback (most recent call last):\\n  File \\\"/app/mineru/worker/tasks.py\\\", line 100, in parse_document\\n    client.connect()\\nredis.exceptions.ConnectionError: Error 111 connecting to 10.42.1.17:6379. Connection refused.\"}".to_string(),
+            "/api/config" => "{\"PAPERLESS_BASE_URL\":\"http://paperless-ngx.docs.svc.cluster.local:8000\",\"OLLAMA_HOST\":\"http://10.0.3.7:11434\",\"LLM_MODEL\":\"qwen3:8b\"}".to_string(),
+            "/api/paperless-url" => "{\"url\":\"http://192.168.1.20:8000\"}".to_string(),
+            _ => "{\"ok\":true}".to_string(),
+        };
+        Response::builder().header("content-type", "application/json").body(full(body)).unwrap()
+    }))
+    .await
+}
+
+fn assert_no_internals(what: &str, text: &str) {
+    for leak in
+        ["127.0.0.1:6390", "10.42.1.17", "/app/mineru", "Traceback", "cluster.local", "10.0.3.7", "192.168.1.20"]
+    {
+        assert!(!text.contains(leak), "{what} leaks {leak:?}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn mineru_health_and_task_status_leak_no_address_or_exception_text() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = leaky_app_upstream().await;
+    let (m, _keys) = start_mineru(&pki, &up);
+    let c = pki.client();
+
+    let r = c.get(m.url("/api/v1/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let headers = format!("{:?}", r.headers());
+    let (_, health) = status_and_json(r).await;
+    assert_eq!(health["success"], false, "the JSON shape is kept: {health}");
+    assert_eq!(health["status"], "unhealthy");
+    assert_no_internals("GET /api/v1/health", &format!("{headers}{health}"));
+
+    let r = c
+        .get(m.url("/api/v1/tasks/0b7c3e52-6a1d-4c8e-9f0a-2d5e8b1c4a73"))
+        .header("x-api-key", USER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let headers = format!("{:?}", r.headers());
+    let (_, task) = status_and_json(r).await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert_eq!(task["file_name"], "a.pdf");
+    assert!(task["error_message"].is_string());
+    assert_no_internals("GET /api/v1/tasks/{id}", &format!("{headers}{task}"));
+    // The upstream did answer the leak: moat removed it.
+    assert_eq!(seen_at(&up, "/api/v1/tasks/").len(), 1);
+}
+
+#[tokio::test]
+async fn paperless_config_view_and_url_leak_no_internal_address() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = leaky_app_upstream().await;
+    let (m, _users) = start_paperless(&pki, &up);
+    let c = pki.client();
+    for path in ["/api/config", "/api/paperless-url"] {
+        let r = c.get(m.url(path)).basic_auth("root", Some(ROOT_PW)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let (_, body) = status_and_json(r).await;
+        assert!(body.is_object(), "{path}: {body}");
+        assert_no_internals(path, &body.to_string());
+    }
+    let (_, body) =
+        status_and_json(c.get(m.url("/api/config")).basic_auth("root", Some(ROOT_PW)).send().await.unwrap()).await;
+    assert_eq!(body["LLM_MODEL"], "qwen3:8b", "harmless values pass: {body}");
+}

@@ -201,21 +201,26 @@ fn public_location(value: &HeaderValue, ctx: &Ctx) -> Option<HeaderValue> {
                 path = if rest.is_empty() { "/" } else { rest };
             }
         }
+        if redact::redact_text(path) != path {
+            return None;
+        }
         let mut out = match ctx.host.as_deref() {
             Some(h) => format!("https://{h}{path}"),
             None => path.to_string(),
         };
+        let mut tail = String::new();
         if let Some(q) = url.query() {
-            out.push('?');
-            out.push_str(q);
+            tail.push('?');
+            tail.push_str(q);
         }
         if let Some(f) = url.fragment() {
-            out.push('#');
-            out.push_str(f);
+            tail.push('#');
+            tail.push_str(f);
         }
-        if redact::redact_text(&out) != out.as_str() && redact::redact_text(path) == path {
-            // Only the query or fragment leaks: keep the path.
-            out.truncate(out.find(['?', '#']).unwrap_or(out.len()));
+        // A query or fragment that leaks (a signed URL, an internal address)
+        // is dropped; the path is kept.
+        if redact::redact_text(&tail) == tail {
+            out.push_str(&tail);
         }
         return HeaderValue::from_str(&out).ok();
     }
