@@ -155,7 +155,41 @@ fn row(r: &Route, cfg: &Config) -> Vec<String> {
                 format!("{} (max {} files)", u.types.iter().map(|t| t.name).collect::<Vec<_>>().join(","), u.max_files)
             })
             .unwrap_or_else(|| "-".into()),
+        other(r, cfg),
     ]
+}
+
+/// Per-route settings that differ from the defaults: send/body timeouts,
+/// WebSocket, case-insensitive matching, forwarded credentials, 2xx
+/// redaction, in-flight cap.
+fn other(r: &Route, cfg: &Config) -> String {
+    let mut o = Vec::new();
+    if r.send_timeout != cfg.limits.send_timeout {
+        o.push(format!("send {}", dur(r.send_timeout)));
+    }
+    if r.body_timeout != cfg.limits.body_timeout {
+        o.push(format!("body {}", dur(r.body_timeout)));
+    }
+    if let Some(n) = r.max_in_flight {
+        o.push(format!("in-flight {n}"));
+    }
+    if r.websocket {
+        o.push("websocket".into());
+    }
+    if r.path.as_ref().is_some_and(|p| p.is_case_insensitive()) {
+        o.push("case-insensitive".into());
+    }
+    if r.forward_credentials {
+        o.push("forward-credentials".into());
+    }
+    if r.redact_success {
+        o.push("redact-2xx".into());
+    }
+    if o.is_empty() {
+        "-".into()
+    } else {
+        o.join(",")
+    }
 }
 
 /// Renders the route table.
@@ -171,6 +205,7 @@ pub fn table(cfg: &Config) -> String {
         "RATE LIMIT",
         "CORS ORIGINS",
         "UPLOAD",
+        "OTHER",
     ]
     .iter()
     .map(|s| s.to_string())

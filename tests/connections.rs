@@ -474,3 +474,56 @@ async fn curl_over_http2_reads_early_rejections() {
     }
     assert!(up.seen().iter().all(|s| !s.complete || s.body_len < 1_000_000), "a refused body reached the upstream");
 }
+
+/// Chromium reads the same early rejections over HTTP/2 (a page on another
+/// origin, allowed by CORS, posts 2 MB bodies with fetch).
+#[tokio::test]
+async fn chromium_over_http2_reads_early_rejections() {
+    let Some(chrome) = chromium() else { return };
+    init_crypto();
+    let pki = Pki::new();
+    let up = Upstream::ok().await;
+    let page_l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_port = page_l.local_addr().unwrap().port();
+    let m = Moat::start(&format!(
+        "{}[rate_limit]\ndefault = \"off\"\n[cors]\nallowed_origins = [\"http://127.0.0.1:{page_port}\"]\n\
+         [auth]\ndefault = \"none\"\napi_keys = [{{ name = \"k\", sha256 = \"{}\" }}]\n\
+         [[routes]]\nname = \"small\"\npath = \"/small\"\nmax_body = \"1MiB\"\n\
+         [[routes]]\nname = \"keyed\"\npath = \"/keyed\"\nauth = \"api_key\"\n",
+        base(&up, &pki),
+        sha256_hex(b"the-key")
+    ));
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let moat_port = m.https.port();
+    let r2 = reports.clone();
+    let _page = Upstream::serve(
+        page_l,
+        handler(move |parts, _| {
+            let reports = r2.clone();
+            async move {
+                if parts.uri.path() == "/report" {
+                    let q = parts.uri.query().unwrap_or("").to_string();
+                    let v = q.strip_prefix("r=").unwrap_or(&q);
+                    reports
+                        .lock()
+                        .unwrap()
+                        .push(percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned());
+                    return Response::new(full("ok"));
+                }
+                let page = format!(
+                    r#"<!doctype html><html><body><script>
+const body = new Uint8Array(2000000);
+const post = p => fetch('https://localhost:{moat_port}' + p, {{ method: 'POST', body }}).then(r => r.status + ':' + r.headers.get('content-type'));
+Promise.all([post('/small'), post('/keyed')])
+  .then(s => fetch('/report?r=' + encodeURIComponent(s.join(','))))
+  .catch(e => fetch('/report?r=' + encodeURIComponent('failed:' + e)));
+</script></body></html>"#
+                );
+                Response::builder().header("content-type", "text/html").body(full(page)).unwrap()
+            }
+        }),
+    );
+    let got = run_browser(&chrome, &format!("http://127.0.0.1:{page_port}/"), &reports).await;
+    let statuses: Vec<&str> = got.split(',').map(|s| s.split(':').next().unwrap_or("")).collect();
+    assert_eq!(statuses, vec!["413", "401"], "{got}");
+}

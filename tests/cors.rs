@@ -5,7 +5,6 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use common::*;
 use http::Response;
@@ -193,19 +192,6 @@ fn star_with_credentials_is_refused_by_check() {
 
 // ---------------------------------------------------------------- a real browser
 
-fn chromium() -> Option<String> {
-    for c in ["chromium", "chromium-browser", "google-chrome"] {
-        if std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()) {
-            return Some(c.to_string());
-        }
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("chromium is required under CI=true (apt-get install chromium)");
-    }
-    eprintln!("SKIPPED: chromium is not installed (apt-get install chromium)");
-    None
-}
-
 /// Serves the test page on `listener` and records what it reports.
 fn page_server(listener: tokio::net::TcpListener, moat_port: u16, reports: Arc<Mutex<Vec<String>>>) -> Upstream {
     Upstream::serve(
@@ -235,41 +221,6 @@ fetch('https://localhost:{moat_port}/api/data', {{
             }
         }),
     )
-}
-
-async fn run_browser(chrome: &str, url: &str, reports: &Arc<Mutex<Vec<String>>>) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(chrome)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--no-first-run",
-            "--ignore-certificate-errors",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let result = loop {
-        if let Some(r) = reports.lock().unwrap().pop() {
-            break r;
-        }
-        if std::time::Instant::now() > deadline {
-            break "timeout: the page reported nothing".to_string();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let _ = child.kill();
-    let _ = child.wait();
-    result
 }
 
 #[tokio::test]

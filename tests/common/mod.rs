@@ -642,3 +642,57 @@ pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+// ---------------------------------------------------------------- a real browser
+
+/// The Chromium binary, or None (then the caller skips; under CI=true it
+/// panics instead).
+pub fn chromium() -> Option<String> {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()) {
+            return Some(c.to_string());
+        }
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("chromium is required under CI=true (apt-get install chromium)");
+    }
+    eprintln!("SKIPPED: chromium is not installed (apt-get install chromium)");
+    None
+}
+
+/// Opens `url` in headless Chromium and waits (bounded) for the page to
+/// report a result to `reports`.
+pub async fn run_browser(chrome: &str, url: &str, reports: &Arc<Mutex<Vec<String>>>) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(chrome)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--no-first-run",
+            "--ignore-certificate-errors",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let result = loop {
+        if let Some(r) = reports.lock().unwrap().pop() {
+            break r;
+        }
+        if std::time::Instant::now() > deadline {
+            break "timeout: the page reported nothing".to_string();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
