@@ -385,19 +385,39 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
 /// [`load`] with an explicit environment (tests).
 pub fn load_with_env(path: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
     let source = path.map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
+    let text = match path {
+        None => None,
+        Some(p) => match std::fs::read_to_string(p) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let mut problems = Problems { source, env_keys: BTreeMap::new(), list: Vec::new() };
+                problems.push("", format!("cannot read the config file: {}", io_reason(&e)));
+                return Err(ConfigError { problems: problems.list });
+            }
+        },
+    };
+    load_text(source, text.as_deref(), path, env)
+}
+
+/// Parses and validates config text that comes from no file (relative
+/// paths in it are relative to the working directory): `source` names it
+/// in errors. For tools and property tests; `moat` itself uses [`load`].
+pub fn load_str(source: &str, text: &str) -> Result<Config, ConfigError> {
+    load_text(source.to_string(), Some(text), None, &[])
+}
+
+fn load_text(
+    source: String,
+    text: Option<&str>,
+    path: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<Config, ConfigError> {
     let mut problems = Problems { source: source.clone(), env_keys: BTreeMap::new(), list: Vec::new() };
     let fail = |problems: Problems| Err(ConfigError { problems: problems.list });
 
-    let mut table = match path {
+    let mut table = match text {
         None => toml::Table::new(),
-        Some(p) => {
-            let text = match std::fs::read_to_string(p) {
-                Ok(t) => t,
-                Err(e) => {
-                    problems.push("", format!("cannot read the config file: {}", io_reason(&e)));
-                    return fail(problems);
-                }
-            };
+        Some(text) => {
             match text.parse::<toml::Table>() {
                 Ok(t) => t,
                 Err(e) => {
