@@ -36,4 +36,14 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9901", env = "MOAT_HEALTH_ADMIN")]
         admin: String,
     },
+    /// Print the JSON Schema of the config file (for editors and CI).
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
 }

@@ -26,6 +26,37 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::HashPassword => hash_password(),
         Command::Health { admin } => health(&admin),
+        Command::Schema => schema(),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "moat", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => man(),
+    }
+}
+
+fn schema() -> ExitCode {
+    match serde_json::to_string_pretty(&moat::config::json_schema()) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moat: cannot render the schema: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn man() -> ExitCode {
+    let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
+    match page.render(&mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("moat: cannot write the man page: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
