@@ -15,9 +15,15 @@ use super::FILE_KEYS;
 /// The schema as a JSON value (JSON Schema 2020-12).
 pub fn json_schema() -> Value {
     let generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
-    let mut schema = generator.into_root_schema_for::<RawConfig>().to_value();
-    drop_null(&mut schema);
-    if let Some(root) = schema.as_object_mut() {
+    let mut generated = generator.into_root_schema_for::<RawConfig>().to_value();
+    drop_null(&mut generated);
+    add_file_keys(&mut generated);
+    // `$schema`, title and description first: what a reader of the file looks for.
+    let mut root = serde_json::Map::new();
+    if let Value::Object(mut rest) = generated {
+        if let Some(meta) = rest.remove("$schema") {
+            root.insert("$schema".into(), meta);
+        }
         root.insert("title".into(), Value::from("moat config file"));
         root.insert(
             "description".into(),
@@ -26,9 +32,11 @@ pub fn json_schema() -> Value {
                  Unknown keys are errors; `moat check --config FILE` validates a file fully.",
             ),
         );
+        for (k, v) in rest {
+            root.entry(k).or_insert(v);
+        }
     }
-    add_file_keys(&mut schema);
-    schema
+    Value::Object(root)
 }
 
 /// TOML has no null: an absent key is the only way to leave a value unset,
