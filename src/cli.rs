@@ -44,6 +44,10 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff).
-    Man,
+    /// Print the man page (roff), or write it and one page per subcommand to a directory.
+    Man {
+        /// Write moat.1 and moat-SUBCOMMAND.1 here instead of printing moat.1.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             clap_complete::generate(shell, &mut cmd, "moat", &mut std::io::stdout());
             ExitCode::SUCCESS
         }
-        Command::Man => man(),
+        Command::Man { out_dir } => man(out_dir.as_deref()),
     }
 }
 
@@ -49,9 +49,13 @@ fn schema() -> ExitCode {
     }
 }
 
-fn man() -> ExitCode {
-    let page = clap_mangen::Man::new(<Cli as clap::CommandFactory>::command());
-    match page.render(&mut std::io::stdout()) {
+fn man(out_dir: Option<&std::path::Path>) -> ExitCode {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let written = match out_dir {
+        Some(dir) => clap_mangen::generate_to(cmd, dir),
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+    };
+    match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("moat: cannot write the man page: {e}");

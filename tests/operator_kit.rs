@@ -147,6 +147,14 @@ fn completions_and_man_page() {
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with(".ie") || out.contains(".TH moat"), "{out}");
     assert!(out.contains("moat") && out.contains("hash\\-password"), "{out}");
+    // With --out-dir: the page and the per-subcommand pages it refers to.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = moat_cmd(&["man", "--out-dir", dir.path().to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    for page in ["moat.1", "moat-run.1", "moat-check.1", "moat-schema.1", "moat-completions.1", "moat-man.1"] {
+        let text = std::fs::read_to_string(dir.path().join(page)).unwrap_or_default();
+        assert!(text.contains(".TH"), "{page} missing or empty");
+    }
 }
 
 // ---------------------------------------------------------------- monitoring
