@@ -13,6 +13,9 @@
 #   config/paperless-gpt.toml  -> deploy/kubernetes/overlays/paperless-gpt/moat.toml
 #   deploy/monitoring/alerts.yaml -> deploy/kubernetes/components/monitoring/prometheusrule.yaml
 #                                    (the same groups as a PrometheusRule's spec)
+# A config copy is its source byte for byte, except its Taplo `#:schema`
+# first line: `./moat.schema.json` becomes the path from the copy's folder
+# to config/moat.schema.json, so that editors find the schema there too.
 # Edit the sources, never the copies.
 set -euo pipefail
 
@@ -78,8 +81,22 @@ sync_one() {
   fi
 }
 
+# A config as copied to $2: the schema path made relative to the copy's folder.
+render_config() {
+  local src=$1 dst=$2 up
+  up=$(dirname "$dst" | sed 's#[^/][^/]*#..#g')
+  sed "1s|^#:schema \./|#:schema $up/config/|" "$src"
+}
+
+n=0
 for pair in "${COPIES[@]}"; do
-  sync_one "${pair%%:*}" "${pair#*:}"
+  src=${pair%%:*} dst=${pair#*:}
+  if [[ -f $src ]]; then
+    n=$((n + 1))
+    render_config "$src" "$dst" >"$tmp/config-$n.toml"
+    src=$tmp/config-$n.toml
+  fi
+  sync_one "$src" "$dst"
 done
 if [[ -f $ALERTS ]]; then
   render_rule >"$tmp/rule.yaml"

@@ -2,6 +2,9 @@
 //! only): `/healthz` (200 while the process serves), `/readyz` (200 only
 //! when the upstream accepts a TCP connection), `/metrics` (Prometheus
 //! text). It never passes through the policy stack and never proxies.
+//! Each scrape of `/metrics` runs the readiness check too, so that
+//! `moat_upstream_ready` is current even where nothing probes `/readyz`
+//! (Compose health checks ask `/healthz`).
 //!
 //! Also the plain-HTTP redirect service (`listen.http_redirect`): every
 //! request gets a 308 to the same path on the HTTPS listener.
@@ -54,6 +57,13 @@ pub async fn upstream_ready(shared: &Shared) -> bool {
     matches!(tokio::time::timeout(timeout.max(Duration::from_secs(1)), check).await, Ok(Some(true)))
 }
 
+/// Runs the readiness check and records its result in `moat_upstream_ready`.
+async fn ready_now(shared: &Shared) -> bool {
+    let ready = upstream_ready(shared).await;
+    shared.metrics.upstream_ready.set(i64::from(ready));
+    ready
+}
+
 /// Answers one admin request.
 pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -62,13 +72,14 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Result<Response<
     Ok(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
-            if upstream_ready(&shared).await {
+            if ready_now(&shared).await {
                 text(StatusCode::OK, "text/plain", "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "upstream unreachable\n")
             }
         }
         "/metrics" => {
+            ready_now(&shared).await;
             text(StatusCode::OK, "application/openmetrics-text; version=1.0.0; charset=utf-8", shared.metrics.encode())
         }
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),

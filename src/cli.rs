@@ -36,4 +36,18 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9901", env = "MOAT_HEALTH_ADMIN")]
         admin: String,
     },
+    /// Print the JSON Schema of the config file (for editors and CI).
+    Schema,
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write it and one page per subcommand to a directory.
+    Man {
+        /// Write moat.1 and moat-SUBCOMMAND.1 here instead of printing moat.1.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }

@@ -26,6 +26,41 @@ fn main() -> ExitCode {
         Command::Run { config } => run(config),
         Command::HashPassword => hash_password(),
         Command::Health { admin } => health(&admin),
+        Command::Schema => schema(),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "moat", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { out_dir } => man(out_dir.as_deref()),
+    }
+}
+
+fn schema() -> ExitCode {
+    match serde_json::to_string_pretty(&moat::config::json_schema()) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("moat: cannot render the schema: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn man(out_dir: Option<&std::path::Path>) -> ExitCode {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let written = match out_dir {
+        Some(dir) => clap_mangen::generate_to(cmd, dir),
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout()),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("moat: cannot write the man page: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

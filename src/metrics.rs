@@ -73,6 +73,9 @@ pub struct Metrics {
     /// Keys tracked by the rate limiter.
     pub ratelimit_keys: Gauge,
     ratelimit_backend_errors: Counter,
+    /// 1 when the upstream passed the readiness check (the one `/readyz`
+    /// answers) at the last scrape or probe, 0 when it failed.
+    pub upstream_ready: Gauge,
 }
 
 fn method_label(m: &Method) -> &'static str {
@@ -147,6 +150,12 @@ impl Metrics {
             "Rate-limit decisions the backend (Redis) could not make",
             ratelimit_backend_errors.clone(),
         );
+        let upstream_ready = Gauge::default();
+        registry.register(
+            "moat_upstream_ready",
+            "1 when the upstream passes the readiness check of /readyz, 0 when it fails",
+            upstream_ready.clone(),
+        );
         // Series that alerts watch exist from the start, at zero.
         for kind in ["connect", "timeout", "protocol"] {
             drop(upstream_errors.get_or_create(&KindLabel { kind }));
@@ -166,6 +175,7 @@ impl Metrics {
             reloads,
             ratelimit_keys,
             ratelimit_backend_errors,
+            upstream_ready,
         }
     }
 

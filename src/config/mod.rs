@@ -6,8 +6,11 @@
 //! collected before failing, so one `moat check` shows them all.
 
 pub mod raw;
+mod schema;
 pub mod units;
 mod validate;
+
+pub use schema::json_schema;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,45 +4,50 @@
 //! collected by the loader and refused: a security proxy never silently
 //! ignores a setting.
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::units::Scalar;
+use super::units::{DurationText, RateText, Scalar, SizeText};
 
 /// The whole file.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawConfig {
     /// Allowlist mode: a path outside every route is a 404.
+    #[schemars(extend("default" = false))]
     pub deny_unmatched: Option<bool>,
     /// Accept path parameters (`;` in a path segment).
+    #[schemars(extend("default" = false))]
     pub allow_path_params: Option<bool>,
-    /// `[listen]`
+    /// `[listen]`: the HTTPS, plain-HTTP redirect and admin listener addresses.
     pub listen: RawListen,
-    /// `[tls]`
+    /// `[tls]`: the served certificate, protocol versions, client certificates.
     pub tls: RawTls,
-    /// `[upstream]`
+    /// `[upstream]`: the app behind moat, its timeouts and its readiness check.
     pub upstream: RawUpstream,
-    /// `[limits]`
+    /// `[limits]`: connection, header, body and time limits.
     pub limits: RawLimits,
-    /// `[client_ip]`
+    /// `[client_ip]`: trusted proxies and IP allow/deny lists.
     pub client_ip: RawClientIp,
-    /// `[rate_limit]`
+    /// `[rate_limit]`: the limiter's backend and the default limit.
     pub rate_limit: RawRateLimit,
-    /// `[cors]`
+    /// `[cors]`: the default CORS policy of every route.
     pub cors: RawCors,
-    /// `[auth]`
+    /// `[auth]`: API keys, basic users, the default auth and failure throttling.
     pub auth: RawAuth,
-    /// `[errors]`
+    /// `[errors]`: how moat's own and upstream error responses look.
     pub errors: RawErrors,
-    /// `[security_headers]`
+    /// `[security_headers]`: headers added to every response.
     pub security_headers: RawSecurityHeaders,
-    /// `[[routes]]`
+    /// `[[routes]]`: the routes, matched by path; the first match wins.
     pub routes: Vec<RawRoute>,
 }
 
 /// `[client_ip]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawClientIp {
     /// Peers whose `x-forwarded-for` is believed.
     pub trusted_proxies: Option<Vec<String>>,
@@ -62,29 +67,51 @@ pub enum RawRuleOrOff {
     Rule(RawRule),
 }
 
+impl JsonSchema for RawRuleOrOff {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RuleOrOff".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A rate-limit rule `{ key, rate, burst }`, or \"off\" for no limit.",
+            "anyOf": [
+                { "const": "off" },
+                generator.subschema_for::<RawRule>()
+            ]
+        })
+    }
+}
+
 /// `{ key = "ip", rate = "20/s", burst = 40 }`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
     /// `ip`, `api_key` or `route`.
+    #[schemars(extend("enum" = ["ip", "api_key", "route"], "default" = "ip"))]
     pub key: Option<String>,
     /// `COUNT/UNIT`.
+    #[schemars(with = "Option<RateText>")]
     pub rate: Option<String>,
     /// Requests allowed at once (default: the rate's count).
     pub burst: Option<i64>,
 }
 
 /// `[rate_limit]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRateLimit {
     /// `memory` or `redis`.
+    #[schemars(extend("enum" = ["memory", "redis"], "default" = "memory"))]
     pub backend: Option<String>,
     /// Redis URL.
     pub redis_url: Option<String>,
     /// Timeout of each Redis call.
+    #[schemars(with = "Option<DurationText>")]
     pub redis_timeout: Option<Scalar>,
     /// `allow` or `deny`.
+    #[schemars(extend("enum" = ["allow", "deny"], "default" = "allow"))]
     pub on_backend_error: Option<String>,
     /// IPv6 prefix length for IP keys.
     pub ipv6_prefix: Option<i64>,
@@ -95,7 +122,7 @@ pub struct RawRateLimit {
 }
 
 /// `[cors]` (also a route's `cors`; unset keys inherit from `[cors]`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawCors {
     /// Allowed origins.
@@ -109,6 +136,7 @@ pub struct RawCors {
     /// Allow credentials.
     pub allow_credentials: Option<bool>,
     /// Preflight cache lifetime.
+    #[schemars(with = "Option<DurationText>")]
     pub max_age: Option<Scalar>,
     /// Answer Private Network Access preflights.
     pub allow_private_network: Option<bool>,
@@ -117,8 +145,9 @@ pub struct RawCors {
 }
 
 /// `[auth]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawAuth {
     /// API keys (name, SHA-256 of the key, roles).
     pub api_keys: Option<Vec<RawApiKey>>,
@@ -131,6 +160,7 @@ pub struct RawAuth {
     /// Realm in `WWW-Authenticate`.
     pub realm: Option<String>,
     /// Auth of routes that set none.
+    #[schemars(extend("enum" = ["none", "api_key", "basic", "any"]))]
     pub default: Option<String>,
     /// `{ count = 5, per = "1m" }`
     pub max_failures: Option<RawMaxFailures>,
@@ -139,7 +169,7 @@ pub struct RawAuth {
 }
 
 /// One API key.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawApiKey {
     /// Identity name.
@@ -151,7 +181,7 @@ pub struct RawApiKey {
 }
 
 /// One basic user.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBasic {
     /// User name.
@@ -163,17 +193,18 @@ pub struct RawBasic {
 }
 
 /// `max_failures = { count, per }`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawMaxFailures {
     /// Failures allowed.
     pub count: Option<i64>,
     /// Window.
+    #[schemars(with = "Option<DurationText>")]
     pub per: Option<Scalar>,
 }
 
 /// A file of credentials (`api_keys_file` / `basic_file`).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawCredentialFile {
     /// API keys.
@@ -183,7 +214,7 @@ pub struct RawCredentialFile {
 }
 
 /// A route's `upload = { ... }`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpload {
     /// Type names from moat's table (`pdf`, `png`, `docx`, ...).
@@ -191,43 +222,52 @@ pub struct RawUpload {
     /// File parts allowed in one request.
     pub max_files: Option<i64>,
     /// Size of one file part.
+    #[schemars(with = "Option<SizeText>")]
     pub max_file_size: Option<Scalar>,
     /// Size of one non-file field.
+    #[schemars(with = "Option<SizeText>")]
     pub max_field_bytes: Option<Scalar>,
     /// Allowed non-file fields (when set, others are refused).
     pub fields: Option<Vec<RawField>>,
 }
 
 /// One allowed form field.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawField {
     /// Field name.
     pub name: Option<String>,
     /// Size cap for this field.
+    #[schemars(with = "Option<SizeText>")]
     pub max_bytes: Option<Scalar>,
     /// Regular expression the whole value must match.
     pub pattern: Option<String>,
 }
 
 /// `[errors]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawErrors {
     /// Replace upstream 5xx bodies with moat's problem+json.
+    #[schemars(extend("default" = true))]
     pub replace_upstream_5xx: Option<bool>,
     /// Redact leaks from upstream 4xx bodies.
+    #[schemars(extend("default" = true))]
     pub redact_upstream_4xx: Option<bool>,
     /// Add `"error": <detail>` to moat's problem+json.
+    #[schemars(extend("default" = false))]
     pub error_field: Option<bool>,
     /// Answer browsers (Accept prefers text/html) with an HTML error page.
+    #[schemars(extend("default" = true))]
     pub html: Option<bool>,
 }
 
 /// `[security_headers]` (also a route's `security_headers` override). An
 /// empty string turns a header off.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawSecurityHeaders {
     /// `strict-transport-security`
     pub hsts: Option<String>,
@@ -240,8 +280,9 @@ pub struct RawSecurityHeaders {
 }
 
 /// `[listen]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawListen {
     /// HTTPS listener address.
     pub https: Option<String>,
@@ -252,32 +293,39 @@ pub struct RawListen {
 }
 
 /// `[tls]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawTls {
     /// PEM certificate chain.
     pub cert: Option<String>,
     /// PEM private key.
     pub key: Option<String>,
     /// `"1.2"` or `"1.3"`.
+    #[schemars(extend("enum" = ["1.2", "1.3"], "default" = "1.2"))]
     pub min_version: Option<String>,
     /// PEM CA bundle; when set, clients must present a certificate it signed.
     pub client_ca: Option<String>,
     /// Time allowed for the TLS handshake.
+    #[schemars(with = "Option<DurationText>")]
     pub handshake_timeout: Option<Scalar>,
 }
 
 /// `[upstream]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawUpstream {
     /// Base URL of the app.
     pub url: Option<String>,
     /// TCP connect timeout.
+    #[schemars(with = "Option<DurationText>")]
     pub connect_timeout: Option<Scalar>,
     /// Time to the upstream's response headers.
+    #[schemars(with = "Option<DurationText>")]
     pub response_timeout: Option<Scalar>,
     /// How long an idle pooled connection is kept.
+    #[schemars(with = "Option<DurationText>")]
     pub pool_idle_timeout: Option<Scalar>,
     /// Idle pooled connections kept at most.
     pub pool_max_idle: Option<i64>,
@@ -286,54 +334,69 @@ pub struct RawUpstream {
     /// Status the health path must answer.
     pub health_status: Option<i64>,
     /// Keys the health path's JSON body must hold with these values.
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub health_json: Option<toml::Table>,
 }
 
 /// `[limits]`
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawLimits {
     /// Concurrent client connections.
     pub max_connections: Option<i64>,
     /// Time allowed for a client to send a complete request head.
+    #[schemars(with = "Option<DurationText>")]
     pub header_read_timeout: Option<Scalar>,
     /// A connection with no request in flight and no traffic for this long is closed.
+    #[schemars(with = "Option<DurationText>")]
     pub idle_timeout: Option<Scalar>,
     /// Size of a request head (request line and headers).
+    #[schemars(with = "Option<SizeText>")]
     pub max_header_bytes: Option<Scalar>,
     /// Default request body limit for every route.
+    #[schemars(with = "Option<SizeText>")]
     pub max_body: Option<Scalar>,
     /// Time allowed between two chunks of a request body.
+    #[schemars(with = "Option<DurationText>")]
     pub body_read_timeout: Option<Scalar>,
     /// Time in-flight requests get to finish after SIGTERM.
+    #[schemars(with = "Option<DurationText>")]
     pub shutdown_grace: Option<Scalar>,
     /// HTTP/2 streams per connection.
     pub h2_max_concurrent_streams: Option<i64>,
     /// Requests in progress at once (global); more are shed with 503.
     pub max_in_flight: Option<i64>,
     /// A response that makes no write progress for this long is cut.
+    #[schemars(with = "Option<DurationText>")]
     pub send_timeout: Option<Scalar>,
     /// Total time allowed to receive a request body.
+    #[schemars(with = "Option<DurationText>")]
     pub body_timeout: Option<Scalar>,
 }
 
 /// One `[[routes]]` entry.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RawRoute {
     /// Name used in logs and metrics.
     pub name: Option<String>,
     /// Path prefix (segment-wise), `{param}` segments allowed.
     pub path: Option<String>,
     /// Match the whole path instead of a prefix.
+    #[schemars(extend("default" = false))]
     pub exact: Option<bool>,
     /// Allowed methods; others get 405.
     pub methods: Option<Vec<String>>,
     /// Body limit for this route.
+    #[schemars(with = "Option<SizeText>")]
     pub max_body: Option<Scalar>,
     /// Time to the upstream's response headers on this route.
+    #[schemars(with = "Option<DurationText>")]
     pub response_timeout: Option<Scalar>,
     /// Remove the route's path prefix before forwarding.
+    #[schemars(extend("default" = false))]
     pub strip_prefix: Option<bool>,
     /// Allowed request `Content-Type`s for requests with a body.
     pub content_types: Option<Vec<String>>,
@@ -344,10 +407,12 @@ pub struct RawRoute {
     /// This route's CORS policy.
     pub cors: Option<RawCors>,
     /// `none`, `api_key`, `basic` or `any`.
+    #[schemars(extend("enum" = ["none", "api_key", "basic", "any"]))]
     pub auth: Option<String>,
     /// Roles the identity needs (one of).
     pub roles: Option<Vec<String>>,
     /// Pass credentials on to the upstream.
+    #[schemars(extend("default" = false))]
     pub forward_credentials: Option<bool>,
     /// This route's rate limit, or `"off"`.
     pub rate_limit: Option<RawRuleOrOff>,
@@ -358,13 +423,18 @@ pub struct RawRoute {
     /// Not these networks (overrides `client_ip.deny`).
     pub deny: Option<Vec<String>>,
     /// No write progress on a response for this long cuts it (overrides `limits.send_timeout`).
+    #[schemars(with = "Option<DurationText>")]
     pub send_timeout: Option<Scalar>,
     /// Total time to receive a request body (overrides `limits.body_timeout`).
+    #[schemars(with = "Option<DurationText>")]
     pub body_timeout: Option<Scalar>,
     /// Allow WebSocket upgrades (RFC 6455) on this route.
+    #[schemars(extend("default" = false))]
     pub websocket: Option<bool>,
     /// Match literal path segments regardless of ASCII case.
+    #[schemars(extend("default" = false))]
     pub case_insensitive: Option<bool>,
     /// Redact successful (2xx) JSON and text bodies.
+    #[schemars(extend("default" = false))]
     pub redact_success: Option<bool>,
 }

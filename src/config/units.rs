@@ -90,6 +90,74 @@ pub fn rate(s: &str) -> Result<Rate, String> {
     Ok(Rate { count, per: Duration::from_secs(per) })
 }
 
+/// The JSON Schema pattern of a duration string: what [`duration`] accepts.
+pub const DURATION_PATTERN: &str = r"^\s*[0-9]+\s*(ms|s|sec|secs|m|min|mins|h|hour|hours|d|day|days)\s*$";
+
+/// The JSON Schema pattern of a size string: what [`size`] accepts (units
+/// in any letter case).
+pub const SIZE_PATTERN: &str = r"^\s*[0-9]+\s*([bB]|[kKmMgG]|[kKmMgG][iI][bB]|[kKmMgG][bB])?\s*$";
+
+/// The schema of a duration key (`"10s"`, or an integer number of seconds).
+/// Only describes the value for `moat schema`; parsing is [`duration`].
+pub struct DurationText;
+
+impl schemars::JsonSchema for DurationText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration: a number followed by ms, s, m, h or d (\"500ms\", \"10s\", \"5m\", \"2h\", \"1d\"), or an integer number of seconds.",
+            "anyOf": [
+                { "type": "string", "pattern": DURATION_PATTERN },
+                { "type": "integer", "minimum": 0 }
+            ]
+        })
+    }
+}
+
+/// The schema of a size key (`"16KiB"`, or an integer number of bytes).
+/// Only describes the value for `moat schema`; parsing is [`size`].
+pub struct SizeText;
+
+impl schemars::JsonSchema for SizeText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A size: a number followed by B, KiB, MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000), e.g. \"16KiB\", \"10MiB\"; or an integer number of bytes.",
+            "anyOf": [
+                { "type": "string", "pattern": SIZE_PATTERN },
+                { "type": "integer", "minimum": 0 }
+            ]
+        })
+    }
+}
+
+/// The JSON Schema pattern of a rate string: what [`rate`] accepts.
+pub const RATE_PATTERN: &str = r"^\s*0*[1-9][0-9]*\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$";
+
+/// The schema of a rate key (`"20/s"`). Only describes the value for
+/// `moat schema`; parsing is [`rate`].
+pub struct RateText;
+
+impl schemars::JsonSchema for RateText {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Rate".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A rate: COUNT/UNIT with UNIT s, min, h or d (\"20/s\", \"10/min\", \"100/h\").",
+            "type": "string",
+            "pattern": RATE_PATTERN
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +198,25 @@ mod tests {
         assert!(rate("0/s").is_err());
         assert!(rate("10").is_err());
         assert!(rate("10/fortnight").is_err());
+    }
+
+    /// The schema's patterns accept exactly what the parsers accept.
+    #[test]
+    fn schema_patterns_follow_the_parsers() {
+        let d = regex::Regex::new(DURATION_PATTERN).unwrap();
+        for v in ["10s", "500ms", "5m", "2h", "1d", " 3 secs ", "7days", "10", "s", "10 parsecs", "-1s", "1.5s", "10S"]
+        {
+            assert_eq!(d.is_match(v), duration(&s(v)).is_ok(), "duration {v:?}");
+        }
+        let z = regex::Regex::new(SIZE_PATTERN).unwrap();
+        for v in
+            ["16KiB", "10MiB", "1GiB", "10MB", "512", "512B", "4k", "2 mib", "10 furlongs", "1.5MiB", "MiB", "10TiB"]
+        {
+            assert_eq!(z.is_match(v), size(&s(v)).is_ok(), "size {v:?}");
+        }
+        let r = regex::Regex::new(RATE_PATTERN).unwrap();
+        for v in ["20/s", "10/min", "100/h", "1000/d", " 5 / minute ", "0/s", "007/s", "10", "10/fortnight", "x/s"] {
+            assert_eq!(r.is_match(v), rate(v).is_ok(), "rate {v:?}");
+        }
     }
 }
