@@ -108,23 +108,49 @@ cat >"$W/mix.lua" <<'EOF'
 local B = "soakboundary"
 local pdf = "--" .. B .. "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.7\n" .. string.rep("x", 20000) .. "\n%%EOF\r\n--" .. B .. "--\r\n"
 local exe = "--" .. B .. "\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.pdf\"\r\nContent-Type: application/pdf\r\n\r\nMZ\144\0" .. string.rep("x", 20000) .. "\r\n--" .. B .. "--\r\n"
-local mp = { ["Content-Type"] = "multipart/form-data; boundary=" .. B }
-local reqs = {
-  wrk.format("GET", "/api/items"),
-  wrk.format("GET", "/fail"),
-  wrk.format("GET", "/bad"),
-  wrk.format("GET", "/nowhere"),
-  wrk.format("GET", "/limited"),
-  wrk.format("POST", "/api/x", { ["Origin"] = "https://evil.example", ["Content-Type"] = "text/plain" }, "x"),
-  wrk.format("GET", "/api/items", { ["Origin"] = "https://app.example.com" }),
-  wrk.format("POST", "/upload", mp, pdf),
-  wrk.format("POST", "/upload", mp, exe),
-  wrk.format("GET", "/api/%252e%252e/x"),
-}
+local reqs
+init = function(args)
+  -- Built here, not at load time: wrk sets Host only once a thread starts.
+  local function h(t)
+    t = t or {}
+    t["Host"] = "localhost"
+    return t
+  end
+  local mp = "multipart/form-data; boundary=" .. B
+  reqs = {
+    wrk.format("GET", "/api/items", h()),
+    wrk.format("GET", "/fail", h()),
+    wrk.format("GET", "/bad", h()),
+    wrk.format("GET", "/nowhere", h()),
+    wrk.format("GET", "/limited", h()),
+    wrk.format("POST", "/api/x", h({ ["Origin"] = "https://evil.example", ["Content-Type"] = "text/plain" }), "x"),
+    wrk.format("GET", "/api/items", h({ ["Origin"] = "https://app.example.com" })),
+    wrk.format("POST", "/upload", h({ ["Content-Type"] = mp }), pdf),
+    wrk.format("POST", "/upload", h({ ["Content-Type"] = mp }), exe),
+    wrk.format("GET", "/api/%252e%252e/x", h()),
+  }
+end
 local i = 0
 request = function()
   i = i % #reqs + 1
   return reqs[i]
+end
+counts = {}
+response = function(status)
+  counts[status] = (counts[status] or 0) + 1
+end
+local threads = {}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+done = function()
+  local all = {}
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("counts")) do all[k] = (all[k] or 0) + v end
+  end
+  local line = "status codes:"
+  for k, v in pairs(all) do line = line .. " " .. k .. "=" .. v end
+  print(line)
 end
 EOF
 printf 'https://127.0.0.1:%s/api/h2\nhttps://127.0.0.1:%s/limited\nhttps://127.0.0.1:%s/fail\nhttps://127.0.0.1:%s/nowhere\n' \
@@ -155,7 +181,7 @@ wait "${PIDS[1]}" "${PIDS[2]}" 2>/dev/null || true
 sample "end" | tee -a "$W/series"
 
 echo "--- wrk (HTTP/1.1 mix)"
-grep -E "requests in|Requests/sec|Non-2xx|Socket errors" "$W/wrk.out" || cat "$W/wrk.out"
+grep -E "requests in|Requests/sec|Socket errors|status codes" "$W/wrk.out" || cat "$W/wrk.out"
 echo "--- h2load (HTTP/2)"
 grep -E "^requests:|^status codes:|finished in" "$W/h2load.out" || cat "$W/h2load.out"
 echo "--- moat errors in the log (first 5)"
