@@ -20,25 +20,6 @@ fn base(up: &Upstream, pki: &Pki, extra: &str) -> String {
     format!("{extra}[upstream]\nurl = \"{}\"\nresponse_timeout = \"3s\"\n{}", up.url(), pki.tls_toml())
 }
 
-/// Sends `bytes` on a fresh HTTP/1.1 TLS connection and reads until the
-/// server closes it or `within` passes. Returns what was read.
-async fn raw_h1(pki: &Pki, m: &Moat, bytes: &[u8], within: Duration) -> String {
-    let mut tls = tls_connect(pki, m.https).await;
-    tls.write_all(bytes).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(within, async {
-        let mut buf = [0u8; 8192];
-        loop {
-            match tls.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// The status codes of every response in a raw HTTP/1.1 byte stream.
 fn statuses(raw: &str) -> Vec<u16> {
     raw.match_indices("HTTP/1.1 ").filter_map(|(i, _)| raw.get(i + 9..i + 12).and_then(|s| s.parse().ok())).collect()

@@ -3,26 +3,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Duration;
 
 use common::*;
 
 fn key_sha(k: &str) -> String {
     sha256_hex(k.as_bytes())
-}
-
-fn hash_password(pass: &str) -> String {
-    let mut child = std::process::Command::new(moat_bin())
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{pass}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
 #[tokio::test]

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use common::*;
 use http::{Response, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn key_sha(k: &str) -> String {
     sha256_hex(k.as_bytes())
@@ -20,21 +19,8 @@ fn key_sha(k: &str) -> String {
 /// One raw HTTP/1.1 request over TLS (the path exactly as written, which a
 /// URL-parsing client would normalise); returns (status, whole response).
 async fn raw_get(pki: &Pki, m: &Moat, method: &str, path: &str, extra: &str) -> (u16, String) {
-    let mut tls = tls_connect(pki, m.https).await;
     let req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n");
-    tls.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut buf = [0u8; 8192];
-        loop {
-            match tls.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    let text = String::from_utf8_lossy(&out).into_owned();
+    let text = raw_h1(pki, m, req.as_bytes(), Duration::from_secs(10)).await;
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, text)
 }
@@ -235,20 +221,6 @@ async fn open_routes_strip_credentials_unless_forwarded() {
 }
 
 // ---------------------------------------------------------------- 3. login throttling
-
-fn hash_password(pass: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(moat_bin())
-        .arg("hash-password")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{pass}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 /// Basic auth behind a trusted proxy (127.0.0.1), so X-Forwarded-For picks
 /// the client address; `count` failures per 60 s.

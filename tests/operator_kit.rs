@@ -342,17 +342,7 @@ async fn dashboard_and_alert_queries_select_what_moat_exports() {
     assert_eq!(c.get(m.url("/elsewhere")).send().await.unwrap().status(), 404);
     assert_eq!(c.get(m.url("/private")).header("x-api-key", "bad").send().await.unwrap().status(), 401);
 
-    let scrape = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(m.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = scrape(&m).await;
     let exported = exposition_labels(&scrape);
     assert!(scrape.contains("moat_upstream_ready 1"), "{scrape}");
 

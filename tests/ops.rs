@@ -10,20 +10,6 @@ use std::time::Duration;
 use common::*;
 use http::Response;
 
-async fn metrics(m: &Moat) -> String {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(m.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     scrape.samples.iter().find_map(|s| {
         let ok = s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v));
@@ -62,7 +48,7 @@ async fn metrics_count_requests_and_rejections_with_bounded_labels() {
     c.get(m.url("/private")).header("x-api-key", "bad").send().await.unwrap();
     c.get(m.url("/private")).header("x-api-key", "good-key").send().await.unwrap();
 
-    let text = metrics(&m).await;
+    let text = scrape(&m).await;
     let lines: Vec<std::io::Result<String>> = text.lines().map(|l| Ok(l.to_string())).collect();
     let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("the exposition parses");
     let req = |route: &str, method: &str, status: &str| {
@@ -185,7 +171,7 @@ async fn config_change_on_disk_applies_under_load_without_failures() {
     let r = c.get(m.url("/probe")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-security-policy"], "default-src 'self'");
-    let text = metrics(&m).await;
+    let text = scrape(&m).await;
     assert!(text.contains("moat_config_reloads_total{result=\"error\"} 1"), "{text}");
     assert!(text.contains("moat_config_reloads_total{result=\"ok\"}"), "{text}");
 }

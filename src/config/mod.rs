@@ -420,20 +420,18 @@ fn load_text(
 
     let mut table = match text {
         None => toml::Table::new(),
-        Some(text) => {
-            match text.parse::<toml::Table>() {
-                Ok(t) => t,
-                Err(e) => {
-                    let line = e.span().map(|s| text[..s.start].lines().count().max(1));
-                    let reason = match line {
-                        Some(l) => format!("line {l}: {}", e.message()),
-                        None => e.message().to_string(),
-                    };
-                    problems.push("", format!("invalid TOML: {reason}"));
-                    return fail(problems);
-                }
+        Some(text) => match text.parse::<toml::Table>() {
+            Ok(t) => t,
+            Err(e) => {
+                let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+                let reason = match line {
+                    Some(l) => format!("line {l}: {}", e.message()),
+                    None => e.message().to_string(),
+                };
+                problems.push("", format!("invalid TOML: {reason}"));
+                return fail(problems);
             }
-        }
+        },
     };
 
     apply_env(&mut table, env, &mut problems);

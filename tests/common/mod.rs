@@ -587,10 +587,9 @@ pub async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S, within: Durat
     String::from_utf8_lossy(&head).into_owned()
 }
 
-/// The value of one series in moat's `/metrics` (e.g.
-/// `moat_upstream_errors_total{kind="protocol"}`), 0 if absent.
-pub async fn metric(m: &Moat, series: &str) -> f64 {
-    let text = reqwest::Client::builder()
+/// moat's `/metrics` exposition text, from the admin listener.
+pub async fn scrape(m: &Moat) -> String {
+    reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))
         .build()
@@ -601,7 +600,44 @@ pub async fn metric(m: &Moat, series: &str) -> f64 {
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Sends `bytes` on a fresh HTTP/1.1 TLS connection and reads until the
+/// server closes it or `within` passes. Returns what was read.
+pub async fn raw_h1(pki: &Pki, m: &Moat, bytes: &[u8], within: Duration) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = tls_connect(pki, m.https).await;
+    tls.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 8192];
+        loop {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `moat hash-password` for `pass`: an argon2id PHC string.
+pub fn hash_password(pass: &str) -> String {
+    use std::io::Write;
+    let mut child =
+        Command::new(moat_bin()).arg("hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(format!("{pass}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The value of one series in moat's `/metrics` (e.g.
+/// `moat_upstream_errors_total{kind="protocol"}`), 0 if absent.
+pub async fn metric(m: &Moat, series: &str) -> f64 {
+    let text = scrape(m).await;
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
         .and_then(|v| v.split_whitespace().next())
