@@ -200,7 +200,10 @@ impl App {
         let _config_watcher = cfg.path.as_ref().and_then(|p| watch_file(p, file_tx));
         let sh = shared.clone();
         let token = shutdown.clone();
-        let mut last_digest = cfg.path.as_ref().and_then(|p| file_digest(p));
+        let mut last_digest = match cfg.path.clone() {
+            Some(p) => tokio::task::spawn_blocking(move || file_digest(&p)).await.ok().flatten(),
+            None => None,
+        };
         tokio::spawn(async move {
             loop {
                 let forced = tokio::select! {
@@ -211,7 +214,10 @@ impl App {
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 while file_rx.try_recv().is_ok() {}
                 let path = sh.config.load().path.clone();
-                let digest = path.as_ref().and_then(|p| file_digest(p));
+                let digest = match path {
+                    Some(p) => tokio::task::spawn_blocking(move || file_digest(&p)).await.ok().flatten(),
+                    None => None,
+                };
                 if !forced && (digest.is_none() || digest == last_digest) {
                     continue;
                 }
