@@ -388,8 +388,26 @@ static PRECHECK: LazyLock<RegexSet> = LazyLock::new(|| {
 
 /// Redact every leak in free text. Returns `Cow::Borrowed` when nothing
 /// matched: a single `RegexSet` pass (plus a byte scan for long token runs)
-/// decides which rules can apply, and only those run.
+/// decides which rules can apply, and only those run. A replacement can
+/// join its neighbours into something another rule matches (an IPv4
+/// address followed by `::` reads as IPv6 once the address is gone), so a
+/// changed text is redacted again until nothing changes (a few passes at
+/// most; each pass only shortens or keeps the text's leaks): the output is
+/// a fixed point, never something the redactor would still change.
 pub fn redact_text(input: &str) -> Cow<'_, str> {
+    const MAX_PASSES: usize = 4;
+    let Cow::Owned(mut text) = redact_once(input) else { return Cow::Borrowed(input) };
+    for _ in 1..MAX_PASSES {
+        match redact_once(&text) {
+            Cow::Borrowed(_) => break,
+            Cow::Owned(next) => text = next,
+        }
+    }
+    Cow::Owned(text)
+}
+
+/// One pass of every rule that the precheck says can apply.
+fn redact_once(input: &str) -> Cow<'_, str> {
     let hits = PRECHECK.matches(input);
     let long_run = has_long_token_run(input);
     if !hits.matched_any() && !long_run {
