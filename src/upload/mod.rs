@@ -19,21 +19,46 @@
 //! `Content-Type` and wraps the request body with [`inspect()`]. The wrapper
 //! checks the body while it streams to the upstream, without buffering whole
 //! uploads, and fails the body (so the HTTP client aborts the upstream
-//! request) at the first [`Violation`], which it records in a
-//! [`VerdictSlot`] for the proxy to answer with [`Violation::status`] and
-//! [`Violation::reason`]. The last chunk is held back until the whole body is
-//! accepted, so an upstream never receives a complete violating body.
+//! request) at the first [`Violation`]; the policy answers with
+//! [`Violation::status`] and [`Violation::reason`] and logs the name of the
+//! check that failed (never the content). The last chunk is held back until
+//! the whole body is accepted, so an upstream never receives a complete
+//! violating body.
 //!
-//! * [`types`]: the file types moat knows and their content checks.
+//! A file is accepted only when moat can confirm its type as the real reader
+//! of that type would, within moat's bounds; when it cannot (a structure
+//! past the inspection window, a central directory larger than the tail
+//! bound, a parser differential), it is refused: inspection fails closed.
+//!
+//! * [`types`]: the file types moat knows and the checks of their first bytes.
+//! * [`content`]: the checks of one file from its first byte to its last.
+//! * [`zip`]: the central-directory reader for ZIP-based documents.
+//! * [`ole2`]: the directory reader for OLE2 documents (doc, xls, ppt).
+//! * [`tail`]: end checks of binary types, whole-content check of text.
 //! * [`filename`]: the file name rules.
-//! * [`inspect`](mod@inspect): the streaming inspector.
+//! * [`inspect`](mod@inspect): the streaming multipart inspector.
+//!
+//! # Memory per upload
+//!
+//! Bounded whatever the file size: one held chunk, `multer`'s buffer (one
+//! chunk plus at most 16 KiB of part headers), and for the file part being
+//! read at most: 64 KiB of head, plus for PDF and images a 66 KiB tail, for
+//! ZIP-based documents a tail of `inspect_window / 64` (1 MiB by default,
+//! copied once at the end of the part) plus up to 8192 local-header records
+//! of 48 bytes, 256 KiB of `[Content_Types].xml` and 1 MiB inflated; for
+//! OLE2 documents FAT sectors up to `inspect_window / 64` and 1 MiB of
+//! directory sectors; each tail may hold one more chunk. With the default
+//! window that is under 4 MiB per upload.
 
+pub mod content;
 pub mod filename;
 pub mod inspect;
+pub mod ole2;
+pub mod tail;
 pub mod types;
+pub mod zip;
 
+pub use content::{check_file, DEFAULT_INSPECT_WINDOW, MIN_INSPECT_WINDOW};
 pub use filename::{check_filename, extension, NameProblem};
-pub use inspect::{
-    classify, inspect, BodyKind, FieldRule, InspectBody, InspectError, UploadRules, VerdictSlot, Violation,
-};
+pub use inspect::{classify, inspect, BodyKind, FieldRule, InspectBody, InspectError, UploadRules, Violation};
 pub use types::{lookup, FileType, Sniff, OCTET_STREAM, SNIFF_WINDOW};
