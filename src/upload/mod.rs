@@ -40,15 +40,26 @@
 //!
 //! # Memory per upload
 //!
-//! Bounded whatever the file size: one held chunk, `multer`'s buffer (one
-//! chunk plus at most 16 KiB of part headers), and for the file part being
-//! read at most: 64 KiB of head, plus for PDF and images a 66 KiB tail, for
-//! ZIP-based documents a tail of `inspect_window / 64` (1 MiB by default,
-//! copied once at the end of the part) plus up to 8192 local-header records
-//! of 48 bytes, 256 KiB of `[Content_Types].xml` and 1 MiB inflated; for
-//! OLE2 documents FAT sectors up to `inspect_window / 64` and 1 MiB of
-//! directory sectors; each tail may hold one more chunk. With the default
-//! window that is under 4 MiB per upload.
+//! Bounded whatever the file size, with `W` the route's `inspect_window`
+//! (64 MiB by default) and `C` one body chunk: one held chunk, `multer`'s
+//! buffer (one chunk plus at most 16 KiB of part headers), and for the one
+//! file part being read:
+//!
+//! * every type: at most 64 KiB of head, dropped once its type is decided;
+//! * PDF and images: a 66 KiB tail (plus one chunk);
+//! * ZIP-based documents: a tail of `W / 64` plus one chunk, copied once at
+//!   the end of the part; at most 8192 local-header records (48 bytes each,
+//!   and as many central-directory entries); 256 KiB of captured
+//!   `[Content_Types].xml`, inflated to at most 1 MiB; at the end, the
+//!   directory's entries and their names (lowercased once for the duplicate
+//!   check). About `4 × W / 64 + 3.5 MiB + 2 C` at the end of the part;
+//! * OLE2 documents: FAT sectors up to `W / 64`, 1 MiB of directory
+//!   sectors, the 512-byte header and one sector being assembled;
+//! * text: 3 bytes.
+//!
+//! With the default window that is at most about 8 MiB per upload (most of
+//! it only for the moment a ZIP-based part ends, a few hundred KiB while a
+//! file streams); each MiB of window above the default adds about 64 KiB.
 
 pub mod content;
 pub mod filename;

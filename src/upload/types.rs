@@ -27,34 +27,33 @@
 //!   extra fields are checked here because `infer` alone accepts e.g. any
 //!   buffer starting with `BM` as a bitmap and finds `%PDF` anywhere in the
 //!   first KiB.
-//! * OOXML (docx, pptx, xlsx): a zip (`PK\x03\x04` at offset 0) whose local
-//!   file headers, walked inside the window, contain an entry under `word/`,
-//!   `ppt/` or `xl/` respectively. A plain zip has no such entry; any entry
-//!   under `META-INF/` or ending in `.class` (a Java archive) refuses the
-//!   file, and so does a `vbaProject.bin` entry (a macro-enabled `.docm`,
-//!   `.xlsm` or `.pptm` renamed).
-//! * ODT: a zip whose first entry is `mimetype`, stored, holding exactly
-//!   `application/vnd.oasis.opendocument.text`; a `META-INF/MANIFEST.MF` or
-//!   `.class` entry seen in the window refuses the file.
+//! * OOXML (docx, pptx, xlsx, docm, xlsm, pptm): a zip whose first local
+//!   header is well-formed. Which entries the package holds (its
+//!   `[Content_Types].xml` and main part, no Java archive, macro or active
+//!   content) is decided at the end of the file from its central directory
+//!   (see `zip.rs` and `content.rs`), as Office and Java decide.
+//! * ODF (odt, ods, odp): a zip whose first entry is `mimetype`, stored,
+//!   without an extra field, holding exactly the type's media type; the rest
+//!   is decided from the central directory.
 //! * doc, xls, ppt: the OLE2 compound-file header (magic `D0 CF 11 E0 A1 B1
 //!   1A E1`, byte-order mark `FE FF`, sector shift 9 or 12). The three cannot
-//!   be told apart by magic alone, so an OLE2 file passes the content check of
-//!   all three; the file extension and declared media type pick the type.
-//!   Windows Installer packages (`.msi`, `.msp`, `.mst`) are OLE2 too: when
-//!   the root directory entry lies inside the window its class id is read and
-//!   those installer class ids are refused.
+//!   be told apart by their header, so an OLE2 file passes the first-bytes
+//!   check of all three; the extension and declared media type pick the
+//!   type, and its directory (read while the file streams, see `ole2.rs`)
+//!   must hold that type's main stream and no installer class id.
 //! * Text (txt, csv, md, json, html): valid UTF-8 (an optional UTF-8 BOM is
 //!   allowed; a multi-byte sequence cut by the end of an incomplete prefix is
 //!   fine) without NUL bytes and without a binary magic at the start (`MZ`,
 //!   `\x7fELF`, zip, `%PDF-`, Mach-O, Java class). JSON must start with `{` or
 //!   `[` and HTML with `<` after whitespace. Text in UTF-16 is refused.
 //!
-//! # Limits
+//! # Beyond the first bytes
 //!
-//! Only the head of the content is checked. A file can be a valid instance of
-//! its type and carry another format further in (a zip appended to a PDF or
-//! an image); the upstream parses it by its declared type, and such trailing
-//! structures are not detected here.
+//! This module checks the head of the content only. A file can be a valid
+//! instance of its type at the start and carry another format further in (a
+//! zip appended to a PDF, an executable after the first 64 KiB of a JSON
+//! body); the checks of the whole file, up to its last byte, are in
+//! `content.rs`.
 //!
 //! # Media types
 //!

@@ -429,6 +429,11 @@ impl CentralDirectory {
         if count > (cd_bytes.len() / 46) as u64 {
             return Err("zip: entry count larger than the central directory");
         }
+        // Every entry needs a recorded local header: more than that many
+        // cannot be verified.
+        if count > MAX_LOCAL_HEADERS as u64 {
+            return Err("zip: more entries than moat inspects");
+        }
         let mut entries = Vec::with_capacity(count as usize);
         let mut p = 0usize;
         for _ in 0..count {
@@ -563,12 +568,19 @@ pub fn verify_layout(cd: &CentralDirectory, scan: &LocalScan) -> Result<(), Refu
             return Err("zip: encrypted entry");
         }
         descriptor = l.flags & FLAG_DESCRIPTOR != 0;
-        let agrees = |local: u32, central: u64| {
-            u64::from(local) == central || (local == u32::MAX && central >= u64::from(u32::MAX))
+        // Writers that stream (LibreOffice, Java, .NET) set flag bit 3 and
+        // leave CRC and sizes 0 in the local header (the real values follow
+        // the data); some fill in what they know. An entry of 4 GiB or more
+        // has the ZIP64 marker 0xFFFFFFFF there. Any other value must be the
+        // central directory's (the local ZIP64 extra field is not read, so a
+        // marker on a smaller entry is refused).
+        let size_agrees = |local: u32, central: u64| {
+            u64::from(local) == central
+                || (descriptor && local == 0)
+                || (local == u32::MAX && central >= u64::from(u32::MAX))
         };
-        let local_zero = l.crc == 0 && l.csize == 0 && l.usize == 0;
-        let matches = l.crc == e.crc && agrees(l.csize, e.csize) && agrees(l.usize, e.usize);
-        if !(descriptor && local_zero || matches) {
+        let crc_agrees = l.crc == e.crc || (descriptor && l.crc == 0);
+        if !(crc_agrees && size_agrees(l.csize, e.csize) && size_agrees(l.usize, e.usize)) {
             return Err("zip: local header sizes disagree with the central directory");
         }
         expect = e
@@ -788,6 +800,166 @@ mod tests {
             g.extend_from_slice(&[0xff; 18]);
             assert!(verdict(&g, 3, 1 << 20).is_err());
         }
+    }
+
+    /// How a hand-built archive writes its local headers and end records.
+    #[derive(Clone, Copy)]
+    struct Shape {
+        /// Flag bit 3 and a data descriptor after each entry's data.
+        descriptor: bool,
+        /// The descriptor starts with its optional signature.
+        descriptor_sig: bool,
+        /// The local header keeps the CRC / the sizes (else zeros).
+        local_crc: bool,
+        local_sizes: bool,
+        /// ZIP64 end record and locator, with markers in the end record.
+        zip64: bool,
+    }
+
+    const PLAIN: Shape =
+        Shape { descriptor: false, descriptor_sig: false, local_crc: true, local_sizes: true, zip64: false };
+
+    fn build(entries: &[(&str, &[u8])], shape: Shape) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut cd = Vec::new();
+        let flags: u16 = if shape.descriptor { FLAG_DESCRIPTOR } else { 0 };
+        for (i, (name, data)) in entries.iter().enumerate() {
+            let off = out.len() as u32;
+            let crc = 0x0bad_f00du32.wrapping_add(i as u32);
+            let size = data.len() as u32;
+            out.extend_from_slice(LOCAL_SIG);
+            out.extend_from_slice(&20u16.to_le_bytes());
+            out.extend_from_slice(&flags.to_le_bytes());
+            out.extend_from_slice(&[0; 6]);
+            out.extend_from_slice(&(if shape.local_crc { crc } else { 0 }).to_le_bytes());
+            let local_size = if shape.local_sizes { size } else { 0 };
+            out.extend_from_slice(&local_size.to_le_bytes());
+            out.extend_from_slice(&local_size.to_le_bytes());
+            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(data);
+            if shape.descriptor {
+                if shape.descriptor_sig {
+                    out.extend_from_slice(b"PK\x07\x08");
+                }
+                out.extend_from_slice(&crc.to_le_bytes());
+                out.extend_from_slice(&size.to_le_bytes());
+                out.extend_from_slice(&size.to_le_bytes());
+            }
+            cd.extend_from_slice(CENTRAL_SIG);
+            cd.extend_from_slice(&[20, 0, 20, 0]);
+            cd.extend_from_slice(&flags.to_le_bytes());
+            cd.extend_from_slice(&[0; 6]);
+            cd.extend_from_slice(&crc.to_le_bytes());
+            cd.extend_from_slice(&size.to_le_bytes());
+            cd.extend_from_slice(&size.to_le_bytes());
+            cd.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            cd.extend_from_slice(&[0; 12]);
+            cd.extend_from_slice(&off.to_le_bytes());
+            cd.extend_from_slice(name.as_bytes());
+        }
+        let cd_off = out.len() as u64;
+        out.extend_from_slice(&cd);
+        let n = entries.len() as u64;
+        if shape.zip64 {
+            let rec = out.len() as u64;
+            out.extend_from_slice(ZIP64_EOCD_SIG);
+            out.extend_from_slice(&44u64.to_le_bytes());
+            out.extend_from_slice(&[45, 0, 45, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+            for v in [n, n, cd.len() as u64, cd_off] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            out.extend_from_slice(ZIP64_LOCATOR_SIG);
+            out.extend_from_slice(&0u32.to_le_bytes());
+            out.extend_from_slice(&rec.to_le_bytes());
+            out.extend_from_slice(&1u32.to_le_bytes());
+        }
+        out.extend_from_slice(EOCD_SIG);
+        out.extend_from_slice(&[0; 4]);
+        let (count, size, offset) =
+            if shape.zip64 { (u16::MAX, u32::MAX, u32::MAX) } else { (n as u16, cd.len() as u32, cd_off as u32) };
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out
+    }
+
+    const ENTRIES: [(&str, &[u8]); 3] = [("a.xml", b"<a/>"), ("b/c.txt", b"hello"), ("d.bin", b"\x00\x01\x02")];
+
+    #[test]
+    fn data_descriptors_as_real_writers_write_them() {
+        for descriptor_sig in [true, false] {
+            for (local_crc, local_sizes) in [(false, false), (true, false), (true, true)] {
+                let shape = Shape { descriptor: true, descriptor_sig, local_crc, local_sizes, zip64: false };
+                let z = build(&ENTRIES, shape);
+                for chunk in [1, 3, 29, 4096] {
+                    let cd = verdict(&z, chunk, 1 << 20).expect("descriptor archive");
+                    assert_eq!(cd.entries.len(), 3);
+                }
+            }
+        }
+        // Without flag bit 3, zeros in the local header are a disagreement.
+        let zeros = Shape { local_crc: false, local_sizes: false, ..PLAIN };
+        assert_eq!(
+            verdict(&build(&ENTRIES, zeros), 7, 1 << 20).err(),
+            Some("zip: local header sizes disagree with the central directory")
+        );
+        // With it, a wrong non-zero size still is.
+        let mut z = build(&ENTRIES, Shape { descriptor: true, descriptor_sig: true, ..PLAIN });
+        z[18] ^= 1;
+        assert_eq!(verdict(&z, 7, 1 << 20).err(), Some("zip: local header sizes disagree with the central directory"));
+        // The local header's flag bit 3 must be the central directory's.
+        let mut z = build(&ENTRIES, PLAIN);
+        z[6] |= 0x08;
+        assert!(verdict(&z, 7, 1 << 20).is_err());
+        // A local header name that differs.
+        let mut z = build(&ENTRIES, PLAIN);
+        z[30] = b'x';
+        assert_eq!(verdict(&z, 7, 1 << 20).err(), Some("zip: local header name disagrees with the central directory"));
+    }
+
+    #[test]
+    fn zip64_end_records() {
+        for descriptor in [false, true] {
+            let z = build(&ENTRIES, Shape { zip64: true, descriptor, descriptor_sig: true, ..PLAIN });
+            for chunk in [1, 5, 64, 4096] {
+                assert_eq!(verdict(&z, chunk, 1 << 20).expect("zip64 archive").entries.len(), 3);
+            }
+            // Every truncation and a few corruptions: refused, no panic.
+            for cut in 0..z.len() {
+                assert!(verdict(&z[..cut], 13, 1 << 20).is_err(), "cut at {cut}");
+            }
+            for i in z.len() - 98..z.len() {
+                for v in [0u8, 0xff, 0x01] {
+                    let mut bad = z.clone();
+                    bad[i] = v;
+                    let _ = verdict(&bad, 5, 1 << 20);
+                }
+            }
+        }
+        let z = build(&ENTRIES, Shape { zip64: true, ..PLAIN });
+        let rec = z.len() - EOCD_LEN - ZIP64_LOCATOR_LEN - 56;
+        // A zip64 record that announces another entry count.
+        let mut bad = z.clone();
+        bad[rec + 32] = 4;
+        assert!(verdict(&bad, 9, 1 << 20).is_err());
+        // A locator pointing elsewhere.
+        let mut bad = z.clone();
+        let l = z.len() - EOCD_LEN - ZIP64_LOCATOR_LEN;
+        bad[l + 8] ^= 0x10;
+        assert!(verdict(&bad, 9, 1 << 20).is_err());
+        // Markers without a zip64 record.
+        let mut bad = build(&ENTRIES, PLAIN);
+        let e = bad.len() - EOCD_LEN;
+        bad[e + 16..e + 20].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(verdict(&bad, 9, 1 << 20).err(), Some("zip: zip64 markers without a zip64 end record"));
+        // Multi-disk.
+        let mut bad = z.clone();
+        bad[l + 16] = 2;
+        assert_eq!(verdict(&bad, 9, 1 << 20).err(), Some("zip: multi-disk archive"));
     }
 
     #[test]
