@@ -3,7 +3,7 @@
 //!
 //! A file is checked in two stages while it streams:
 //!
-//! 1. Its first bytes ([`Sniffer`], at most [`SNIFF_WINDOW`]): the magic
+//! 1. Its first bytes (`Sniffer`, at most [`SNIFF_WINDOW`]): the magic
 //!    bytes and first structural fields of its type
 //!    ([`FileType::check_content`]). A mismatch refuses the file at once.
 //! 2. Its whole content, by the type's family, decided at the end of the
@@ -11,7 +11,7 @@
 //!    their central directory (`zip.rs`), OLE2 documents by their directory
 //!    (`ole2.rs`), text by every byte (`tail.rs`).
 //!
-//! [`FileCheck::push`] and [`FileCheck::finish`] return the name of the
+//! `FileCheck::push` and `FileCheck::finish` return the name of the
 //! failed check (never the content) for the log.
 //!
 //! # Memory

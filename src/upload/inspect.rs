@@ -82,14 +82,16 @@
 //! Per request the wrapper keeps: one held-back chunk (a `Bytes` handle, no
 //! copy); `multer`'s internal buffer, which holds at most the unparsed part of
 //! the latest chunk plus up to [`MAX_PART_HEADER_BYTES`] of boundary and
-//! header bytes; per file part a sniff buffer of at most [`SNIFF_WINDOW`]
-//! bytes, dropped once the type is decided; the raw header block of the part
-//! being started (at most [`MAX_PART_HEADER_BYTES`]); and for a field with a
+//! header bytes; per file part a sniff buffer of at most [`SNIFF_WINDOW`](super::SNIFF_WINDOW)
+//! bytes, dropped once the type is decided, and the whole-file state of its
+//! type (a bounded tail, the zip or OLE2 records; see the crate's `upload`
+//! module docs for the bound); the raw header block of the part being
+//! started (at most [`MAX_PART_HEADER_BYTES`]); and for a field with a
 //! pattern its value up to the field's cap. Nothing grows with the size of a
 //! file. Per byte of body, `multer` copies the chunk into its buffer and
 //! scans it for the delimiter; the inspector itself copies file bytes only
-//! into the sniff buffer, and hands out the inner `Bytes` (reference-counted,
-//! not copied).
+//! into the sniff buffer and the few records it keeps, and hands out the
+//! inner `Bytes` (reference-counted, not copied; tails keep such handles).
 //!
 //! # Violations
 //!
