@@ -6,7 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::{BodyExt, StreamBody};
-use moat::upload::{inspect, lookup, BodyKind, UploadRules, VerdictSlot};
+use moat::upload::{inspect, lookup, BodyKind, UploadRules};
 
 const BOUNDARY: &str = "----benchBoundary";
 
@@ -35,6 +35,7 @@ fn bench(c: &mut Criterion) {
         max_file_size: u64::MAX,
         max_field_bytes: 1024,
         fields: Vec::new(),
+        ..UploadRules::default()
     });
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     let mut g = c.benchmark_group("upload_inspection");
@@ -48,7 +49,7 @@ fn bench(c: &mut Criterion) {
             );
             let body = StreamBody::new(frames);
             let kind = BodyKind::Multipart { boundary: BOUNDARY.to_string() };
-            let inspected = inspect(body, kind, rules.clone(), VerdictSlot::default());
+            let inspected = inspect(body, kind, rules.clone());
             rt.block_on(async move {
                 let mut n = 0usize;
                 let mut b = inspected;

@@ -12,7 +12,7 @@ use http::HeaderValue;
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use moat::upload::{
-    classify, inspect, lookup, types, BodyKind, InspectError, Sniff, UploadRules, VerdictSlot, Violation, SNIFF_WINDOW,
+    classify, inspect, lookup, types, BodyKind, InspectError, Sniff, UploadRules, Violation, SNIFF_WINDOW,
 };
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
@@ -26,7 +26,14 @@ fn all_rules() -> UploadRules {
         max_file_size: 8 << 20,
         max_field_bytes: 4096,
         fields: Vec::new(),
+        ..UploadRules::default()
     }
+}
+
+/// Every type but the macro-enabled ones: macros and active content are
+/// refused in every Office type.
+fn document_rules() -> UploadRules {
+    UploadRules { types: types::all().iter().filter(|t| !t.is_macro()).collect(), ..all_rules() }
 }
 
 /// Writes a zip archive of `(name, content, stored)` entries in order.
@@ -41,12 +48,30 @@ fn zip_of(entries: &[(&str, &[u8], bool)]) -> Vec<u8> {
     w.finish().expect("finish zip").into_inner()
 }
 
-const CT: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/></Types>"#;
+/// `[Content_Types].xml` declaring `main` as the content type of the main part `part`.
+fn content_types(part: &str, main: &str) -> Vec<u8> {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/{part}" ContentType="{main}"/></Types>"#
+    )
+    .into_bytes()
+}
+
+const DOCX_MAIN: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml";
+const XLSX_MAIN: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml";
+const PPTX_MAIN: &str = "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml";
+const DOCM_MAIN: &str = "application/vnd.ms-word.document.macroEnabled.main+xml";
+const XLSM_MAIN: &str = "application/vnd.ms-excel.sheet.macroEnabled.main+xml";
+const PPTM_MAIN: &str = "application/vnd.ms-powerpoint.presentation.macroEnabled.main+xml";
+
+fn docx_ct() -> Vec<u8> {
+    content_types("word/document.xml", DOCX_MAIN)
+}
+
 const RELS: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"/>"#;
 
 fn docx() -> Vec<u8> {
     zip_of(&[
-        ("[Content_Types].xml", CT, false),
+        ("[Content_Types].xml", &docx_ct(), false),
         ("_rels/.rels", RELS, false),
         ("word/document.xml", br#"<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Hello</w:t></w:r></w:p></w:body></w:document>"#, false),
     ])
@@ -54,7 +79,7 @@ fn docx() -> Vec<u8> {
 
 fn xlsx() -> Vec<u8> {
     zip_of(&[
-        ("[Content_Types].xml", CT, false),
+        ("[Content_Types].xml", &content_types("xl/workbook.xml", XLSX_MAIN), false),
         ("_rels/.rels", RELS, false),
         ("xl/workbook.xml", b"<workbook/>", false),
         ("xl/worksheets/sheet1.xml", b"<worksheet/>", false),
@@ -63,7 +88,7 @@ fn xlsx() -> Vec<u8> {
 
 fn pptx() -> Vec<u8> {
     zip_of(&[
-        ("[Content_Types].xml", CT, false),
+        ("[Content_Types].xml", &content_types("ppt/presentation.xml", PPTX_MAIN), false),
         ("_rels/.rels", RELS, false),
         ("ppt/presentation.xml", b"<p:presentation/>", false),
     ])
@@ -171,23 +196,22 @@ fn split(data: &[u8], seed: u64, max: usize) -> Vec<Bytes> {
 /// Runs `body` under several chunkings; checks that an accepted body comes
 /// out unchanged and a refused one is cut short, and returns the verdict.
 async fn run(body: &[u8], kind: BodyKind) -> Result<(), Violation> {
+    run_with(body, kind, all_rules()).await
+}
+
+async fn run_with(body: &[u8], kind: BodyKind, rules: UploadRules) -> Result<(), Violation> {
     let mut verdicts = Vec::new();
     for (seed, max) in [(1, body.len().max(1)), (2, 5), (3, 300), (4, 9000)] {
         let frames: Vec<Result<Frame<Bytes>, Infallible>> =
             split(body, seed, max).into_iter().map(|b| Ok(Frame::data(b))).collect();
-        let slot = VerdictSlot::new();
-        let mut ib = inspect(
-            StreamBody::new(futures_util::stream::iter(frames)),
-            kind.clone(),
-            Arc::new(all_rules()),
-            slot.clone(),
-        );
+        let mut ib =
+            inspect(StreamBody::new(futures_util::stream::iter(frames)), kind.clone(), Arc::new(rules.clone()));
         let mut out = Vec::new();
         let mut verdict = Ok(());
         while let Some(frame) = ib.frame().await {
             match frame {
                 Ok(f) => out.extend_from_slice(&f.into_data().expect("data")),
-                Err(InspectError::Violation(v)) => {
+                Err(InspectError::Violation(v, _)) => {
                     verdict = Err(v);
                     break;
                 }
@@ -198,7 +222,7 @@ async fn run(body: &[u8], kind: BodyKind) -> Result<(), Violation> {
             Ok(()) => assert_eq!(out, body),
             Err(v) => {
                 assert!(out.len() < body.len());
-                assert_eq!(slot.get(), Some(v));
+                let _ = v;
             }
         }
         verdicts.push(verdict);
@@ -209,8 +233,12 @@ async fn run(body: &[u8], kind: BodyKind) -> Result<(), Violation> {
 }
 
 async fn upload(filename: &str, ctype: Option<&str>, data: &[u8]) -> Result<(), Violation> {
+    upload_to(all_rules(), filename, ctype, data).await
+}
+
+async fn upload_to(rules: UploadRules, filename: &str, ctype: Option<&str>, data: &[u8]) -> Result<(), Violation> {
     let kind = BodyKind::Multipart { boundary: BOUNDARY.into() };
-    run(&form_file(filename, ctype, data), kind).await
+    run_with(&form_file(filename, ctype, data), kind, rules).await
 }
 
 const DOCX_MT: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
@@ -232,8 +260,11 @@ async fn office_documents_are_accepted() {
         let kind = classify(Some(&HeaderValue::from_static(mt)), &all_rules()).expect("raw type");
         assert_eq!(run(&data, kind).await, Ok(()), "raw {name}");
     }
-    let streamed =
-        streamed_zip(&[("[Content_Types].xml", CT), ("_rels/.rels", RELS), ("word/document.xml", b"<w:document/>")]);
+    let streamed = streamed_zip(&[
+        ("[Content_Types].xml", &docx_ct()),
+        ("_rels/.rels", RELS),
+        ("word/document.xml", b"<w:document/>"),
+    ]);
     zip::ZipArchive::new(Cursor::new(streamed.clone())).expect("valid zip");
     assert_eq!(upload("streamed.docx", Some(DOCX_MT), &streamed).await, Ok(()));
 }
@@ -266,7 +297,7 @@ async fn zips_and_jars_are_not_documents() {
     }
     // A docx that is also a runnable Java archive.
     let hybrid = zip_of(&[
-        ("[Content_Types].xml", CT, false),
+        ("[Content_Types].xml", &docx_ct(), false),
         ("word/document.xml", b"<w:document/>", false),
         ("META-INF/MANIFEST.MF", b"Main-Class: Main\r\n", false),
         ("Main.class", b"\xca\xfe\xba\xbe", false),
@@ -277,11 +308,13 @@ async fn zips_and_jars_are_not_documents() {
     assert_eq!(upload("x.docx", None, &class_only).await, Err(Violation::FileType));
     // A macro-enabled document renamed.
     let docm = zip_of(&[
-        ("[Content_Types].xml", CT, false),
+        ("[Content_Types].xml", &docx_ct(), false),
         ("word/document.xml", b"<w:document/>", false),
         ("word/vbaProject.bin", b"\xd0\xcf\x11\xe0", false),
     ]);
-    assert_eq!(upload("x.docx", Some(DOCX_MT), &docm).await, Err(Violation::FileType));
+    assert_eq!(upload_to(document_rules(), "x.docx", Some(DOCX_MT), &docm).await, Err(Violation::FileType));
+    // ... and the same as the macro type itself, on a route listing it.
+    assert_eq!(upload("x.docm", None, &docm).await, Ok(()));
     // An ODT that is also a Java archive.
     let odt_jar = zip_of(&[("mimetype", ODT_MIME, true), ("META-INF/MANIFEST.MF", b"Main-Class: Main\r\n", false)]);
     assert_eq!(upload("x.odt", None, &odt_jar).await, Err(Violation::FileType));
@@ -294,23 +327,38 @@ async fn zips_and_jars_are_not_documents() {
     assert_eq!(upload("x.odt", None, &template).await, Err(Violation::FileType));
 }
 
-/// Only the entries inside the sniff window are seen: a package whose
-/// `word/` entries all lie past the window is refused.
+/// Entries are read from the central directory, as Office reads them, not
+/// from a walk of the first bytes: a main part past the first 64 KiB is
+/// found. A central directory larger than the tail bound (1/64 of the
+/// route's `inspect_window`) is refused; a wider window accepts it.
 #[tokio::test]
-async fn ooxml_part_directory_must_be_inside_the_window() {
+async fn ooxml_entries_are_read_from_the_central_directory() {
     let thumbnail = vec![0x5au8; SNIFF_WINDOW + 1000];
     let late = zip_of(&[
-        ("[Content_Types].xml", CT, false),
+        ("[Content_Types].xml", &docx_ct(), false),
         ("docProps/thumbnail.jpeg", &thumbnail, true),
         ("word/document.xml", b"<w:document/>", false),
     ]);
-    assert_eq!(upload("late.docx", None, &late).await, Err(Violation::FileType));
+    assert_eq!(upload("late.docx", None, &late).await, Ok(()));
     let early = zip_of(&[
-        ("[Content_Types].xml", CT, false),
+        ("[Content_Types].xml", &docx_ct(), false),
         ("word/document.xml", b"<w:document/>", false),
         ("word/media/image1.jpeg", &thumbnail, true),
     ]);
     assert_eq!(upload("early.docx", None, &early).await, Ok(()));
+    // The main part declared but not in the central directory.
+    let missing = zip_of(&[("[Content_Types].xml", &docx_ct(), false), ("word/other.xml", b"<x/>", false)]);
+    assert_eq!(upload("missing.docx", None, &missing).await, Err(Violation::FileType));
+    // 700 entries with long names: a central directory of about 170 KiB.
+    let names: Vec<String> = (0..700).map(|i| format!("word/media/{}{i:04}.xml", "n".repeat(180))).collect();
+    let ct = docx_ct();
+    let mut entries: Vec<(&str, &[u8], bool)> =
+        vec![("[Content_Types].xml", &ct, false), ("word/document.xml", b"<w:document/>", false)];
+    entries.extend(names.iter().map(|n| (n.as_str(), &b"<x/>"[..], true)));
+    let big_cd = zip_of(&entries);
+    let narrow = UploadRules { inspect_window: moat::upload::MIN_INSPECT_WINDOW, ..all_rules() };
+    assert_eq!(upload_to(narrow, "many.docx", None, &big_cd).await, Err(Violation::FileType));
+    assert_eq!(upload("many.docx", None, &big_cd).await, Ok(()));
 }
 
 /// Every type in the table accepts a real sample of itself, and no other
@@ -319,10 +367,10 @@ async fn ooxml_part_directory_must_be_inside_the_window() {
 async fn every_type_has_a_sample() {
     let samples: Vec<(&str, Vec<u8>)> = vec![
         ("pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n".to_vec()),
-        ("png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89".to_vec()),
+        ("png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\x00IEND\xae\x42\x60\x82".to_vec()),
         ("jpeg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9".to_vec()),
         ("gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec()),
-        ("webp", b"RIFF\x1a\x00\x00\x00WEBPVP8 \x0e\x00\x00\x00\x30\x01\x00\x9d\x01\x2a\x01\x00\x01\x00".to_vec()),
+        ("webp", b"RIFF\x1a\x00\x00\x00WEBPVP8 \x0e\x00\x00\x00\x30\x01\x00\x9d\x01\x2a\x01\x00\x01\x00\x00\x00\x00\x00".to_vec()),
         ("tiff", b"MM\x00*\x00\x00\x00\x08\x00\x00".to_vec()),
         ("bmp", {
             let mut v = b"BM\x3a\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00\x00".to_vec();
@@ -332,10 +380,15 @@ async fn every_type_has_a_sample() {
         ("docx", docx()),
         ("pptx", pptx()),
         ("xlsx", xlsx()),
-        ("doc", ole2()),
-        ("ppt", ole2()),
-        ("xls", ole2()),
+        ("docm", macro_doc("word/document.xml", DOCM_MAIN, "word/vbaProject.bin")),
+        ("xlsm", macro_doc("xl/workbook.xml", XLSM_MAIN, "xl/vbaProject.bin")),
+        ("pptm", macro_doc("ppt/presentation.xml", PPTM_MAIN, "ppt/vbaProject.bin")),
+        ("doc", fixture("report.doc")),
+        ("ppt", fixture("slides.ppt")),
+        ("xls", fixture("figures.xls")),
         ("odt", odt()),
+        ("ods", fixture("figures.ods")),
+        ("odp", fixture("slides.odp")),
         ("txt", b"plain text\n".to_vec()),
         ("csv", b"a,b\n1,2\n".to_vec()),
         ("md", b"# heading\n".to_vec()),
@@ -364,12 +417,22 @@ async fn every_type_has_a_sample() {
     }
 }
 
-fn ole2() -> Vec<u8> {
-    let mut v = vec![0u8; 1536];
-    v[..8].copy_from_slice(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1");
-    v[0x1a] = 3;
-    v[0x1c] = 0xfe;
-    v[0x1d] = 0xff;
-    v[0x1e] = 9;
-    v
+/// A real file of the corpus (`tests/fixtures/uploads/`).
+fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/uploads").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A macro-enabled OOXML package: main part `main` of content type `ct`,
+/// a VBA project at `vba`.
+fn macro_doc(main: &str, ct: &str, vba: &str) -> Vec<u8> {
+    let types = format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="bin" ContentType="application/vnd.ms-office.vbaProject"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/{main}" ContentType="{ct}"/></Types>"#
+    );
+    zip_of(&[
+        ("[Content_Types].xml", types.as_bytes(), false),
+        ("_rels/.rels", RELS, false),
+        (main, b"<root/>", false),
+        (vba, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", false),
+    ])
 }

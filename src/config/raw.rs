@@ -229,6 +229,8 @@ pub struct RawUpload {
     pub max_field_bytes: Option<Scalar>,
     /// Allowed non-file fields (when set, others are refused).
     pub fields: Option<Vec<RawField>>,
+    /// How far into a file moat looks for a structure it needs.
+    pub inspect_window: Option<Scalar>,
 }
 
 /// One allowed form field.

@@ -633,7 +633,16 @@ fn upload(p: &mut Problems, key: &str, u: &RawUpload, max_body: u64) -> Option<c
         max_file_size: size(p, &format!("{key}.max_file_size"), &u.max_file_size, max_body),
         max_field_bytes: size(p, &format!("{key}.max_field_bytes"), &u.max_field_bytes, 64 * 1024),
         fields,
+        inspect_window: inspect_window(p, &format!("{key}.inspect_window"), &u.inspect_window),
     })
+}
+
+fn inspect_window(p: &mut Problems, key: &str, raw: &Option<Scalar>) -> u64 {
+    let w = size(p, key, raw, crate::upload::DEFAULT_INSPECT_WINDOW);
+    if raw.is_some() && !(crate::upload::MIN_INSPECT_WINDOW..=(4 << 30)).contains(&w) {
+        p.push(key, "must be between 8MiB and 4GiB");
+    }
+    w
 }
 
 fn cors(p: &mut Problems, key: &str, raw: &RawCors, base: &CorsPolicy) -> CorsPolicy {

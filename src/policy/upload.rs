@@ -4,11 +4,14 @@
 //! `multipart/form-data` or a raw body whose `Content-Type` is one of the
 //! route's types (415 `upload_type` otherwise). The (already size-limited)
 //! body is wrapped by the inspector of `crate::upload`, which checks every
-//! file part's declared type, extension and first bytes, the file names,
-//! the file count and the form fields while the body streams. A violation
+//! file part's declared type, extension and content (first bytes, then the
+//! whole file: end markers, zip central directory, OLE2 directory, text
+//! encoding), the file names, the file count and the form fields while the
+//! body streams. A violation
 //! cuts the stream: the upstream request is aborted before the body is
 //! complete, and the client gets the violation's status (415 / 400 / 413)
-//! if no response has begun. The bytes forwarded are exactly the client's.
+//! if no response has begun, and the log line names the check that failed.
+//! The bytes forwarded are exactly the client's.
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use super::{Policy, Verdict};
 use crate::body::{Body, BodyRefused};
 use crate::ctx::Ctx;
 use crate::error::{BoxError, Reason};
-use crate::upload::{classify, inspect, InspectError, VerdictSlot, Violation};
+use crate::upload::{classify, inspect, InspectError, Violation};
 
 /// The reason a violation is answered with.
 pub fn reason(v: Violation) -> Reason {
@@ -50,14 +53,19 @@ impl Policy for Upload {
             Err(v) => return refuse(reason(v), ctx, h1),
         };
         let body = std::mem::replace(req.body_mut(), crate::body::empty());
-        let slot = VerdictSlot::default();
         let verdict = ctx.body_verdict.clone();
         let id = ctx.id.clone();
-        let inspected = inspect(body, kind, rules, slot).map_err(move |e| -> BoxError {
+        let inspected = inspect(body, kind, rules).map_err(move |e| -> BoxError {
             match e {
-                InspectError::Violation(v) => {
+                InspectError::Violation(v, check) => {
                     let r = reason(v);
-                    tracing::info!(request_id = %id, violation = ?v, reason = r.as_str(), "upload refused while streaming");
+                    tracing::info!(
+                        request_id = %id,
+                        violation = ?v,
+                        check,
+                        reason = r.as_str(),
+                        "upload refused while streaming"
+                    );
                     verdict.set(r);
                     Box::new(BodyRefused(r))
                 }

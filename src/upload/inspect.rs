@@ -37,8 +37,8 @@
 //! * Each data chunk is checked before the previous one is released, so at
 //!   any time the most recent chunk is held back. When the inner body ends,
 //!   the held chunk is released only after the whole body has been accepted
-//!   (closing boundary parsed, every part accepted). On a violation the
-//!   wrapper records it in the [`VerdictSlot`] and returns
+//!   (closing boundary parsed, every part accepted, every file's whole-content
+//!   checks passed). On a violation the wrapper returns
 //!   [`InspectError::Violation`] instead of the next data, so the HTTP client
 //!   forwarding the body aborts the upstream request: the upstream never
 //!   receives the complete body of a refused upload. Trailers pass through
@@ -82,14 +82,16 @@
 //! Per request the wrapper keeps: one held-back chunk (a `Bytes` handle, no
 //! copy); `multer`'s internal buffer, which holds at most the unparsed part of
 //! the latest chunk plus up to [`MAX_PART_HEADER_BYTES`] of boundary and
-//! header bytes; per file part a sniff buffer of at most [`SNIFF_WINDOW`]
-//! bytes, dropped once the type is decided; the raw header block of the part
-//! being started (at most [`MAX_PART_HEADER_BYTES`]); and for a field with a
+//! header bytes; per file part a sniff buffer of at most [`SNIFF_WINDOW`](super::SNIFF_WINDOW)
+//! bytes, dropped once the type is decided, and the whole-file state of its
+//! type (a bounded tail, the zip or OLE2 records; see the crate's `upload`
+//! module docs for the bound); the raw header block of the part being
+//! started (at most [`MAX_PART_HEADER_BYTES`]); and for a field with a
 //! pattern its value up to the field's cap. Nothing grows with the size of a
 //! file. Per byte of body, `multer` copies the chunk into its buffer and
 //! scans it for the delimiter; the inspector itself copies file bytes only
-//! into the sniff buffer, and hands out the inner `Bytes` (reference-counted,
-//! not copied).
+//! into the sniff buffer and the few records it keeps, and hands out the
+//! inner `Bytes` (reference-counted, not copied; tails keep such handles).
 //!
 //! # Violations
 //!
@@ -100,7 +102,7 @@
 use std::error::Error as StdError;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -108,8 +110,9 @@ use futures_util::{Stream, StreamExt};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 
+use super::content::{extend_bounded, FileCheck, DEFAULT_INSPECT_WINDOW};
 use super::filename::{check_filename, extension};
-use super::types::{FileType, OCTET_STREAM, SNIFF_WINDOW};
+use super::types::{FileType, OCTET_STREAM};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -127,11 +130,6 @@ pub const MAX_BOUNDARY_LEN: usize = 70;
 /// The most header lines in one part.
 const MAX_PART_HEADERS: usize = 16;
 
-/// The sniff buffer is evaluated first at this many bytes, then each time its
-/// length doubles (and at the window, and at the end of the part), so a
-/// client sending tiny chunks cannot make the checks quadratic.
-const FIRST_EVAL: usize = 32;
-
 /// A route's upload policy: the `upload` table of its configuration.
 #[derive(Debug, Clone)]
 pub struct UploadRules {
@@ -145,6 +143,23 @@ pub struct UploadRules {
     pub max_field_bytes: u64,
     /// Allowlist of non-file fields (`fields`); empty allows any field name.
     pub fields: Vec<FieldRule>,
+    /// How far into a file moat looks for a structure it needs
+    /// (`inspect_window`): an OLE2 directory past it is refused, and the tail
+    /// kept of a ZIP-based file is 1/64 of it.
+    pub inspect_window: u64,
+}
+
+impl Default for UploadRules {
+    fn default() -> Self {
+        Self {
+            types: Vec::new(),
+            max_files: 10,
+            max_file_size: u64::MAX,
+            max_field_bytes: 64 * 1024,
+            fields: Vec::new(),
+            inspect_window: DEFAULT_INSPECT_WINDOW,
+        }
+    }
 }
 
 /// One allowed non-file form field.
@@ -288,37 +303,13 @@ pub fn classify(content_type: Option<&HeaderValue>, rules: &UploadRules) -> Resu
         .ok_or_else(|| refuse(Violation::UnsupportedMediaType, "raw type not allowed"))
 }
 
-/// Where the inspector records why it refused a body.
-///
-/// Cloned before the body is handed to the HTTP client; after the upstream
-/// call fails, [`VerdictSlot::get`] tells whether the failure was a refusal
-/// and which 4xx answer it needs.
-#[derive(Debug, Clone, Default)]
-pub struct VerdictSlot(Arc<OnceLock<Violation>>);
-
-impl VerdictSlot {
-    /// An empty slot.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The violation that refused the body, if any.
-    pub fn get(&self) -> Option<Violation> {
-        self.0.get().copied()
-    }
-
-    fn set(&self, v: Violation) {
-        // The first violation wins; later ones are consequences.
-        let _ = self.0.set(v);
-    }
-}
-
 /// The error an [`InspectBody`] yields.
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    /// The body was refused; the same value is in the [`VerdictSlot`].
-    #[error("upload refused: {0}")]
-    Violation(Violation),
+    /// The body was refused, by the named check (for the log; never
+    /// content).
+    #[error("upload refused: {0} ({1})")]
+    Violation(Violation, &'static str),
     /// The inner body failed.
     #[error("request body error")]
     Inner(#[source] BoxError),
@@ -329,13 +320,16 @@ pub enum InspectError {
 /// The wrapper yields exactly the bytes of `inner`, unchanged and in order,
 /// holding back the most recent chunk until it has been inspected, and the
 /// last one until the whole body has been accepted. See the module docs.
-pub fn inspect<B>(inner: B, kind: BodyKind, rules: Arc<UploadRules>, verdict: VerdictSlot) -> InspectBody<B>
+pub fn inspect<B>(inner: B, kind: BodyKind, rules: Arc<UploadRules>) -> InspectBody<B>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     let inspector = match kind {
-        BodyKind::Raw(t) => Inspector::Raw(Sniffer::new(vec![t])),
+        BodyKind::Raw(t) => {
+            let macros = macros_allowed(t, &rules);
+            Inspector::Raw(Box::new(FileCheck::new(t, macros, rules.inspect_window)), "")
+        }
         BodyKind::Multipart { boundary } => Inspector::Multipart(Box::new(MultipartInspector::new(&boundary, rules))),
     };
     InspectBody {
@@ -344,7 +338,7 @@ where
         held: None,
         trailers: None,
         state: State::Streaming,
-        verdict,
+        check: "",
         high_water: HighWater::default(),
     }
 }
@@ -356,7 +350,8 @@ pub struct InspectBody<B> {
     held: Option<Bytes>,
     trailers: Option<HeaderMap>,
     state: State,
-    verdict: VerdictSlot,
+    /// The check that refused the body.
+    check: &'static str,
     #[cfg_attr(not(test), allow(dead_code))]
     high_water: HighWater,
 }
@@ -411,7 +406,7 @@ impl<B> InspectBody<B> {
     }
 
     fn refuse(&mut self, v: Violation) {
-        self.verdict.set(v);
+        self.check = self.inspector.failed_check().unwrap_or(v.reason());
         self.state = State::Refused(v);
         self.held = None;
         self.trailers = None;
@@ -448,12 +443,14 @@ where
         loop {
             match this.state {
                 State::Streaming => {}
-                State::Refused(v) => return Poll::Ready(Some(Err(InspectError::Violation(v)))),
+                State::Refused(v) => return Poll::Ready(Some(Err(InspectError::Violation(v, this.check)))),
                 State::InnerFailed => {
                     return Poll::Ready(Some(Err(InspectError::Inner("request body failed earlier".into()))))
                 }
                 State::Done => return Poll::Ready(None),
                 State::Draining => {
+                    // Hook point: the whole body has been accepted; the held
+                    // last chunk is released to the upstream here.
                     if let Some(data) = this.held.take() {
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
@@ -521,8 +518,16 @@ fn refuse(v: Violation, detail: impl fmt::Display) -> Violation {
     v
 }
 
+/// Whether a file of type `ty` may carry macros and active content: the route
+/// lists the macro-enabled type of its Office family (docm for docx and doc,
+/// xlsm for xlsx and xls, pptm for pptx and ppt).
+fn macros_allowed(ty: &FileType, rules: &UploadRules) -> bool {
+    ty.is_macro() || ty.group().is_some_and(|g| rules.types.iter().any(|t| t.is_macro() && t.group() == Some(g)))
+}
+
 enum Inspector {
-    Raw(Sniffer),
+    /// A raw body: its checks, and the check that refused it.
+    Raw(Box<FileCheck>, &'static str),
     Multipart(Box<MultipartInspector>),
     Closed,
 }
@@ -530,9 +535,10 @@ enum Inspector {
 impl Inspector {
     fn push(&mut self, chunk: &Bytes, cx: &mut Context<'_>) -> Result<(), Violation> {
         match self {
-            Self::Raw(sniff) => {
-                sniff.push(chunk).map_err(|()| refuse(Violation::FileType, "raw body content does not match its type"))
-            }
+            Self::Raw(c, failed) => c.push(chunk).map_err(|check| {
+                *failed = check;
+                refuse(Violation::FileType, format_args!("raw body: {check}"))
+            }),
             Self::Multipart(m) => m.push(chunk, cx),
             Self::Closed => Ok(()),
         }
@@ -540,9 +546,10 @@ impl Inspector {
 
     fn finish(&mut self, cx: &mut Context<'_>) -> Result<(), Violation> {
         match self {
-            Self::Raw(sniff) => {
-                sniff.finish().map_err(|()| refuse(Violation::FileType, "raw body content does not match its type"))
-            }
+            Self::Raw(c, failed) => c.finish().map_err(|check| {
+                *failed = check;
+                refuse(Violation::FileType, format_args!("raw body: {check}"))
+            }),
             Self::Multipart(m) => m.finish(cx),
             Self::Closed => Ok(()),
         }
@@ -550,113 +557,20 @@ impl Inspector {
 
     fn high_water(&self) -> HighWater {
         match self {
-            Self::Raw(s) => HighWater { sniff: s.high_water, ..HighWater::default() },
+            Self::Raw(c, _) => HighWater { sniff: c.head_high_water(), ..HighWater::default() },
             Self::Multipart(m) => m.high_water(),
             Self::Closed => HighWater::default(),
         }
     }
-}
 
-/// Collects the first bytes of a file until its type is decided.
-struct Sniffer {
-    /// Types the part may be, by declared type and extension.
-    candidates: Vec<&'static FileType>,
-    buf: Vec<u8>,
-    next_eval: usize,
-    decided: bool,
-    high_water: usize,
-}
-
-/// Runs the candidates' checks: `Some(true)` on a match, `Some(false)` when
-/// none can match, `None` when more bytes are needed.
-fn decide(candidates: &[&'static FileType], prefix: &[u8], complete: bool) -> Option<bool> {
-    let at_limit = complete || prefix.len() >= SNIFF_WINDOW;
-    let mut pending = false;
-    for t in candidates {
-        match t.check_content(prefix, complete) {
-            super::types::Sniff::Match => return Some(true),
-            super::types::Sniff::NoMatch => {}
-            super::types::Sniff::NeedMore => pending |= !at_limit,
+    /// The content check that refused the body, when one did.
+    fn failed_check(&self) -> Option<&'static str> {
+        match self {
+            Self::Raw(_, failed) => Some(*failed).filter(|c| !c.is_empty()),
+            Self::Multipart(m) => m.failed.filter(|c| !c.is_empty()),
+            Self::Closed => None,
         }
     }
-    if pending {
-        None
-    } else {
-        Some(false)
-    }
-}
-
-impl Sniffer {
-    fn new(candidates: Vec<&'static FileType>) -> Self {
-        Self { candidates, buf: Vec::new(), next_eval: FIRST_EVAL, decided: false, high_water: 0 }
-    }
-
-    fn settle(&mut self, outcome: Option<bool>) -> Option<Result<(), ()>> {
-        match outcome {
-            None => None,
-            Some(ok) => {
-                self.decided = true;
-                self.buf = Vec::new();
-                Some(if ok { Ok(()) } else { Err(()) })
-            }
-        }
-    }
-
-    /// Feeds more content; `Err` when the content cannot be any candidate.
-    ///
-    /// Bytes are copied only up to the next evaluation point, so a type
-    /// decided by its first bytes never buffers more than those.
-    fn push(&mut self, mut data: &[u8]) -> Result<(), ()> {
-        if self.decided || data.is_empty() {
-            return Ok(());
-        }
-        if self.buf.is_empty() && data.len() >= self.next_eval {
-            // Decide on the caller's bytes without copying when possible.
-            let prefix = &data[..data.len().min(SNIFF_WINDOW)];
-            let outcome = decide(&self.candidates, prefix, false);
-            if let Some(r) = self.settle(outcome) {
-                return r;
-            }
-            self.next_eval = prefix.len().saturating_mul(2);
-        }
-        // Invariant: `buf.len() < next_eval` while undecided.
-        while !data.is_empty() {
-            let target = self.next_eval.min(SNIFF_WINDOW);
-            let take = target.saturating_sub(self.buf.len()).min(data.len());
-            extend_bounded(&mut self.buf, &data[..take], SNIFF_WINDOW);
-            self.high_water = self.high_water.max(self.buf.capacity());
-            data = &data[take..];
-            if self.buf.len() < target {
-                break;
-            }
-            self.next_eval = self.buf.len().saturating_mul(2);
-            let outcome = decide(&self.candidates, &self.buf, false);
-            if let Some(r) = self.settle(outcome) {
-                return r;
-            }
-        }
-        Ok(())
-    }
-
-    /// The content ended; `Err` unless it matched a candidate.
-    fn finish(&mut self) -> Result<(), ()> {
-        if self.decided {
-            return Ok(());
-        }
-        let outcome = decide(&self.candidates, &self.buf, true);
-        self.settle(Some(outcome == Some(true))).unwrap_or(Err(()))
-    }
-}
-
-/// Appends `data` to `buf`, growing its capacity geometrically (so tiny
-/// appends stay amortized) but never past `limit` unless the data needs it.
-fn extend_bounded(buf: &mut Vec<u8>, data: &[u8], limit: usize) {
-    let need = buf.len().saturating_add(data.len());
-    if need > buf.capacity() {
-        let target = buf.capacity().saturating_mul(2).clamp(need, limit.max(need));
-        buf.reserve_exact(target - buf.len());
-    }
-    buf.extend_from_slice(data);
 }
 
 /// The one-slot queue `multer` pulls chunks from.
@@ -803,14 +717,20 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 
 /// The checks of one part.
 enum Part {
-    File { sniff: Sniffer, size: u64, name: String },
+    File { check: Box<FileCheck>, size: u64, name: String },
     Field { name: String, cap: u64, size: u64, value: Option<Vec<u8>>, rule: Option<FieldRule> },
 }
 
 impl Part {
-    fn consume(&mut self, data: &[u8], rules: &UploadRules) -> Result<(), Violation> {
+    /// Hook point: a part's data arrives here, in order, chunk by chunk.
+    fn consume(
+        &mut self,
+        data: &Bytes,
+        rules: &UploadRules,
+        failed: &mut Option<&'static str>,
+    ) -> Result<(), Violation> {
         match self {
-            Self::File { sniff, size, name } => {
+            Self::File { check, size, name } => {
                 *size = size.saturating_add(data.len() as u64);
                 if *size > rules.max_file_size {
                     return Err(refuse(
@@ -818,8 +738,9 @@ impl Part {
                         format_args!("file {name:?} over {} bytes", rules.max_file_size),
                     ));
                 }
-                sniff.push(data).map_err(|()| {
-                    refuse(Violation::FileType, format_args!("file {name:?}: content does not match its type"))
+                check.push(data).map_err(|c| {
+                    *failed = Some(c);
+                    refuse(Violation::FileType, format_args!("file {name:?}: {c}"))
                 })
             }
             Self::Field { name, cap, size, value, .. } => {
@@ -835,10 +756,13 @@ impl Part {
         }
     }
 
-    fn finish(&mut self) -> Result<(), Violation> {
+    /// Hook point: a part's data has ended (its closing delimiter was seen,
+    /// the body's last chunk is still held).
+    fn finish(&mut self, failed: &mut Option<&'static str>) -> Result<(), Violation> {
         match self {
-            Self::File { sniff, name, .. } => sniff.finish().map_err(|()| {
-                refuse(Violation::FileType, format_args!("file {name:?}: content does not match its type"))
+            Self::File { check, name, .. } => check.finish().map_err(|c| {
+                *failed = Some(c);
+                refuse(Violation::FileType, format_args!("file {name:?}: {c}"))
             }),
             Self::Field { name, value, rule, .. } => match (rule, value) {
                 (Some(rule), Some(v)) if !rule.full_match(v) => {
@@ -851,7 +775,7 @@ impl Part {
 
     fn high_water(&self) -> HighWater {
         match self {
-            Self::File { sniff, .. } => HighWater { sniff: sniff.high_water, ..HighWater::default() },
+            Self::File { check, .. } => HighWater { sniff: check.head_high_water(), ..HighWater::default() },
             Self::Field { value, .. } => {
                 HighWater { field: value.as_ref().map_or(0, Vec::capacity), ..HighWater::default() }
             }
@@ -892,6 +816,8 @@ struct MultipartInspector {
     piece: Bytes,
     piece_start: u64,
     high_water: HighWater,
+    /// The content check that refused a file part.
+    failed: Option<&'static str>,
 }
 
 impl MultipartInspector {
@@ -910,6 +836,7 @@ impl MultipartInspector {
             piece: Bytes::new(),
             piece_start: 0,
             high_water: HighWater::default(),
+            failed: None,
         }
     }
 
@@ -1026,12 +953,12 @@ impl MultipartInspector {
                 }
                 Poll::Ready(Some(Ok(data))) => {
                     current.data_len += data.len() as u64;
-                    current.part.consume(&data, &self.rules)?;
+                    current.part.consume(&data, &self.rules, &mut self.failed)?;
                 }
                 Poll::Ready(Some(Err(e))) => return Err(refuse(Violation::Malformed, format_args!("{e:?}"))),
                 Poll::Ready(None) => {
                     self.high_water.merge(current.part.high_water());
-                    current.part.finish()?;
+                    current.part.finish(&mut self.failed)?;
                     let delimiter_at = current.data_start + current.data_len;
                     let origin = delimiter_at + 2;
                     if !self.piece_agrees(delimiter_at, b"\r\n") || !self.piece_agrees(origin, &self.dash) {
@@ -1072,22 +999,20 @@ impl MultipartInspector {
         }
         let declared = headers.content_type.unwrap_or_else(|| OCTET_STREAM.to_owned());
         let ext = extension(&filename);
-        let candidates: Vec<&'static FileType> = rules
-            .types
-            .iter()
-            .copied()
-            .filter(|t| {
-                ext.as_deref().is_some_and(|e| t.has_extension(e))
-                    && (declared == OCTET_STREAM || t.has_media_type(&declared))
-            })
-            .collect();
-        if candidates.is_empty() {
+        // Extensions are unique across the table, so at most one type fits.
+        let fits = rules.types.iter().copied().find(|t| {
+            ext.as_deref().is_some_and(|e| t.has_extension(e))
+                && (declared == OCTET_STREAM || t.has_media_type(&declared))
+        });
+        let Some(ty) = fits else {
             return Err(refuse(
                 Violation::FileType,
                 format_args!("file {filename:?} declared {declared:?}: no allowed type fits"),
             ));
-        }
-        Ok(Part::File { sniff: Sniffer::new(candidates), size: 0, name: filename })
+        };
+        // Hook point: a file part starts here (name and type accepted).
+        let macros = macros_allowed(ty, rules);
+        Ok(Part::File { check: Box::new(FileCheck::new(ty, macros, rules.inspect_window)), size: 0, name: filename })
     }
 }
 
@@ -1333,7 +1258,7 @@ fn valid_boundary(b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upload::types::lookup;
+    use crate::upload::types::{lookup, SNIFF_WINDOW};
     use http_body_util::{BodyExt, StreamBody};
     use std::convert::Infallible;
     use std::time::Instant;
@@ -1351,6 +1276,7 @@ mod tests {
             max_file_size: 1 << 20,
             max_field_bytes: 1024,
             fields: Vec::new(),
+            inspect_window: DEFAULT_INSPECT_WINDOW,
         }
     }
 
@@ -1435,8 +1361,7 @@ mod tests {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError> + fmt::Debug,
     {
-        let slot = VerdictSlot::new();
-        let mut ib = inspect(body, kind, Arc::new(rules), slot.clone());
+        let mut ib = inspect(body, kind, Arc::new(rules));
         let mut out = Vec::new();
         let mut err = None;
         let mut trailers = None;
@@ -1446,19 +1371,18 @@ mod tests {
                     Ok(d) => out.extend_from_slice(&d),
                     Err(f) => trailers = f.into_trailers().ok(),
                 },
-                Err(InspectError::Violation(v)) => {
+                Err(InspectError::Violation(v, _)) => {
                     err = Some(v);
                     break;
                 }
                 Err(e) => panic!("inner error: {e}"),
             }
         }
-        assert_eq!(slot.get(), err);
         if err.is_none() {
             assert!(ib.is_end_stream());
         } else {
             // A refused body keeps failing.
-            assert!(matches!(ib.frame().await, Some(Err(InspectError::Violation(_)))));
+            assert!(matches!(ib.frame().await, Some(Err(InspectError::Violation(..)))));
         }
         Outcome { out, err, hw: ib.high_water(), trailers }
     }
@@ -1544,19 +1468,12 @@ mod tests {
             v
         }
         pub fn ole2() -> Vec<u8> {
-            let mut v = vec![0u8; 1536];
-            v[..8].copy_from_slice(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1");
-            v[0x18] = 0x3e;
-            v[0x1a] = 3;
-            v[0x1c] = 0xfe;
-            v[0x1d] = 0xff;
-            v[0x1e] = 9;
-            v[0x20] = 6;
-            let root: Vec<u8> = "Root Entry".encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
-            v[512..512 + root.len()].copy_from_slice(&root);
-            v[512 + 0x50..512 + 0x60]
-                .copy_from_slice(b"\x06\x09\x02\x00\x00\x00\x00\x00\xc0\x00\x00\x00\x00\x00\x00\x46");
-            v
+            crate::upload::ole2::tests::compound_of(
+                &[0; 16],
+                &["WordDocument", "Workbook", "PowerPoint Document"],
+                1,
+                2,
+            )
         }
         pub fn txt() -> Vec<u8> {
             "Quarterly notes\r\nUmsatz: 12 € — ok\n".as_bytes().to_vec()
@@ -2017,6 +1934,7 @@ mod tests {
         pdf.extend(std::iter::repeat_n(b'\r', 300));
         pdf.extend_from_slice(b"\r\n-\r\n--\r\n---");
         pdf.extend_from_slice(&BOUNDARY.as_bytes()[..BOUNDARY.len() - 1]);
+        pdf.extend_from_slice(b"\n%%EOF\n");
         let body = Form::new()
             .text("output_dir", "run1")
             .file("a.pdf", Some("application/pdf"), &pdf)
@@ -2105,19 +2023,12 @@ mod tests {
             Ok(Frame::data(Bytes::copy_from_slice(&body[50..100]))),
             Err(std::io::Error::other("client went away")),
         ];
-        let slot = VerdictSlot::new();
-        let mut ib = inspect(
-            StreamBody::new(futures_util::stream::iter(frames)),
-            multipart(),
-            Arc::new(all_rules()),
-            slot.clone(),
-        );
+        let mut ib = inspect(StreamBody::new(futures_util::stream::iter(frames)), multipart(), Arc::new(all_rules()));
         let first = ib.frame().await;
         assert!(matches!(first, Some(Ok(_))));
         let err = ib.frame().await;
         assert!(matches!(err, Some(Err(InspectError::Inner(_)))));
         assert!(matches!(ib.frame().await, Some(Err(InspectError::Inner(_)))));
-        assert_eq!(slot.get(), None);
     }
 
     #[test]
@@ -2125,7 +2036,7 @@ mod tests {
         let body = Form::new().file("a.pdf", None, &samples::pdf()).end();
         let len = body.len() as u64;
         let inner = http_body_util::Full::new(Bytes::from(body));
-        let ib = inspect(inner, multipart(), Arc::new(all_rules()), VerdictSlot::new());
+        let ib = inspect(inner, multipart(), Arc::new(all_rules()));
         assert_eq!(ib.size_hint().exact(), Some(len));
         assert!(!ib.is_end_stream());
     }
@@ -2134,7 +2045,6 @@ mod tests {
     fn inspect_body_is_send_and_sync() {
         fn check<T: Send + Sync + Unpin + 'static>() {}
         check::<InspectBody<http_body_util::Full<Bytes>>>();
-        check::<VerdictSlot>();
     }
 
     /// A multipart body generated on the fly: a field, then one file part
@@ -2179,7 +2089,7 @@ mod tests {
                 ring,
                 next: 0,
                 chunks,
-                tail: Some(Bytes::from(format!("\r\n--{BOUNDARY}--\r\n"))),
+                tail: Some(Bytes::from(format!("\n%%EOF\r\n--{BOUNDARY}--\r\n"))),
             }
         }
 
@@ -2218,8 +2128,7 @@ mod tests {
         let ring = text_ring(1, CHUNK);
         let mut expected = Generated::new(filename, magic, ring.clone(), total / CHUNK);
         let inner = Generated::new(filename, magic, ring, total / CHUNK);
-        let slot = VerdictSlot::new();
-        let mut ib = inspect(inner, multipart(), Arc::new(big_rules()), slot.clone());
+        let mut ib = inspect(inner, multipart(), Arc::new(big_rules()));
         let mut bytes = 0u64;
         let mut hw = HighWater::default();
         while let Some(frame) = ib.frame().await {
@@ -2232,7 +2141,6 @@ mod tests {
             hw.merge(ib.high_water());
         }
         assert_eq!(expected.next_bytes(), None);
-        assert_eq!(slot.get(), None);
         (bytes, hw)
     }
 
@@ -2274,14 +2182,12 @@ mod tests {
             for _ in 0..3 {
                 let start = Instant::now();
                 let inner = Generated::new("big.pdf", b"%PDF-1.7\n", ring.clone(), TOTAL / chunk);
-                let slot = VerdictSlot::new();
-                let mut ib = inspect(inner, multipart(), Arc::new(big_rules()), slot.clone());
+                let mut ib = inspect(inner, multipart(), Arc::new(big_rules()));
                 bytes = 0;
                 while let Some(frame) = ib.frame().await {
                     bytes += frame.expect("accepted").into_data().map_or(0, |d| d.len() as u64);
                 }
                 best = best.min(start.elapsed().as_secs_f64());
-                assert_eq!(slot.get(), None);
             }
             assert!(bytes >= TOTAL as u64);
             let mib = bytes as f64 / (1024.0 * 1024.0);

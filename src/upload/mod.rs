@@ -19,21 +19,57 @@
 //! `Content-Type` and wraps the request body with [`inspect()`]. The wrapper
 //! checks the body while it streams to the upstream, without buffering whole
 //! uploads, and fails the body (so the HTTP client aborts the upstream
-//! request) at the first [`Violation`], which it records in a
-//! [`VerdictSlot`] for the proxy to answer with [`Violation::status`] and
-//! [`Violation::reason`]. The last chunk is held back until the whole body is
-//! accepted, so an upstream never receives a complete violating body.
+//! request) at the first [`Violation`]; the policy answers with
+//! [`Violation::status`] and [`Violation::reason`] and logs the name of the
+//! check that failed (never the content). The last chunk is held back until
+//! the whole body is accepted, so an upstream never receives a complete
+//! violating body.
 //!
-//! * [`types`]: the file types moat knows and their content checks.
+//! A file is accepted only when moat can confirm its type as the real reader
+//! of that type would, within moat's bounds; when it cannot (a structure
+//! past the inspection window, a central directory larger than the tail
+//! bound, a parser differential), it is refused: inspection fails closed.
+//!
+//! * [`types`]: the file types moat knows and the checks of their first bytes.
+//! * [`content`]: the checks of one file from its first byte to its last.
+//! * [`zip`]: the central-directory reader for ZIP-based documents.
+//! * [`ole2`]: the directory reader for OLE2 documents (doc, xls, ppt).
+//! * [`tail`]: end checks of binary types, whole-content check of text.
 //! * [`filename`]: the file name rules.
-//! * [`inspect`](mod@inspect): the streaming inspector.
+//! * [`inspect`](mod@inspect): the streaming multipart inspector.
+//!
+//! # Memory per upload
+//!
+//! Bounded whatever the file size, with `W` the route's `inspect_window`
+//! (64 MiB by default) and `C` one body chunk: one held chunk, `multer`'s
+//! buffer (one chunk plus at most 16 KiB of part headers), and for the one
+//! file part being read:
+//!
+//! * every type: at most 64 KiB of head, dropped once its type is decided;
+//! * PDF and images: a 66 KiB tail (plus one chunk);
+//! * ZIP-based documents: a tail of `W / 64` plus one chunk, copied once at
+//!   the end of the part; at most 8192 local-header records (48 bytes each,
+//!   and as many central-directory entries); 256 KiB of captured
+//!   `[Content_Types].xml`, inflated to at most 1 MiB; at the end, the
+//!   directory's entries and their names (lowercased once for the duplicate
+//!   check). About `4 × W / 64 + 3.5 MiB + 2 C` at the end of the part;
+//! * OLE2 documents: FAT sectors up to `W / 64`, 1 MiB of directory
+//!   sectors, the 512-byte header and one sector being assembled;
+//! * text: 3 bytes.
+//!
+//! With the default window that is at most about 8 MiB per upload (most of
+//! it only for the moment a ZIP-based part ends, a few hundred KiB while a
+//! file streams); each MiB of window above the default adds about 64 KiB.
 
+pub mod content;
 pub mod filename;
 pub mod inspect;
+pub mod ole2;
+pub mod tail;
 pub mod types;
+pub mod zip;
 
+pub use content::{check_file, DEFAULT_INSPECT_WINDOW, MIN_INSPECT_WINDOW};
 pub use filename::{check_filename, extension, NameProblem};
-pub use inspect::{
-    classify, inspect, BodyKind, FieldRule, InspectBody, InspectError, UploadRules, VerdictSlot, Violation,
-};
+pub use inspect::{classify, inspect, BodyKind, FieldRule, InspectBody, InspectError, UploadRules, Violation};
 pub use types::{lookup, FileType, Sniff, OCTET_STREAM, SNIFF_WINDOW};

@@ -6,7 +6,19 @@ use std::io::{Cursor, Write};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
 
-const CT: &[u8] = br#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/></Types>"#;
+/// `[Content_Types].xml` declaring `main` as the content type of the main part `part`.
+pub fn content_types(part: &str, main: &str) -> Vec<u8> {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"><Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/><Default Extension="xml" ContentType="application/xml"/><Override PartName="/{part}" ContentType="{main}"/></Types>"#
+    )
+    .into_bytes()
+}
+
+pub const DOCX_MAIN: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml";
+pub const XLSX_MAIN: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml";
+pub const PPTX_MAIN: &str = "application/vnd.openxmlformats-officedocument.presentationml.presentation.main+xml";
+pub const DOCM_MAIN: &str = "application/vnd.ms-word.document.macroEnabled.main+xml";
+
 const RELS: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"/>"#;
 
 pub fn zip_of(entries: &[(&str, &[u8], bool)]) -> Vec<u8> {
@@ -22,7 +34,7 @@ pub fn zip_of(entries: &[(&str, &[u8], bool)]) -> Vec<u8> {
 
 pub fn docx() -> Vec<u8> {
     zip_of(&[
-        ("[Content_Types].xml", CT, false),
+        ("[Content_Types].xml", &content_types("word/document.xml", DOCX_MAIN), false),
         ("_rels/.rels", RELS, false),
         ("word/document.xml", br#"<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body><w:p><w:r><w:t>Hello</w:t></w:r></w:p></w:body></w:document>"#, false),
     ])
@@ -30,7 +42,7 @@ pub fn docx() -> Vec<u8> {
 
 pub fn xlsx() -> Vec<u8> {
     zip_of(&[
-        ("[Content_Types].xml", CT, false),
+        ("[Content_Types].xml", &content_types("xl/workbook.xml", XLSX_MAIN), false),
         ("_rels/.rels", RELS, false),
         ("xl/workbook.xml", b"<workbook/>", false),
         ("xl/worksheets/sheet1.xml", b"<worksheet/>", false),
@@ -39,7 +51,7 @@ pub fn xlsx() -> Vec<u8> {
 
 pub fn pptx() -> Vec<u8> {
     zip_of(&[
-        ("[Content_Types].xml", CT, false),
+        ("[Content_Types].xml", &content_types("ppt/presentation.xml", PPTX_MAIN), false),
         ("_rels/.rels", RELS, false),
         ("ppt/presentation.xml", b"<p:presentation/>", false),
     ])
@@ -64,24 +76,20 @@ pub fn jar() -> Vec<u8> {
     ])
 }
 
-pub fn ole2() -> Vec<u8> {
-    let mut v = vec![0u8; 1536];
-    v[..8].copy_from_slice(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1");
-    v[0x1a] = 3;
-    v[0x1c] = 0xfe;
-    v[0x1d] = 0xff;
-    v[0x1e] = 9;
-    v
+/// A real file of the corpus (`tests/fixtures/uploads/`).
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/uploads").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// (type name, file extension, media type, bytes) for every type in moat's table.
 pub fn all() -> Vec<(&'static str, &'static str, &'static str, Vec<u8>)> {
     vec![
         ("pdf", "pdf", "application/pdf", b"%PDF-1.7\n1 0 obj\n<<>>\nendobj\ntrailer\n<<>>\n%%EOF\n".to_vec()),
-        ("png", "png", "image/png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89".to_vec()),
+        ("png", "png", "image/png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\x00IEND\xae\x42\x60\x82".to_vec()),
         ("jpeg", "jpg", "image/jpeg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xd9".to_vec()),
         ("gif", "gif", "image/gif", b"GIF89a\x01\x00\x01\x00\x00\x00\x00;".to_vec()),
-        ("webp", "webp", "image/webp", b"RIFF\x1a\x00\x00\x00WEBPVP8 \x0e\x00\x00\x00\x30\x01\x00\x9d\x01\x2a\x01\x00\x01\x00".to_vec()),
+        ("webp", "webp", "image/webp", b"RIFF\x1a\x00\x00\x00WEBPVP8 \x0e\x00\x00\x00\x30\x01\x00\x9d\x01\x2a\x01\x00\x01\x00\x00\x00\x00\x00".to_vec()),
         ("tiff", "tiff", "image/tiff", b"MM\x00*\x00\x00\x00\x08\x00\x00".to_vec()),
         ("bmp", "bmp", "image/bmp", {
             let mut v = b"BM\x3a\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00\x00".to_vec();
@@ -91,9 +99,9 @@ pub fn all() -> Vec<(&'static str, &'static str, &'static str, Vec<u8>)> {
         ("docx", "docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document", docx()),
         ("pptx", "pptx", "application/vnd.openxmlformats-officedocument.presentationml.presentation", pptx()),
         ("xlsx", "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", xlsx()),
-        ("doc", "doc", "application/msword", ole2()),
-        ("ppt", "ppt", "application/vnd.ms-powerpoint", ole2()),
-        ("xls", "xls", "application/vnd.ms-excel", ole2()),
+        ("doc", "doc", "application/msword", fixture("report.doc")),
+        ("ppt", "ppt", "application/vnd.ms-powerpoint", fixture("slides.ppt")),
+        ("xls", "xls", "application/vnd.ms-excel", fixture("figures.xls")),
         ("odt", "odt", "application/vnd.oasis.opendocument.text", odt()),
         ("txt", "txt", "text/plain", b"plain text\n".to_vec()),
         ("csv", "csv", "text/csv", b"a,b\n1,2\n".to_vec()),
