@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::{BodyExt, StreamBody};
 use libfuzzer_sys::fuzz_target;
-use moat::upload::{inspect, lookup, BodyKind, UploadRules, VerdictSlot};
+use moat::upload::{inspect, lookup, BodyKind, UploadRules};
 
 const BOUNDARY: &str = "fuzzb";
 
@@ -19,12 +19,13 @@ fn run(rt: &tokio::runtime::Runtime, chunks: Vec<Bytes>) -> (bool, usize) {
         max_file_size: 1 << 20,
         max_field_bytes: 256,
         fields: Vec::new(),
+        ..UploadRules::default()
     });
     let frames = futures_util::stream::iter(
         chunks.into_iter().map(|c| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(c))),
     );
     let kind = BodyKind::Multipart { boundary: BOUNDARY.to_string() };
-    let mut body = inspect(StreamBody::new(frames), kind, rules, VerdictSlot::default());
+    let mut body = inspect(StreamBody::new(frames), kind, rules);
     rt.block_on(async move {
         let mut n = 0;
         while let Some(f) = body.frame().await {

@@ -230,6 +230,7 @@ pub struct RawUpload {
     /// Allowed non-file fields (when set, others are refused).
     pub fields: Option<Vec<RawField>>,
     /// How far into a file moat looks for a structure it needs.
+    #[schemars(with = "Option<SizeText>")]
     pub inspect_window: Option<Scalar>,
 }
 
