@@ -73,3 +73,16 @@ pub use content::{check_file, DEFAULT_INSPECT_WINDOW, MIN_INSPECT_WINDOW};
 pub use filename::{check_filename, extension, NameProblem};
 pub use inspect::{classify, inspect, BodyKind, FieldRule, InspectBody, InspectError, UploadRules, Violation};
 pub use types::{lookup, FileType, Sniff, OCTET_STREAM, SNIFF_WINDOW};
+
+/// The little-endian `u16` at `at`, if the bytes are there (zip and OLE2
+/// structures are little-endian).
+fn u16_at(b: &[u8], at: usize) -> Option<u16> {
+    let s = b.get(at..at.checked_add(2)?)?;
+    Some(u16::from_le_bytes([s[0], s[1]]))
+}
+
+/// The little-endian `u32` at `at`, if the bytes are there.
+fn u32_at(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}

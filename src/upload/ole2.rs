@@ -35,6 +35,8 @@
 
 use std::collections::BTreeMap;
 
+use super::{u16_at, u32_at};
+
 /// The most bytes of directory(-shaped) sectors kept for one file.
 pub const MAX_DIRECTORY_BYTES: usize = 1024 * 1024;
 
@@ -96,16 +98,6 @@ pub static POWERPOINT: Ole2Kind = Ole2Kind {
 
 /// Why a compound file was refused: the name of the failed check.
 pub type Refusal = &'static str;
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes([s[0], s[1]]))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
 
 #[derive(Debug, Clone, Copy)]
 struct Header {

@@ -47,6 +47,8 @@ use std::hash::{BuildHasher, Hasher};
 
 use memchr::memmem;
 
+use super::{u16_at, u32_at};
+
 /// The most local header signatures recorded for one file.
 pub const MAX_LOCAL_HEADERS: usize = 8192;
 /// The longest entry name a local header may have to be matched.
@@ -74,16 +76,6 @@ const FLAG_STRONG: u16 = 0x0040;
 
 /// Why a zip was refused: the name of the failed check, for the log.
 pub type Refusal = &'static str;
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    let s = b.get(at..at.checked_add(2)?)?;
-    Some(u16::from_le_bytes([s[0], s[1]]))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
-}
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     let s = b.get(at..at.checked_add(8)?)?;
