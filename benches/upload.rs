@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
             );
             let body = StreamBody::new(frames);
             let kind = BodyKind::Multipart { boundary: BOUNDARY.to_string() };
-            let inspected = inspect(body, kind, rules.clone());
+            let inspected = inspect(body, kind, rules.clone(), None);
             rt.block_on(async move {
                 let mut n = 0usize;
                 let mut b = inspected;

@@ -1,6 +1,7 @@
 //! The admin listener (plain HTTP, bind it to loopback or the pod network
 //! only): `/healthz` (200 while the process serves), `/readyz` (200 only
-//! when the upstream accepts a TCP connection), `/metrics` (Prometheus
+//! when the upstream accepts a TCP connection, and, with
+//! `scan.required_for_ready`, clamd answers `PING`), `/metrics` (Prometheus
 //! text). It never passes through the policy stack and never proxies.
 //! Each scrape of `/metrics` runs the readiness check too, so that
 //! `moat_upstream_ready` is current even where nothing probes `/readyz`
@@ -64,6 +65,19 @@ async fn ready_now(shared: &Shared) -> bool {
     ready
 }
 
+/// With `scan.required_for_ready`, whether clamd answers `PING`; else true.
+async fn scanner_ready(shared: &Shared) -> bool {
+    let cfg = shared.config.load_full();
+    match &cfg.scan {
+        Some(scan) if scan.required_for_ready => {
+            let mut quick = (**scan).clone();
+            quick.timeout = quick.timeout.min(Duration::from_secs(2));
+            crate::scan::ping(&quick).await
+        }
+        _ => true,
+    }
+}
+
 /// Answers one admin request.
 pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -72,10 +86,12 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Result<Response<
     Ok(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
-            if ready_now(&shared).await {
-                text(StatusCode::OK, "text/plain", "ready\n")
-            } else {
+            if !ready_now(&shared).await {
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "upstream unreachable\n")
+            } else if !scanner_ready(&shared).await {
+                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "clamd unreachable\n")
+            } else {
+                text(StatusCode::OK, "text/plain", "ready\n")
             }
         }
         "/metrics" => {

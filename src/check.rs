@@ -122,6 +122,29 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             }
         }
     }
+    let scanned: Vec<&Route> =
+        cfg.routes.iter().filter(|r| r.upload.as_ref().is_some_and(|u| u.scan)).map(|r| &**r).collect();
+    if let Some(scan) = &cfg.scan {
+        for r in &scanned {
+            let Some(u) = &r.upload else { continue };
+            if u.max_file_size > scan.max_file_size {
+                w.push(format!(
+                    "route \"{}\": upload.max_file_size ({} bytes) is larger than scan.max_file_size ({} bytes): files in between are {} (scan.on_too_large = \"{}\"); raise scan.max_file_size (and clamd's StreamMaxLength) or lower the route's max_file_size",
+                    r.name,
+                    u.max_file_size,
+                    scan.max_file_size,
+                    if scan.on_too_large == crate::scan::Fallback::Deny { "refused with 413" } else { "passed unscanned" },
+                    scan.on_too_large.as_str()
+                ));
+            }
+        }
+        if scan.on_error == crate::scan::Fallback::Allow && !scanned.is_empty() {
+            w.push("scan.on_error = \"allow\": while clamd is down or failing, uploads pass unscanned".into());
+        }
+        if scanned.is_empty() {
+            w.push("[scan] is configured but no route has upload = { ..., scan = true }: nothing is scanned".into());
+        }
+    }
     if !cfg.listen.admin.ip().is_loopback() {
         w.push(format!(
             "listen.admin is {}, not a loopback address: the admin listener is plain HTTP without authentication (metrics reveal routes, traffic and errors): bind it to 127.0.0.1 or firewall it",
@@ -152,7 +175,12 @@ fn row(r: &Route, cfg: &Config) -> Vec<String> {
         r.upload
             .as_ref()
             .map(|u| {
-                format!("{} (max {} files)", u.types.iter().map(|t| t.name).collect::<Vec<_>>().join(","), u.max_files)
+                format!(
+                    "{} (max {} files{})",
+                    u.types.iter().map(|t| t.name).collect::<Vec<_>>().join(","),
+                    u.max_files,
+                    if u.scan { ", scanned" } else { "" }
+                )
             })
             .unwrap_or_else(|| "-".into()),
         other(r, cfg),

@@ -41,6 +41,10 @@ pub enum Reason {
     UploadName,
     /// Too many files in one upload.
     UploadCount,
+    /// clamd found malware in an upload.
+    UploadMalware,
+    /// An upload could not be scanned (clamd down, too slow, or failing).
+    ScanUnavailable,
     /// Path outside every route in allowlist mode.
     NotFound,
     /// Method not allowed on the route.
@@ -74,6 +78,8 @@ impl Reason {
             Reason::UploadType => "upload_type",
             Reason::UploadName => "upload_name",
             Reason::UploadCount => "upload_count",
+            Reason::UploadMalware => "upload_malware",
+            Reason::ScanUnavailable => "scan_unavailable",
             Reason::NotFound => "not_found",
             Reason::MethodNotAllowed => "method_not_allowed",
             Reason::UpstreamTimeout => "upstream_timeout",
@@ -87,7 +93,7 @@ impl Reason {
     /// The status a client gets.
     pub fn status(self) -> StatusCode {
         match self {
-            Reason::IpDenied | Reason::CorsOrigin | Reason::Forbidden => StatusCode::FORBIDDEN,
+            Reason::IpDenied | Reason::CorsOrigin | Reason::Forbidden | Reason::UploadMalware => StatusCode::FORBIDDEN,
             Reason::BadRequest | Reason::PathRejected | Reason::UploadName | Reason::UploadCount => {
                 StatusCode::BAD_REQUEST
             }
@@ -100,7 +106,7 @@ impl Reason {
             Reason::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            Reason::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Overloaded | Reason::ScanUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -122,6 +128,8 @@ impl Reason {
             Reason::UploadType => "The uploaded content type is not allowed.",
             Reason::UploadName => "The uploaded file name is not allowed.",
             Reason::UploadCount => "Too many files in one request.",
+            Reason::UploadMalware => "The upload was refused by the malware scan.",
+            Reason::ScanUnavailable => "The upload could not be scanned; try again later.",
             Reason::NotFound => "Not found.",
             Reason::MethodNotAllowed => "Method not allowed.",
             Reason::UpstreamTimeout => "The service did not answer in time.",

@@ -34,6 +34,7 @@ pub mod net;
 pub mod policy;
 pub mod proxy;
 pub mod sanitize;
+pub mod scan;
 pub mod server;
 pub mod shutdown;
 pub mod stack;

@@ -76,6 +76,56 @@ pub struct Metrics {
     /// 1 when the upstream passed the readiness check (the one `/readyz`
     /// answers) at the last scrape or probe, 0 when it failed.
     pub upstream_ready: Gauge,
+    /// Upload scans (`[scan]`).
+    pub scans: Arc<ScanMetrics>,
+}
+
+/// `moat_scans_total{result}` and `moat_scan_duration_seconds`.
+#[derive(Debug)]
+pub struct ScanMetrics {
+    scans: Family<ResultLabel, Counter>,
+    duration: Histogram,
+}
+
+impl ScanMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let scans = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "moat_scans",
+            "Upload files scanned by clamd, by result (clean, infected, error, skipped)",
+            scans.clone(),
+        );
+        for result in ["clean", "infected", "error", "skipped"] {
+            drop(scans.get_or_create(&ResultLabel { result }));
+        }
+        // 1 ms .. 60 s
+        let duration =
+            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]);
+        registry.register(
+            "moat_scan_duration_seconds",
+            "Time from an upload file's last byte to clamd's verdict",
+            duration.clone(),
+        );
+        Self { scans, duration }
+    }
+
+    /// Records a verdict (or a failure) that took `took` after the file's last byte.
+    pub fn observe(&self, outcome: crate::scan::Outcome, took: Duration) {
+        let result = match outcome {
+            crate::scan::Outcome::Clean => "clean",
+            crate::scan::Outcome::Infected => "infected",
+            crate::scan::Outcome::Failed => "error",
+        };
+        self.scans.get_or_create(&ResultLabel { result }).inc();
+        if outcome != crate::scan::Outcome::Failed {
+            self.duration.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Counts a file passed unscanned because it was over `max_file_size`.
+    pub fn skipped(&self) {
+        self.scans.get_or_create(&ResultLabel { result: "skipped" }).inc();
+    }
 }
 
 fn method_label(m: &Method) -> &'static str {
@@ -156,6 +206,7 @@ impl Metrics {
             "1 when the upstream passes the readiness check of /readyz, 0 when it fails",
             upstream_ready.clone(),
         );
+        let scans = Arc::new(ScanMetrics::register(&mut registry));
         // Series that alerts watch exist from the start, at zero.
         for kind in ["connect", "timeout", "protocol"] {
             drop(upstream_errors.get_or_create(&KindLabel { kind }));
@@ -176,6 +227,7 @@ impl Metrics {
             ratelimit_keys,
             ratelimit_backend_errors,
             upstream_ready,
+            scans,
         }
     }
 

@@ -55,7 +55,7 @@ pub fn build(
         // 10. Body limits wrap the stream before anything reads it.
         .layer(PolicyLayer::new(BodyLimit))
         // 10. Upload inspection wraps the already-limited stream: what the bytes are, as they pass.
-        .layer(PolicyLayer::new(Upload))
+        .layer(PolicyLayer::new(Upload::new(shared.metrics.scans.clone())))
         // 12. Only upstream responses pass here: 5xx bodies replaced, 4xx bodies redacted.
         .layer(SanitizeLayer)
         // 11 + 13. Upstream timeout and forwarding.

@@ -163,12 +163,6 @@ fn completions_and_man_page() {
 /// Kubernetes PodMonitor target labels); moat's exposition cannot show them.
 const TARGET_LABELS: &[&str] = &["job", "instance", "namespace", "pod", "container", "service", "endpoint"];
 
-/// Series of metrics that exist only with a feature this moat does not have:
-/// upload malware scanning (a `[scan]` section). The dashboard's scanning row
-/// and the `moat-scanning` alert group stay empty and silent until it lands;
-/// `scanning_allow_list_is_still_needed` removes this excuse when it does.
-const WITHOUT_FEATURE: &[&str] = &["moat_scans_total", "moat_scan_duration_seconds_bucket"];
-
 /// Series name → label names, from the text exposition.
 fn exposition_labels(text: &str) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -386,8 +380,8 @@ fn query_problems(
     let carries = |name: &str, label: &str| {
         TARGET_LABELS.contains(&label) || exported.get(name).is_some_and(|l| l.contains(label))
     };
-    // Prometheus' own per-target series, or a feature moat lacks.
-    let excused = |name: &str| name == "up" || WITHOUT_FEATURE.contains(&name);
+    // Prometheus' own per-target series.
+    let excused = |name: &str| name == "up";
     for s in selected.iter().filter(|s| !excused(&s.name)) {
         if !exported.contains_key(&s.name) {
             problems.push(format!("{query}: moat exports no series named {}", s.name));
@@ -407,16 +401,4 @@ fn query_problems(
         }
     }
     problems
-}
-
-/// The scanning metrics are excused only while moat has no scanner: once the
-/// config has a `[scan]` section, the dashboard and alerts must pass the
-/// live-scrape check like everything else.
-#[test]
-fn scanning_allow_list_is_still_needed() {
-    let schema = committed_schema();
-    assert!(
-        schema.pointer("/properties/scan").is_none(),
-        "moat can scan uploads now: remove WITHOUT_FEATURE and exercise the scanner in the live-scrape test"
-    );
 }

@@ -51,9 +51,19 @@ async fn mineru_upstream() -> Upstream {
     .await
 }
 
-/// moat on the MinerU preset, with a user key and an admin key. The temp dir
-/// holding the key file lives as long as the returned value.
-fn start_mineru(pki: &Pki, up: &Upstream) -> (Moat, tempfile::TempDir) {
+/// What a MinerU preset moat needs beside it: the key file's temp dir and
+/// the clamd its upload routes scan with.
+struct MineruSide {
+    _keys: tempfile::TempDir,
+    clamd: Option<common::clamd::Clamd>,
+}
+
+/// moat on the MinerU preset, with a user key and an admin key, scanning
+/// uploads with a real clamd (the preset's `[scan]`, pointed at the test's
+/// clamd as the Compose stack points it at its `clamav` service). Where
+/// clamd is not installed (never in CI) uploads pass unscanned
+/// (`on_error = "allow"`). What the returned value holds lives as long as it.
+fn start_mineru(pki: &Pki, up: &Upstream) -> (Moat, MineruSide) {
     let (cert, key) = pki.write_server("mineru", &rcgen::PKCS_ECDSA_P256_SHA256);
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("api-keys.toml");
@@ -70,18 +80,57 @@ fn start_mineru(pki: &Pki, up: &Upstream) -> (Moat, tempfile::TempDir) {
     let cert = cert.display().to_string();
     let key = key.display().to_string();
     let keys = keys.display().to_string();
-    let m = Moat::start_env(
-        MINERU,
-        &[
-            ("MOAT_LISTEN__HTTPS", "127.0.0.1:0"),
-            ("MOAT_LISTEN__ADMIN", "127.0.0.1:0"),
-            ("MOAT_UPSTREAM__URL", url.as_str()),
-            ("MOAT_TLS__CERT", cert.as_str()),
-            ("MOAT_TLS__KEY", key.as_str()),
-            ("MOAT_AUTH__API_KEYS_FILE", keys.as_str()),
-        ],
-    );
-    (m, dir)
+    let clamd = common::clamd::Clamd::start();
+    let clamd_url = clamd.as_ref().map(|c| c.tcp());
+    let mut env = vec![
+        ("MOAT_LISTEN__HTTPS", "127.0.0.1:0"),
+        ("MOAT_LISTEN__ADMIN", "127.0.0.1:0"),
+        ("MOAT_UPSTREAM__URL", url.as_str()),
+        ("MOAT_TLS__CERT", cert.as_str()),
+        ("MOAT_TLS__KEY", key.as_str()),
+        ("MOAT_AUTH__API_KEYS_FILE", keys.as_str()),
+    ];
+    match &clamd_url {
+        Some(u) => env.push(("MOAT_SCAN__CLAMD", u.as_str())),
+        None => {
+            env.push(("MOAT_SCAN__ON_ERROR", "allow"));
+            env.push(("MOAT_SCAN__REQUIRED_FOR_READY", "false"));
+        }
+    }
+    let m = Moat::start_env(MINERU, &env);
+    (m, MineruSide { _keys: dir, clamd })
+}
+
+#[tokio::test]
+async fn mineru_uploads_are_scanned_and_an_infected_one_never_reaches_the_app() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = mineru_upstream().await;
+    let (m, side) = start_mineru(&pki, &up);
+    if side.clamd.is_none() {
+        return;
+    }
+    let c = pki.client();
+    for (route, field) in [("/api/v1/tasks/submit", "file"), ("/file_parse", "files")] {
+        let infected = form(&[part(field, Some("notes.txt"), Some("text/plain"), &common::clamd::eicar())]);
+        let clean = form(&[part(field, Some("report.pdf"), Some("application/pdf"), &pdf())]);
+        for (body, want) in [(infected, 403), (clean, 200)] {
+            let r = c
+                .post(m.url(route))
+                .header("x-api-key", USER_KEY)
+                .header("content-type", form_content_type())
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let (status, v) = status_and_json(r).await;
+            assert_eq!(status, want, "{route}: {v}");
+            let delivered = seen_at(&up, route).iter().any(|s| s.complete && s.sha256 == sha256_hex(&body));
+            assert_eq!(delivered, want == 200, "{route}: delivered = {delivered}");
+        }
+    }
+    let ready = reqwest::get(m.admin_url("/readyz")).await.unwrap().status();
+    assert_eq!(ready, 200, "readiness with clamd up");
 }
 
 /// An argon2id PHC string. The string carries its own parameters; small ones

@@ -335,7 +335,7 @@ fn refusing_family(filename: &str) -> &'static [&'static str] {
 async fn verdict(body: &[u8], rules: &UploadRules, chunks: Vec<Bytes>) -> Result<(), (Violation, &'static str)> {
     let frames: Vec<Result<Frame<Bytes>, Infallible>> = chunks.into_iter().map(|b| Ok(Frame::data(b))).collect();
     let kind = BodyKind::Multipart { boundary: BOUNDARY.into() };
-    let mut ib = inspect(StreamBody::new(futures_util::stream::iter(frames)), kind, Arc::new(rules.clone()));
+    let mut ib = inspect(StreamBody::new(futures_util::stream::iter(frames)), kind, Arc::new(rules.clone()), None);
     let mut out = 0usize;
     while let Some(frame) = ib.frame().await {
         match frame {

@@ -58,7 +58,7 @@ fn rules(ty: &'static types::FileType) -> UploadRules {
 
 async fn run(body: &[u8], kind: BodyKind, rules: UploadRules, chunks: Vec<Bytes>) -> Result<(), (Violation, String)> {
     let frames: Vec<Result<Frame<Bytes>, Infallible>> = chunks.into_iter().map(|b| Ok(Frame::data(b))).collect();
-    let mut ib = inspect(StreamBody::new(futures_util::stream::iter(frames)), kind, Arc::new(rules));
+    let mut ib = inspect(StreamBody::new(futures_util::stream::iter(frames)), kind, Arc::new(rules), None);
     let mut out = Vec::new();
     while let Some(frame) = ib.frame().await {
         match frame {

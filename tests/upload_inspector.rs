@@ -205,7 +205,7 @@ async fn run_with(body: &[u8], kind: BodyKind, rules: UploadRules) -> Result<(),
         let frames: Vec<Result<Frame<Bytes>, Infallible>> =
             split(body, seed, max).into_iter().map(|b| Ok(Frame::data(b))).collect();
         let mut ib =
-            inspect(StreamBody::new(futures_util::stream::iter(frames)), kind.clone(), Arc::new(rules.clone()));
+            inspect(StreamBody::new(futures_util::stream::iter(frames)), kind.clone(), Arc::new(rules.clone()), None);
         let mut out = Vec::new();
         let mut verdict = Ok(());
         while let Some(frame) = ib.frame().await {

@@ -25,7 +25,7 @@ fn run(rt: &tokio::runtime::Runtime, chunks: Vec<Bytes>) -> (bool, usize) {
         chunks.into_iter().map(|c| Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(c))),
     );
     let kind = BodyKind::Multipart { boundary: BOUNDARY.to_string() };
-    let mut body = inspect(StreamBody::new(frames), kind, rules);
+    let mut body = inspect(StreamBody::new(frames), kind, rules, None);
     rt.block_on(async move {
         let mut n = 0;
         while let Some(f) = body.frame().await {

@@ -63,6 +63,8 @@ pub struct Config {
     pub routes: Vec<Arc<Route>>,
     /// The policy for requests that match no route.
     pub default_route: Arc<Route>,
+    /// `[scan]`, when present.
+    pub scan: Option<Arc<crate::scan::ScanConfig>>,
 }
 
 /// `[listen]`

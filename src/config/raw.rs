@@ -40,8 +40,38 @@ pub struct RawConfig {
     pub errors: RawErrors,
     /// `[security_headers]`: headers added to every response.
     pub security_headers: RawSecurityHeaders,
+    /// `[scan]`: malware scanning of uploads by clamd (routes opt in with
+    /// `upload = { ..., scan = true }`).
+    pub scan: Option<RawScan>,
     /// `[[routes]]`: the routes, matched by path; the first match wins.
     pub routes: Vec<RawRoute>,
+}
+
+/// `[scan]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct RawScan {
+    /// clamd's address: `tcp://HOST:PORT` or `unix:/path/to/clamd.ctl`.
+    pub clamd: Option<String>,
+    /// Longest wait for a clamd connection, a write to clamd, or the verdict after a file's last byte.
+    #[schemars(with = "Option<DurationText>", extend("default" = "30s"))]
+    pub timeout: Option<Scalar>,
+    /// Largest file that is scanned; clamd's StreamMaxLength must be at least this.
+    #[schemars(with = "Option<SizeText>", extend("default" = "25MiB"))]
+    pub max_file_size: Option<Scalar>,
+    /// A file over max_file_size: "deny" (413) or "allow" (passes unscanned).
+    #[schemars(extend("default" = "deny", "enum" = ["deny", "allow"]))]
+    pub on_too_large: Option<String>,
+    /// clamd down, too slow or answering an error: "deny" (503) or "allow" (passes unscanned).
+    #[schemars(extend("default" = "deny", "enum" = ["deny", "allow"]))]
+    pub on_error: Option<String>,
+    /// Most clamd connections open at once.
+    #[schemars(extend("default" = 16))]
+    pub pool_size: Option<i64>,
+    /// /readyz also needs clamd to answer PING.
+    #[schemars(extend("default" = false))]
+    pub required_for_ready: Option<bool>,
 }
 
 /// `[client_ip]`
@@ -232,6 +262,8 @@ pub struct RawUpload {
     /// How far into a file moat looks for a structure it needs.
     #[schemars(with = "Option<SizeText>")]
     pub inspect_window: Option<Scalar>,
+    /// Stream every file to clamd (`[scan]`) and refuse infected uploads.
+    pub scan: Option<bool>,
 }
 
 /// One allowed form field.

@@ -114,6 +114,10 @@ where
                 tracing::info!(request_id = %ctx.id, reason = reason.as_str(), error = %chain(err.as_ref()), "request refused");
             }
             let mut res = crate::error::reject_response(reason, &ctx);
+            if reason == Reason::ScanUnavailable {
+                // clamd restarts (and reloads its signatures) within about this long.
+                res.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("30"));
+            }
             if h1
                 && matches!(
                     reason,
@@ -123,6 +127,8 @@ where
                         | Reason::UploadType
                         | Reason::UploadName
                         | Reason::UploadCount
+                        | Reason::UploadMalware
+                        | Reason::ScanUnavailable
                 )
             {
                 // The request body was not read to its end: the connection cannot be reused.

@@ -11,7 +11,11 @@
 //! cuts the stream: the upstream request is aborted before the body is
 //! complete, and the client gets the violation's status (415 / 400 / 413)
 //! if no response has begun, and the log line names the check that failed.
-//! The bytes forwarded are exactly the client's.
+//! The bytes forwarded are exactly the client's. With `scan = true` (and a
+//! `[scan]` section) every file is also streamed to clamd, and the body's
+//! last chunk waits for the verdicts: 403 `upload_malware` when one is
+//! infected, 503 `scan_unavailable` when one could not be scanned and
+//! `scan.on_error` is `deny` (see `crate::scan`).
 
 use std::sync::Arc;
 
@@ -24,6 +28,8 @@ use super::{Policy, Verdict};
 use crate::body::{Body, BodyRefused};
 use crate::ctx::Ctx;
 use crate::error::{BoxError, Reason};
+use crate::metrics::ScanMetrics;
+use crate::scan::Scanning;
 use crate::upload::{classify, inspect, InspectError, Violation};
 
 /// The reason a violation is answered with.
@@ -34,11 +40,22 @@ pub fn reason(v: Violation) -> Reason {
         Violation::TooManyFiles => Reason::UploadCount,
         Violation::FieldTooLarge | Violation::FileTooLarge => Reason::BodyTooLarge,
         Violation::FieldRejected | Violation::Malformed => Reason::BadRequest,
+        Violation::Malware => Reason::UploadMalware,
+        Violation::ScanFailed => Reason::ScanUnavailable,
     }
 }
 
 /// The policy.
-pub struct Upload;
+pub struct Upload {
+    scan_metrics: Arc<ScanMetrics>,
+}
+
+impl Upload {
+    /// The policy, counting scans in `scan_metrics`.
+    pub fn new(scan_metrics: Arc<ScanMetrics>) -> Self {
+        Self { scan_metrics }
+    }
+}
 
 impl Policy for Upload {
     async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
@@ -55,7 +72,11 @@ impl Policy for Upload {
         let body = std::mem::replace(req.body_mut(), crate::body::empty());
         let verdict = ctx.body_verdict.clone();
         let id = ctx.id.clone();
-        let inspected = inspect(body, kind, rules).map_err(move |e| -> BoxError {
+        let scanning = match (&ctx.config.scan, rules.scan) {
+            (Some(cfg), true) => Some(Scanning::new(cfg.clone(), self.scan_metrics.clone(), &ctx.id)),
+            _ => None,
+        };
+        let inspected = inspect(body, kind, rules, scanning).map_err(move |e| -> BoxError {
             match e {
                 InspectError::Violation(v, check) => {
                     let r = reason(v);

@@ -113,6 +113,7 @@ use http_body::{Body, Frame, SizeHint};
 use super::content::{extend_bounded, FileCheck, DEFAULT_INSPECT_WINDOW};
 use super::filename::{check_filename, extension};
 use super::types::{FileType, OCTET_STREAM};
+use crate::scan::{Fallback, FileScan, Outcome, Scanning, Verdict};
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
@@ -147,6 +148,8 @@ pub struct UploadRules {
     /// (`inspect_window`): an OLE2 directory past it is refused, and the tail
     /// kept of a ZIP-based file is 1/64 of it.
     pub inspect_window: u64,
+    /// Stream every file to clamd (`scan`); needs `[scan]`.
+    pub scan: bool,
 }
 
 impl Default for UploadRules {
@@ -158,6 +161,7 @@ impl Default for UploadRules {
             max_field_bytes: 64 * 1024,
             fields: Vec::new(),
             inspect_window: DEFAULT_INSPECT_WINDOW,
+            scan: false,
         }
     }
 }
@@ -230,6 +234,12 @@ pub enum Violation {
     /// truncated body, bad part headers, text outside the parts).
     #[error("malformed multipart body")]
     Malformed,
+    /// clamd found malware in a file.
+    #[error("malware found")]
+    Malware,
+    /// A file could not be scanned and `scan.on_error` is `deny`.
+    #[error("upload could not be scanned")]
+    ScanFailed,
 }
 
 impl Violation {
@@ -239,6 +249,8 @@ impl Violation {
             Self::UnsupportedMediaType | Self::FileType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::FieldTooLarge | Self::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::FileName | Self::TooManyFiles | Self::FieldRejected | Self::Malformed => StatusCode::BAD_REQUEST,
+            Self::Malware => StatusCode::FORBIDDEN,
+            Self::ScanFailed => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -250,6 +262,8 @@ impl Violation {
             Self::TooManyFiles => "upload_count",
             Self::FieldTooLarge | Self::FileTooLarge => "body_too_large",
             Self::FieldRejected | Self::Malformed => "bad_request",
+            Self::Malware => "upload_malware",
+            Self::ScanFailed => "scan_unavailable",
         }
     }
 }
@@ -320,17 +334,29 @@ pub enum InspectError {
 /// The wrapper yields exactly the bytes of `inner`, unchanged and in order,
 /// holding back the most recent chunk until it has been inspected, and the
 /// last one until the whole body has been accepted. See the module docs.
-pub fn inspect<B>(inner: B, kind: BodyKind, rules: Arc<UploadRules>) -> InspectBody<B>
+///
+/// With `scanning`, every file (each file part, or the raw body) is also
+/// streamed to clamd, and the last chunk is released only once every file
+/// has been scanned clean (see `crate::scan`).
+pub fn inspect<B>(inner: B, kind: BodyKind, rules: Arc<UploadRules>, scanning: Option<Scanning>) -> InspectBody<B>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
+    let scans = scanning.map(|scanning| Scans { scanning, verdicts: Vec::new() });
     let inspector = match kind {
         BodyKind::Raw(t) => {
             let macros = macros_allowed(t, &rules);
-            Inspector::Raw(Box::new(FileCheck::new(t, macros, rules.inspect_window)), "")
+            Inspector::Raw(Box::new(RawInspector {
+                check: FileCheck::new(t, macros, rules.inspect_window),
+                failed: "",
+                scan: scans.as_ref().map(|s| s.scanning.start("(raw body)")),
+                scans,
+            }))
         }
-        BodyKind::Multipart { boundary } => Inspector::Multipart(Box::new(MultipartInspector::new(&boundary, rules))),
+        BodyKind::Multipart { boundary } => {
+            Inspector::Multipart(Box::new(MultipartInspector::new(&boundary, rules, scans)))
+        }
     };
     InspectBody {
         inner,
@@ -340,6 +366,64 @@ where
         state: State::Streaming,
         check: "",
         high_water: HighWater::default(),
+        scans: None,
+    }
+}
+
+/// The files of one request being scanned, and the verdicts of those whose
+/// last byte has passed.
+struct Scans {
+    scanning: Scanning,
+    verdicts: Vec<Verdict>,
+}
+
+impl Scans {
+    /// The refusal a verdict already in calls for, if any.
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Option<Violation> {
+        let deny_errors = self.scanning.config().on_error == Fallback::Deny;
+        self.verdicts.iter_mut().find_map(|v| match v.poll_outcome(cx) {
+            Poll::Ready(Outcome::Infected) => Some(Violation::Malware),
+            Poll::Ready(Outcome::Failed) if deny_errors => Some(Violation::ScanFailed),
+            _ => None,
+        })
+    }
+
+    /// Ready once every verdict is in: `Err` with the refusal they call for.
+    fn poll_all(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Violation>> {
+        if let Some(v) = self.poll_refusal(cx) {
+            return Poll::Ready(Err(v));
+        }
+        if self.verdicts.iter_mut().all(|v| v.poll_outcome(cx).is_ready()) {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// Hands a file's next bytes to its scan; a file over `scan.max_file_size`
+/// is refused or passes unscanned, as `scan.on_too_large` says.
+fn scan_push(
+    scan: &mut Option<FileScan>,
+    data: &Bytes,
+    name: &str,
+    failed: &mut Option<&'static str>,
+) -> Result<(), Violation> {
+    let Some(s) = scan else { return Ok(()) };
+    if s.push(data).is_ok() {
+        return Ok(());
+    }
+    match s.config().on_too_large {
+        Fallback::Deny => {
+            *failed = Some("larger than scan.max_file_size");
+            Err(refuse(Violation::FileTooLarge, format_args!("file {name:?} over scan.max_file_size")))
+        }
+        Fallback::Allow => {
+            if let Some(s) = scan.take() {
+                s.skip();
+            }
+            Ok(())
+        }
     }
 }
 
@@ -354,6 +438,8 @@ pub struct InspectBody<B> {
     check: &'static str,
     #[cfg_attr(not(test), allow(dead_code))]
     high_water: HighWater,
+    /// After the inner body ended: the verdicts still awaited.
+    scans: Option<Scans>,
 }
 
 impl<B> fmt::Debug for InspectBody<B> {
@@ -369,6 +455,9 @@ impl<B> fmt::Debug for InspectBody<B> {
 enum State {
     /// Reading the inner body.
     Streaming,
+    /// The inner body ended and was accepted but for scan verdicts still
+    /// awaited: hold the last chunk until they are in.
+    Verdicts,
     /// The inner body ended and was accepted: release the held chunk, then
     /// the trailers, then end.
     Draining,
@@ -410,6 +499,7 @@ impl<B> InspectBody<B> {
         self.state = State::Refused(v);
         self.held = None;
         self.trailers = None;
+        self.scans = None;
         self.close_inspector();
     }
 
@@ -422,8 +512,9 @@ impl<B> InspectBody<B> {
     fn end(&mut self, cx: &mut Context<'_>) {
         match self.inspector.finish(cx) {
             Ok(()) => {
+                self.scans = self.inspector.take_scans().filter(|s| !s.verdicts.is_empty());
                 self.close_inspector();
-                self.state = State::Draining;
+                self.state = if self.scans.is_some() { State::Verdicts } else { State::Draining };
             }
             Err(v) => self.refuse(v),
         }
@@ -442,15 +533,41 @@ where
         let this = self.get_mut();
         loop {
             match this.state {
-                State::Streaming => {}
+                State::Streaming => {
+                    if let Some(scans) = this.inspector.scans_mut() {
+                        if let Some(v) = scans.poll_refusal(cx) {
+                            this.refuse(v);
+                            continue;
+                        }
+                        // clamd has not taken what it was given: read no further.
+                        if scans.scanning.gate().poll_room(cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                State::Verdicts => {
+                    let Some(scans) = this.scans.as_mut() else {
+                        this.state = State::Draining;
+                        continue;
+                    };
+                    match scans.poll_all(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Err(v)) => this.refuse(v),
+                        Poll::Ready(Ok(())) => {
+                            this.scans = None;
+                            this.state = State::Draining;
+                        }
+                    }
+                    continue;
+                }
                 State::Refused(v) => return Poll::Ready(Some(Err(InspectError::Violation(v, this.check)))),
                 State::InnerFailed => {
                     return Poll::Ready(Some(Err(InspectError::Inner("request body failed earlier".into()))))
                 }
                 State::Done => return Poll::Ready(None),
                 State::Draining => {
-                    // Hook point: the whole body has been accepted; the held
-                    // last chunk is released to the upstream here.
+                    // The whole body has been accepted (and scanned clean);
+                    // the held last chunk is released to the upstream here.
                     if let Some(data) = this.held.take() {
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
@@ -526,19 +643,47 @@ fn macros_allowed(ty: &FileType, rules: &UploadRules) -> bool {
 }
 
 enum Inspector {
-    /// A raw body: its checks, and the check that refused it.
-    Raw(Box<FileCheck>, &'static str),
+    Raw(Box<RawInspector>),
     Multipart(Box<MultipartInspector>),
     Closed,
+}
+
+/// A raw body: its checks, the check that refused it, and its scan.
+struct RawInspector {
+    check: FileCheck,
+    failed: &'static str,
+    scan: Option<FileScan>,
+    scans: Option<Scans>,
+}
+
+impl RawInspector {
+    fn push(&mut self, chunk: &Bytes) -> Result<(), Violation> {
+        self.check.push(chunk).map_err(|check| {
+            self.failed = check;
+            refuse(Violation::FileType, format_args!("raw body: {check}"))
+        })?;
+        let mut failed = None;
+        scan_push(&mut self.scan, chunk, "(raw body)", &mut failed).inspect_err(|_| {
+            self.failed = failed.unwrap_or("");
+        })
+    }
+
+    fn finish(&mut self) -> Result<(), Violation> {
+        self.check.finish().map_err(|check| {
+            self.failed = check;
+            refuse(Violation::FileType, format_args!("raw body: {check}"))
+        })?;
+        if let (Some(scan), Some(scans)) = (self.scan.take(), self.scans.as_mut()) {
+            scans.verdicts.push(scan.finish());
+        }
+        Ok(())
+    }
 }
 
 impl Inspector {
     fn push(&mut self, chunk: &Bytes, cx: &mut Context<'_>) -> Result<(), Violation> {
         match self {
-            Self::Raw(c, failed) => c.push(chunk).map_err(|check| {
-                *failed = check;
-                refuse(Violation::FileType, format_args!("raw body: {check}"))
-            }),
+            Self::Raw(r) => r.push(chunk),
             Self::Multipart(m) => m.push(chunk, cx),
             Self::Closed => Ok(()),
         }
@@ -546,10 +691,7 @@ impl Inspector {
 
     fn finish(&mut self, cx: &mut Context<'_>) -> Result<(), Violation> {
         match self {
-            Self::Raw(c, failed) => c.finish().map_err(|check| {
-                *failed = check;
-                refuse(Violation::FileType, format_args!("raw body: {check}"))
-            }),
+            Self::Raw(r) => r.finish(),
             Self::Multipart(m) => m.finish(cx),
             Self::Closed => Ok(()),
         }
@@ -557,7 +699,7 @@ impl Inspector {
 
     fn high_water(&self) -> HighWater {
         match self {
-            Self::Raw(c, _) => HighWater { sniff: c.head_high_water(), ..HighWater::default() },
+            Self::Raw(r) => HighWater { sniff: r.check.head_high_water(), ..HighWater::default() },
             Self::Multipart(m) => m.high_water(),
             Self::Closed => HighWater::default(),
         }
@@ -566,8 +708,24 @@ impl Inspector {
     /// The content check that refused the body, when one did.
     fn failed_check(&self) -> Option<&'static str> {
         match self {
-            Self::Raw(_, failed) => Some(*failed).filter(|c| !c.is_empty()),
+            Self::Raw(r) => Some(r.failed).filter(|c| !c.is_empty()),
             Self::Multipart(m) => m.failed.filter(|c| !c.is_empty()),
+            Self::Closed => None,
+        }
+    }
+
+    fn scans_mut(&mut self) -> Option<&mut Scans> {
+        match self {
+            Self::Raw(r) => r.scans.as_mut(),
+            Self::Multipart(m) => m.scans.as_mut(),
+            Self::Closed => None,
+        }
+    }
+
+    fn take_scans(&mut self) -> Option<Scans> {
+        match self {
+            Self::Raw(r) => r.scans.take(),
+            Self::Multipart(m) => m.scans.take(),
             Self::Closed => None,
         }
     }
@@ -717,12 +875,12 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 
 /// The checks of one part.
 enum Part {
-    File { check: Box<FileCheck>, size: u64, name: String },
+    File { check: Box<FileCheck>, size: u64, name: String, scan: Option<FileScan> },
     Field { name: String, cap: u64, size: u64, value: Option<Vec<u8>>, rule: Option<FieldRule> },
 }
 
 impl Part {
-    /// Hook point: a part's data arrives here, in order, chunk by chunk.
+    /// A part's data arrives here, in order, chunk by chunk.
     fn consume(
         &mut self,
         data: &Bytes,
@@ -730,7 +888,7 @@ impl Part {
         failed: &mut Option<&'static str>,
     ) -> Result<(), Violation> {
         match self {
-            Self::File { check, size, name } => {
+            Self::File { check, size, name, scan } => {
                 *size = size.saturating_add(data.len() as u64);
                 if *size > rules.max_file_size {
                     return Err(refuse(
@@ -741,7 +899,8 @@ impl Part {
                 check.push(data).map_err(|c| {
                     *failed = Some(c);
                     refuse(Violation::FileType, format_args!("file {name:?}: {c}"))
-                })
+                })?;
+                scan_push(scan, data, name, failed)
             }
             Self::Field { name, cap, size, value, .. } => {
                 *size = size.saturating_add(data.len() as u64);
@@ -756,14 +915,20 @@ impl Part {
         }
     }
 
-    /// Hook point: a part's data has ended (its closing delimiter was seen,
-    /// the body's last chunk is still held).
-    fn finish(&mut self, failed: &mut Option<&'static str>) -> Result<(), Violation> {
+    /// A part's data has ended (its closing delimiter was seen, the body's
+    /// last chunk is still held).
+    fn finish(&mut self, failed: &mut Option<&'static str>, scans: Option<&mut Scans>) -> Result<(), Violation> {
         match self {
-            Self::File { check, name, .. } => check.finish().map_err(|c| {
-                *failed = Some(c);
-                refuse(Violation::FileType, format_args!("file {name:?}: {c}"))
-            }),
+            Self::File { check, name, scan, .. } => {
+                check.finish().map_err(|c| {
+                    *failed = Some(c);
+                    refuse(Violation::FileType, format_args!("file {name:?}: {c}"))
+                })?;
+                if let (Some(scan), Some(scans)) = (scan.take(), scans) {
+                    scans.verdicts.push(scan.finish());
+                }
+                Ok(())
+            }
             Self::Field { name, value, rule, .. } => match (rule, value) {
                 (Some(rule), Some(v)) if !rule.full_match(v) => {
                     Err(refuse(Violation::FieldRejected, format_args!("field {name:?} does not match its pattern")))
@@ -818,10 +983,12 @@ struct MultipartInspector {
     high_water: HighWater,
     /// The content check that refused a file part.
     failed: Option<&'static str>,
+    /// Malware scanning, when the route asks for it.
+    scans: Option<Scans>,
 }
 
 impl MultipartInspector {
-    fn new(boundary: &str, rules: Arc<UploadRules>) -> Self {
+    fn new(boundary: &str, rules: Arc<UploadRules>, scans: Option<Scans>) -> Self {
         let feed = Arc::new(Mutex::new(Feed::default()));
         let parser = multer::Multipart::new(FeedStream(feed.clone()), boundary);
         let mut dash = b"--".to_vec();
@@ -837,6 +1004,7 @@ impl MultipartInspector {
             piece_start: 0,
             high_water: HighWater::default(),
             failed: None,
+            scans,
         }
     }
 
@@ -958,7 +1126,7 @@ impl MultipartInspector {
                 Poll::Ready(Some(Err(e))) => return Err(refuse(Violation::Malformed, format_args!("{e:?}"))),
                 Poll::Ready(None) => {
                     self.high_water.merge(current.part.high_water());
-                    current.part.finish(&mut self.failed)?;
+                    current.part.finish(&mut self.failed, self.scans.as_mut())?;
                     let delimiter_at = current.data_start + current.data_len;
                     let origin = delimiter_at + 2;
                     if !self.piece_agrees(delimiter_at, b"\r\n") || !self.piece_agrees(origin, &self.dash) {
@@ -1010,9 +1178,14 @@ impl MultipartInspector {
                 format_args!("file {filename:?} declared {declared:?}: no allowed type fits"),
             ));
         };
-        // Hook point: a file part starts here (name and type accepted).
         let macros = macros_allowed(ty, rules);
-        Ok(Part::File { check: Box::new(FileCheck::new(ty, macros, rules.inspect_window)), size: 0, name: filename })
+        let scan = self.scans.as_ref().map(|s| s.scanning.start(&filename));
+        Ok(Part::File {
+            check: Box::new(FileCheck::new(ty, macros, rules.inspect_window)),
+            size: 0,
+            name: filename,
+            scan,
+        })
     }
 }
 
@@ -1277,6 +1450,7 @@ mod tests {
             max_field_bytes: 1024,
             fields: Vec::new(),
             inspect_window: DEFAULT_INSPECT_WINDOW,
+            scan: false,
         }
     }
 
@@ -1361,7 +1535,7 @@ mod tests {
         B: Body<Data = Bytes> + Send + Unpin + 'static,
         B::Error: Into<BoxError> + fmt::Debug,
     {
-        let mut ib = inspect(body, kind, Arc::new(rules));
+        let mut ib = inspect(body, kind, Arc::new(rules), None);
         let mut out = Vec::new();
         let mut err = None;
         let mut trailers = None;
@@ -2023,7 +2197,8 @@ mod tests {
             Ok(Frame::data(Bytes::copy_from_slice(&body[50..100]))),
             Err(std::io::Error::other("client went away")),
         ];
-        let mut ib = inspect(StreamBody::new(futures_util::stream::iter(frames)), multipart(), Arc::new(all_rules()));
+        let mut ib =
+            inspect(StreamBody::new(futures_util::stream::iter(frames)), multipart(), Arc::new(all_rules()), None);
         let first = ib.frame().await;
         assert!(matches!(first, Some(Ok(_))));
         let err = ib.frame().await;
@@ -2036,7 +2211,7 @@ mod tests {
         let body = Form::new().file("a.pdf", None, &samples::pdf()).end();
         let len = body.len() as u64;
         let inner = http_body_util::Full::new(Bytes::from(body));
-        let ib = inspect(inner, multipart(), Arc::new(all_rules()));
+        let ib = inspect(inner, multipart(), Arc::new(all_rules()), None);
         assert_eq!(ib.size_hint().exact(), Some(len));
         assert!(!ib.is_end_stream());
     }
@@ -2128,7 +2303,7 @@ mod tests {
         let ring = text_ring(1, CHUNK);
         let mut expected = Generated::new(filename, magic, ring.clone(), total / CHUNK);
         let inner = Generated::new(filename, magic, ring, total / CHUNK);
-        let mut ib = inspect(inner, multipart(), Arc::new(big_rules()));
+        let mut ib = inspect(inner, multipart(), Arc::new(big_rules()), None);
         let mut bytes = 0u64;
         let mut hw = HighWater::default();
         while let Some(frame) = ib.frame().await {
@@ -2182,7 +2357,7 @@ mod tests {
             for _ in 0..3 {
                 let start = Instant::now();
                 let inner = Generated::new("big.pdf", b"%PDF-1.7\n", ring.clone(), TOTAL / chunk);
-                let mut ib = inspect(inner, multipart(), Arc::new(big_rules()));
+                let mut ib = inspect(inner, multipart(), Arc::new(big_rules()), None);
                 bytes = 0;
                 while let Some(frame) = ib.frame().await {
                     bytes += frame.expect("accepted").into_data().map_or(0, |d| d.len() as u64);

@@ -554,6 +554,7 @@ pub fn init_crypto() {
 
 pub use http_body_util;
 pub type Executor = TokioExecutor;
+pub mod clamd;
 pub mod samples;
 
 // ---------------------------------------------------------------- connection-level helpers
