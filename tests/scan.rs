@@ -297,3 +297,81 @@ fn scan_settings_are_checked_at_start() {
     assert!(out.contains("scan.max_file_size") && out.contains("refused with 413"), "{out}");
     assert!(out.contains("scanned"), "the route table shows scanning: {out}");
 }
+
+/// A clamd stand-in on 127.0.0.1 that reads `INSTREAM` chunks at `rate`
+/// bytes per second (or never, with `rate = 0`) and then answers `OK`.
+async fn slow_clamd(rate: u64) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("tcp://{}", l.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut cmd = [0u8; 10];
+                if s.read_exact(&mut cmd).await.is_err() {
+                    return;
+                }
+                if rate == 0 {
+                    // Accepts and never reads again.
+                    tokio::time::sleep(Duration::from_secs(120)).await;
+                    return;
+                }
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let mut len = [0u8; 4];
+                    if s.read_exact(&mut len).await.is_err() {
+                        return;
+                    }
+                    let mut left = u32::from_be_bytes(len) as usize;
+                    if left == 0 {
+                        let _ = s.write_all(b"stream: OK\0").await;
+                        return;
+                    }
+                    while left > 0 {
+                        let n = left.min(buf.len());
+                        if s.read_exact(&mut buf[..n]).await.is_err() {
+                            return;
+                        }
+                        left -= n;
+                        tokio::time::sleep(Duration::from_secs_f64(n as f64 / rate as f64)).await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_slow_scanner_slows_the_client_instead_of_growing_memory() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = Upstream::ok().await;
+    // 32 MiB/s: a 96 MiB upload takes about 3 s to pass the scanner.
+    let (addr, _clamd) = slow_clamd(32 << 20).await;
+    let m = Moat::start(&config(&up, &pki, &format!("clamd = \"{addr}\"\nmax_file_size = \"300MiB\"")));
+    let body = form(&[part("file", Some("big.pdf"), Some("application/pdf"), &pdf(96 << 20, None))]);
+    let before = m.rss_kib();
+    let a = post(&pki.client(), &m.url("/upload"), &form_content_type(), body.clone()).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(up.seen().pop().unwrap().sha256, sha256_hex(&body));
+    let peak = m.peak_rss_kib();
+    eprintln!("96 MiB upload through a 32 MiB/s scanner: moat RSS before {before} KiB, peak {peak} KiB");
+    assert!(peak < before + 48 * 1024, "moat buffered what the scanner had not taken: {before} KiB -> {peak} KiB");
+}
+
+#[tokio::test]
+async fn a_scanner_that_stops_reading_is_a_scan_error_after_the_timeout() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = Upstream::ok().await;
+    let (addr, _clamd) = slow_clamd(0).await;
+    let m =
+        Moat::start(&config(&up, &pki, &format!("clamd = \"{addr}\"\ntimeout = \"2s\"\nmax_file_size = \"300MiB\"")));
+    // Larger than the socket buffers and moat's queue: the writes stall.
+    let body = form(&[part("file", Some("big.pdf"), Some("application/pdf"), &pdf(24 << 20, None))]);
+    let a = post(&pki.client(), &m.url("/upload"), &form_content_type(), body.clone()).await;
+    assert_refusal(&a, 503);
+    never_complete(&up, &body);
+    assert_eq!(scans(&m, "error").await, 1.0);
+}
