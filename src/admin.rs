@@ -37,15 +37,19 @@ pub async fn upstream_ready(shared: &Shared) -> bool {
     let up = &cfg.upstream;
     let timeout = up.connect_timeout.min(Duration::from_secs(2));
     let Some(path) = &up.health_path else {
+        if let Some(sock) = &up.unix {
+            return matches!(tokio::time::timeout(timeout, tokio::net::UnixStream::connect(sock)).await, Ok(Ok(_)));
+        }
         let target = up.origin.as_str().to_string();
         return matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await, Ok(Ok(_)));
     };
-    let uri = format!("http://{}{}{}", up.origin, up.base_path, path);
+    let uri = format!("{}://{}{}{}", up.scheme(), up.origin, up.base_path, path);
     let Ok(req) = Request::get(uri).header(http::header::HOST, up.origin.as_str()).body(body::empty()) else {
         return false;
     };
     let check = async {
-        let res = shared.client.request(req).await.ok()?;
+        let client = if up.tls.is_some() || up.unix.is_some() { up.client.clone() } else { shared.client.clone() };
+        let res = client.request(req).await.ok()?;
         if res.status().as_u16() != up.health_status {
             return Some(false);
         }

@@ -38,7 +38,7 @@ impl Shared {
     /// Shared state for `config` serving `certs`.
     pub fn new(config: Config, certs: Arc<CertStore>) -> Arc<Self> {
         Arc::new(Shared {
-            client: client::build(&config.upstream),
+            client: client::for_upstream(&config.upstream),
             config: ArcSwap::from_pointee(config),
             metrics: Metrics::new(),
             certs,
@@ -148,7 +148,7 @@ impl App {
             https = %bound(&https),
             admin = %bound(&admin),
             http_redirect = redirect.as_ref().map(bound),
-            upstream = %cfg.upstream.origin,
+            upstream = %cfg.upstream.display_url(),
             config = %cfg.source,
             "moat is serving"
         );

@@ -213,6 +213,9 @@ fn other(r: &Route, cfg: &Config) -> String {
     if r.redact_success {
         o.push("redact-2xx".into());
     }
+    if let Some(up) = &r.upstream {
+        o.push(format!("upstream {}", up.name));
+    }
     if o.is_empty() {
         "-".into()
     } else {
@@ -258,7 +261,10 @@ pub fn table(cfg: &Config) -> String {
         cfg.listen.admin,
         cfg.listen.http_redirect.map(|a| format!(" http_redirect={a}")).unwrap_or_default()
     );
-    let _ = writeln!(out, "upstream http://{}{}", cfg.upstream.origin, cfg.upstream.base_path);
+    let _ = writeln!(out, "upstream {}", cfg.upstream.display_url());
+    for (name, up) in &cfg.upstreams {
+        let _ = writeln!(out, "upstream {name} {}", up.display_url());
+    }
     for r in rows {
         let line: Vec<String> = r.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());

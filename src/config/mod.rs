@@ -43,8 +43,10 @@ pub struct Config {
     pub listen: Listen,
     /// `[tls]`
     pub tls: Tls,
-    /// `[upstream]`
-    pub upstream: Upstream,
+    /// `[upstream]`: the upstream named `default`.
+    pub upstream: Arc<Upstream>,
+    /// `[upstreams.NAME]`, by name.
+    pub upstreams: BTreeMap<String, Arc<Upstream>>,
     /// `[limits]`
     pub limits: Limits,
     /// `[client_ip]`
@@ -109,11 +111,19 @@ pub struct ClientIpConfig {
     pub rules: crate::policy::client_ip::IpRules,
 }
 
-/// `[upstream]`
+/// `[upstream]` (named `default`) or one of `[upstreams.NAME]`.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// Scheme and authority of the app, e.g. `http://127.0.0.1:8000`.
+    /// `default` or the `[upstreams]` key.
+    pub name: Arc<str>,
+    /// Authority of the app, e.g. `127.0.0.1:8000` (`localhost` for a unix socket).
     pub origin: http::uri::Authority,
+    /// `https://`: how its certificate is verified.
+    pub tls: Option<UpstreamTls>,
+    /// `unix:/path`: the socket.
+    pub unix: Option<PathBuf>,
+    /// The pooled client that reaches it.
+    pub client: crate::proxy::client::UpstreamClient,
     /// Path prefix of the URL (no trailing slash; empty for `/`).
     pub base_path: String,
     /// TCP connect timeout.
@@ -130,6 +140,34 @@ pub struct Upstream {
     pub health_status: u16,
     /// Expected top-level JSON members of the probe's body.
     pub health_json: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+/// TLS settings of an `https://` upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// Roots, protocol versions, client certificate.
+    pub config: Arc<rustls::ClientConfig>,
+    /// SNI and the name its certificate must carry.
+    pub server_name: rustls_pki_types::ServerName<'static>,
+}
+
+impl Upstream {
+    /// `http` or `https` (a unix socket speaks plain HTTP).
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The URL as configured, for logs and `moat check`.
+    pub fn display_url(&self) -> String {
+        match &self.unix {
+            Some(p) => format!("unix:{}{}", p.display(), self.base_path),
+            None => format!("{}://{}{}", self.scheme(), self.origin, self.base_path),
+        }
+    }
 }
 
 /// `[limits]`
@@ -318,6 +356,8 @@ pub struct Route {
     pub websocket: bool,
     /// Redact successful (2xx) JSON and text bodies like 4xx ones.
     pub redact_success: bool,
+    /// The upstream it forwards to (`None`: the default, `[upstream]`).
+    pub upstream: Option<Arc<Upstream>>,
 }
 
 /// One problem found in a config.

@@ -24,8 +24,11 @@ pub struct RawConfig {
     pub listen: RawListen,
     /// `[tls]`: the served certificate, protocol versions, client certificates.
     pub tls: RawTls,
-    /// `[upstream]`: the app behind moat, its timeouts and its readiness check.
+    /// `[upstream]`: the app behind moat, its timeouts and its readiness check
+    /// (the upstream named `default`).
     pub upstream: RawUpstream,
+    /// `[upstreams.NAME]`: more upstreams, chosen by routes with `upstream = "NAME"`.
+    pub upstreams: std::collections::BTreeMap<String, RawUpstream>,
     /// `[limits]`: connection, header, body and time limits.
     pub limits: RawLimits,
     /// `[client_ip]`: trusted proxies and IP allow/deny lists.
@@ -351,8 +354,19 @@ pub struct RawTls {
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
 pub struct RawUpstream {
-    /// Base URL of the app.
+    /// Base URL of the app: `http://HOST:PORT/base`, `https://...`, or `unix:/path/to.sock`.
     pub url: Option<String>,
+    /// https: PEM bundle of the CAs the app's certificate must chain to (default: the system roots).
+    pub ca: Option<String>,
+    /// https: the name sent as SNI and verified in the app's certificate (default: the URL's host).
+    pub server_name: Option<String>,
+    /// https: client certificate chain (PEM) presented to the app (mTLS).
+    pub client_cert: Option<String>,
+    /// https: the client certificate's private key (PEM).
+    pub client_key: Option<String>,
+    /// https: lowest TLS version, "1.2" or "1.3".
+    #[schemars(extend("default" = "1.2", "enum" = ["1.2", "1.3"]))]
+    pub min_version: Option<String>,
     /// TCP connect timeout.
     #[schemars(with = "Option<DurationText>")]
     pub connect_timeout: Option<Scalar>,
@@ -472,4 +486,7 @@ pub struct RawRoute {
     /// Redact successful (2xx) JSON and text bodies.
     #[schemars(extend("default" = false))]
     pub redact_success: Option<bool>,
+    /// The upstream this route forwards to: "default" ([upstream]) or a name of [upstreams].
+    #[schemars(extend("default" = "default"))]
+    pub upstream: Option<String>,
 }

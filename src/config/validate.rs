@@ -1,6 +1,7 @@
 //! Raw → typed. Each check pushes a problem with its key path and goes on, so
 //! that every mistake in a file is reported at once.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use http::Method;
 
 use super::raw::{
     RawApiKey, RawAuth, RawBasic, RawConfig, RawCors, RawCredentialFile, RawRoute, RawRule, RawRuleOrOff, RawScan,
-    RawSecurityHeaders, RawUpload,
+    RawSecurityHeaders, RawUpload, RawUpstream,
 };
 use super::units::{self, Scalar};
 use super::{Config, Limits, Listen, PathPattern, Problems, Route, Tls, TlsVersion, Upstream};
@@ -141,76 +142,19 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         handshake_timeout: dur(p, "tls.handshake_timeout", &raw.tls.handshake_timeout, Duration::from_secs(10)),
     };
 
-    let url = raw.upstream.url.as_deref().unwrap_or("http://127.0.0.1:8000");
-    let (origin, base_path) = match url::Url::parse(url) {
-        Err(e) => {
-            p.push("upstream.url", e.to_string());
-            (None, String::new())
+    let upstream = Arc::new(upstream_section(p, "upstream", "default", &raw.upstream, base, false));
+    let mut upstreams = BTreeMap::new();
+    for (name, ru) in &raw.upstreams {
+        let key = format!("upstreams.{name}");
+        if name == "default" {
+            p.push(key, "\"default\" is the [upstream] section: give this upstream another name");
+            continue;
         }
-        Ok(u) if u.scheme() != "http" => {
-            p.push(
-                "upstream.url",
-                format!("scheme \"{}\" is not supported: moat forwards plain http to an app beside it", u.scheme()),
-            );
-            (None, String::new())
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            p.push(key, "an upstream name is letters, digits, - and _ (it becomes a metric label)");
+            continue;
         }
-        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-            p.push("upstream.url", "must not carry credentials");
-            (None, String::new())
-        }
-        Ok(u) if u.query().is_some() || u.fragment().is_some() => {
-            p.push("upstream.url", "must not have a query or fragment");
-            (None, String::new())
-        }
-        Ok(u) => {
-            let host = match u.host() {
-                Some(url::Host::Ipv6(a)) => format!("[{a}]"),
-                Some(h) => h.to_string(),
-                None => String::new(),
-            };
-            let auth = format!("{host}:{}", u.port_or_known_default().unwrap_or(80));
-            match auth.parse::<http::uri::Authority>() {
-                Ok(a) => (Some(a), u.path().trim_end_matches('/').to_string()),
-                Err(_) => {
-                    p.push("upstream.url", "invalid host");
-                    (None, String::new())
-                }
-            }
-        }
-    };
-    let upstream_response_timeout =
-        dur(p, "upstream.response_timeout", &raw.upstream.response_timeout, Duration::from_secs(300));
-    let upstream = Upstream {
-        origin: origin.unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1:8000")),
-        base_path,
-        connect_timeout: dur(p, "upstream.connect_timeout", &raw.upstream.connect_timeout, Duration::from_secs(5)),
-        response_timeout: upstream_response_timeout,
-        pool_idle_timeout: dur(
-            p,
-            "upstream.pool_idle_timeout",
-            &raw.upstream.pool_idle_timeout,
-            Duration::from_secs(90),
-        ),
-        pool_max_idle: count(p, "upstream.pool_max_idle", raw.upstream.pool_max_idle, 256, 0, 1 << 20) as usize,
-        health_path: match raw.upstream.health_path.as_deref() {
-            None => None,
-            Some(h) if h.starts_with('/') && h.parse::<http::uri::PathAndQuery>().is_ok() => Some(h.to_string()),
-            Some(h) => {
-                p.push("upstream.health_path", format!("\"{h}\" must be a path starting with /"));
-                None
-            }
-        },
-        health_status: count(p, "upstream.health_status", raw.upstream.health_status, 200, 100, 599) as u16,
-        health_json: raw.upstream.health_json.as_ref().and_then(|t| match serde_json::to_value(t) {
-            Ok(serde_json::Value::Object(m)) => Some(m),
-            _ => {
-                p.push("upstream.health_json", "must be a table of JSON values");
-                None
-            }
-        }),
-    };
-    if upstream.health_json.is_some() && upstream.health_path.is_none() {
-        p.push("upstream.health_json", "needs upstream.health_path");
+        upstreams.insert(name.clone(), Arc::new(upstream_section(p, &key, name, ru, base, true)));
     }
 
     let max_header_bytes = size(p, "limits.max_header_bytes", &raw.limits.max_header_bytes, 16 * 1024);
@@ -317,6 +261,7 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         body_timeout: limits.body_timeout,
         websocket: false,
         redact_success: false,
+        upstream: None,
     });
 
     let cors_policy = cors(p, "cors", &raw.cors, &CorsPolicy::default());
@@ -325,7 +270,7 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
     let mut routes = Vec::with_capacity(raw.routes.len());
     let mut names = std::collections::HashSet::new();
     for (i, r) in raw.routes.iter().enumerate() {
-        if let Some(route) = route(p, i, r, &default_route, &security_headers, &cors_policy) {
+        if let Some(route) = route(p, i, r, &default_route, &security_headers, &cors_policy, &upstreams) {
             if !names.insert(route.name.clone()) {
                 p.push(format!("routes[{i}].name"), format!("duplicate route name \"{}\"", route.name));
             }
@@ -353,6 +298,7 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         listen,
         tls,
         upstream,
+        upstreams,
         limits,
         cors: cors_policy.clone(),
         auth: auth_config,
@@ -407,6 +353,187 @@ fn scan(p: &mut Problems, raw: &RawScan) -> Option<crate::scan::ScanConfig> {
     Some(cfg)
 }
 
+/// `[upstream]` (`named = false`) or `[upstreams.NAME]`, under `key`.
+fn upstream_section(
+    p: &mut Problems,
+    key: &str,
+    name: &str,
+    raw: &RawUpstream,
+    base: Option<&Path>,
+    named: bool,
+) -> Upstream {
+    let k = |s: &str| format!("{key}.{s}");
+    let url = match raw.url.as_deref() {
+        Some(u) => u,
+        None if !named => "http://127.0.0.1:8000",
+        None => {
+            p.push(k("url"), "missing: http://HOST:PORT, https://HOST:PORT or unix:/path/to.sock");
+            "http://127.0.0.1:8000"
+        }
+    };
+    let mut unix = None;
+    let mut https_host = None;
+    let (origin, base_path) = if let Some(rest) = url.strip_prefix("unix:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if !path.starts_with('/') {
+            p.push(k("url"), format!("\"{url}\": use unix:/absolute/path/to.sock"));
+        }
+        unix = Some(PathBuf::from(path));
+        (Some(http::uri::Authority::from_static("localhost")), String::new())
+    } else {
+        match url::Url::parse(url) {
+            Err(e) => {
+                p.push(k("url"), e.to_string());
+                (None, String::new())
+            }
+            Ok(u) if u.scheme() != "http" && u.scheme() != "https" => {
+                p.push(
+                    k("url"),
+                    format!("scheme \"{}\" is not supported: use http://, https:// or unix:/path.sock", u.scheme()),
+                );
+                (None, String::new())
+            }
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                p.push(k("url"), "must not carry credentials");
+                (None, String::new())
+            }
+            Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+                p.push(k("url"), "must not have a query or fragment");
+                (None, String::new())
+            }
+            Ok(u) => {
+                let host = match u.host() {
+                    Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+                    Some(h) => h.to_string(),
+                    None => String::new(),
+                };
+                if u.scheme() == "https" {
+                    https_host = Some(host.clone());
+                }
+                let auth = format!("{host}:{}", u.port_or_known_default().unwrap_or(80));
+                match auth.parse::<http::uri::Authority>() {
+                    Ok(a) => (Some(a), u.path().trim_end_matches('/').to_string()),
+                    Err(_) => {
+                        p.push(k("url"), "invalid host");
+                        (None, String::new())
+                    }
+                }
+            }
+        }
+    };
+    let tls = match &https_host {
+        None => {
+            for (set, what) in [
+                (raw.ca.is_some(), "ca"),
+                (raw.server_name.is_some(), "server_name"),
+                (raw.client_cert.is_some(), "client_cert"),
+                (raw.client_key.is_some(), "client_key"),
+                (raw.min_version.is_some(), "min_version"),
+            ] {
+                if set {
+                    p.push(k(what), "only for an https:// url");
+                }
+            }
+            None
+        }
+        Some(host) => upstream_tls(p, key, raw, base, host),
+    };
+    let connect_timeout = dur(p, &k("connect_timeout"), &raw.connect_timeout, Duration::from_secs(5));
+    let pool_idle_timeout = dur(p, &k("pool_idle_timeout"), &raw.pool_idle_timeout, Duration::from_secs(90));
+    let pool_max_idle = count(p, &k("pool_max_idle"), raw.pool_max_idle, 256, 0, 1 << 20) as usize;
+    let client =
+        crate::proxy::client::build(tls.as_ref(), unix.as_deref(), connect_timeout, pool_idle_timeout, pool_max_idle);
+    let up = Upstream {
+        name: Arc::from(name),
+        origin: origin.unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1:8000")),
+        tls,
+        unix,
+        client,
+        base_path,
+        connect_timeout,
+        response_timeout: dur(p, &k("response_timeout"), &raw.response_timeout, Duration::from_secs(300)),
+        pool_idle_timeout,
+        pool_max_idle,
+        health_path: match raw.health_path.as_deref() {
+            None => None,
+            Some(h) if h.starts_with('/') && h.parse::<http::uri::PathAndQuery>().is_ok() => Some(h.to_string()),
+            Some(h) => {
+                p.push(k("health_path"), format!("\"{h}\" must be a path starting with /"));
+                None
+            }
+        },
+        health_status: count(p, &k("health_status"), raw.health_status, 200, 100, 599) as u16,
+        health_json: raw.health_json.as_ref().and_then(|t| match serde_json::to_value(t) {
+            Ok(serde_json::Value::Object(m)) => Some(m),
+            _ => {
+                p.push(k("health_json"), "must be a table of JSON values");
+                None
+            }
+        }),
+    };
+    if up.health_json.is_some() && up.health_path.is_none() {
+        p.push(k("health_json"), format!("needs {key}.health_path"));
+    }
+    up
+}
+
+/// The TLS settings of an `https://` upstream whose URL names `host`.
+fn upstream_tls(
+    p: &mut Problems,
+    key: &str,
+    raw: &RawUpstream,
+    base: Option<&Path>,
+    host: &str,
+) -> Option<super::UpstreamTls> {
+    let k = |s: &str| format!("{key}.{s}");
+    let ca = raw.ca.as_deref().map(|c| file(p, &k("ca"), base, c));
+    let client = match (&raw.client_cert, &raw.client_key) {
+        (None, None) => None,
+        (Some(c), Some(kf)) => Some((file(p, &k("client_cert"), base, c), file(p, &k("client_key"), base, kf))),
+        (Some(_), None) => {
+            p.push(k("client_key"), "missing: client_cert needs client_key");
+            None
+        }
+        (None, Some(_)) => {
+            p.push(k("client_cert"), "missing: client_key needs client_cert");
+            None
+        }
+    };
+    let tls13_only = match raw.min_version.as_deref() {
+        None | Some("1.2") => false,
+        Some("1.3") => true,
+        Some(v) => {
+            p.push(k("min_version"), format!("\"{v}\" is not supported: use \"1.2\" or \"1.3\""));
+            false
+        }
+    };
+    let name = match crate::proxy::client::server_name(raw.server_name.as_deref().unwrap_or(host)) {
+        Ok(n) => n,
+        Err(e) => {
+            p.push(k("server_name"), e);
+            return None;
+        }
+    };
+    let readable =
+        ca.as_ref().is_none_or(|c| c.exists()) && client.as_ref().is_none_or(|(c, kf)| c.exists() && kf.exists());
+    if !readable {
+        return None;
+    }
+    let client_paths = client.as_ref().map(|(c, kf)| (c.as_path(), kf.as_path()));
+    match crate::proxy::client::tls_config(ca.as_deref(), client_paths, tls13_only) {
+        Ok(cfg) => Some(super::UpstreamTls::new(cfg, name)),
+        Err(e) => {
+            let at = if client.is_some() && !ca.as_ref().is_some_and(|c| e.contains(&c.display().to_string())) {
+                "client_cert"
+            } else {
+                "ca"
+            };
+            p.push(k(at), e);
+            None
+        }
+    }
+}
+
 fn sec_headers(p: &mut Problems, key: &str, raw: &RawSecurityHeaders, base: &SecurityHeaders) -> SecurityHeaders {
     let mut one = |name: &str, v: &Option<String>, dflt: &Option<http::HeaderValue>| match v.as_deref() {
         None => dflt.clone(),
@@ -434,8 +561,21 @@ fn route(
     defaults: &Route,
     sh: &SecurityHeaders,
     global_cors: &CorsPolicy,
+    upstreams: &BTreeMap<String, Arc<Upstream>>,
 ) -> Option<Route> {
     let k = |f: &str| format!("routes[{i}].{f}");
+    let upstream = match r.upstream.as_deref() {
+        None | Some("default") => None,
+        Some(n) => match upstreams.get(n) {
+            Some(u) => Some(u.clone()),
+            None => {
+                let known: Vec<&str> = std::iter::once("default").chain(upstreams.keys().map(String::as_str)).collect();
+                p.push(k("upstream"), format!("unknown upstream \"{n}\" (known: {})", known.join(", ")));
+                None
+            }
+        },
+    };
+    let response_timeout_default = upstream.as_ref().map_or(defaults.response_timeout, |u| u.response_timeout);
     let name = match r.name.as_deref() {
         Some(n)
             if !n.is_empty()
@@ -488,7 +628,7 @@ fn route(
     });
     Some(Route {
         max_body: size(p, &k("max_body"), &r.max_body, defaults.max_body),
-        response_timeout: dur(p, &k("response_timeout"), &r.response_timeout, defaults.response_timeout),
+        response_timeout: dur(p, &k("response_timeout"), &r.response_timeout, response_timeout_default),
         strip_prefix: r.strip_prefix.unwrap_or(false),
         security_headers: r.security_headers.as_ref().map(|raw| sec_headers(p, &k("security_headers"), raw, sh)),
         cors: r.cors.as_ref().map(|c| cors(p, &k("cors"), c, global_cors)),
@@ -510,6 +650,7 @@ fn route(
         body_timeout: dur(p, &k("body_timeout"), &r.body_timeout, defaults.body_timeout),
         websocket: r.websocket.unwrap_or(false),
         redact_success: r.redact_success.unwrap_or(false),
+        upstream,
         label: Arc::from(name.as_str()),
         name,
         path: Some(path),

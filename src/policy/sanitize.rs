@@ -185,7 +185,7 @@ fn public_location(value: &HeaderValue, ctx: &Ctx) -> Option<HeaderValue> {
     }
     let parsed = if text.starts_with("//") { url::Url::parse(&format!("http:{text}")) } else { url::Url::parse(text) };
     let url = parsed.ok()?;
-    let up = &ctx.config.upstream;
+    let up = crate::proxy::upstream_of(ctx);
     let host = match url.host() {
         Some(url::Host::Ipv6(a)) => format!("[{a}]"),
         Some(h) => h.to_string(),

@@ -1,29 +1,230 @@
-//! The pooled keep-alive HTTP/1.1 client to the upstream (one per process,
-//! shared by every request; the legacy client needs absolute-form URIs).
+//! The pooled keep-alive HTTP/1.1 clients to the upstreams (the legacy
+//! client needs absolute-form URIs). An upstream is reached over plain TCP
+//! (`http://`), TLS (`https://`: verified against `ca` or the system roots,
+//! with `server_name` as SNI and verification name, optionally presenting a
+//! client certificate), or a unix socket (`unix:/path.sock`).
 
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Uri};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::body::Body;
-use crate::config::Upstream;
+use crate::config::{Upstream, UpstreamTls};
 
-/// The upstream client type.
-pub type UpstreamClient = Client<HttpConnector, Body>;
+/// A client for one upstream.
+#[derive(Clone, Debug)]
+pub enum UpstreamClient {
+    /// `http://`
+    Http(Client<HttpConnector, Body>),
+    /// `https://`
+    Https(Client<HttpsConnector<HttpConnector>, Body>),
+    /// `unix:/path`
+    Unix(Client<UnixConnector, Body>),
+}
 
-/// Builds the client from `[upstream]`.
-pub fn build(up: &Upstream) -> UpstreamClient {
+impl UpstreamClient {
+    /// Sends `req` (absolute-form URI) to the upstream.
+    pub fn request(&self, req: Request<Body>) -> ResponseFuture {
+        match self {
+            Self::Http(c) => c.request(req),
+            Self::Https(c) => c.request(req),
+            Self::Unix(c) => c.request(req),
+        }
+    }
+}
+
+fn tcp(connect_timeout: Duration, tls: bool) -> HttpConnector {
     let mut conn = HttpConnector::new();
-    conn.set_connect_timeout(Some(up.connect_timeout));
+    conn.set_connect_timeout(Some(connect_timeout));
     conn.set_nodelay(true);
-    conn.enforce_http(true);
-    conn.set_keepalive(Some(std::time::Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .timer(TokioTimer::new())
+    conn.enforce_http(!tls);
+    conn.set_keepalive(Some(Duration::from_secs(60)));
+    conn
+}
+
+/// A client of `up` (a new pool).
+pub fn for_upstream(up: &Upstream) -> UpstreamClient {
+    build(up.tls.as_ref(), up.unix.as_deref(), up.connect_timeout, up.pool_idle_timeout, up.pool_max_idle)
+}
+
+/// Builds a client: over TLS with `tls`, to the socket `unix`, else plain TCP.
+pub fn build(
+    tls: Option<&UpstreamTls>,
+    unix: Option<&Path>,
+    connect_timeout: Duration,
+    pool_idle_timeout: Duration,
+    pool_max_idle: usize,
+) -> UpstreamClient {
+    let mut b = Client::builder(TokioExecutor::new());
+    b.timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(up.pool_idle_timeout)
-        .pool_max_idle_per_host(up.pool_max_idle)
+        .pool_idle_timeout(pool_idle_timeout)
+        .pool_max_idle_per_host(pool_max_idle)
         .retry_canceled_requests(true)
-        .set_host(false)
-        .build(conn)
+        .set_host(false);
+    if let Some(path) = unix {
+        return UpstreamClient::Unix(
+            b.build(UnixConnector { path: Arc::new(path.to_path_buf()), timeout: connect_timeout }),
+        );
+    }
+    match tls {
+        None => UpstreamClient::Http(b.build(tcp(connect_timeout, false))),
+        Some(tls) => {
+            let https = HttpsConnectorBuilder::new()
+                .with_tls_config((*tls.config).clone())
+                .https_only()
+                .with_server_name_resolver(FixedServerNameResolver::new(tls.server_name.clone()))
+                .enable_http1()
+                .wrap_connector(tcp(connect_timeout, true));
+            UpstreamClient::Https(b.build(https))
+        }
+    }
+}
+
+/// The TLS client settings of an `https://` upstream: roots from `ca` (a
+/// PEM bundle) or the system's, TLS 1.2+ (1.3 only with `tls13_only`), and
+/// the client certificate chain and key for mTLS when given.
+pub fn tls_config(
+    ca: Option<&Path>,
+    client: Option<(&Path, &Path)>,
+    tls13_only: bool,
+) -> Result<rustls::ClientConfig, String> {
+    let versions: &[&rustls::SupportedProtocolVersion] =
+        if tls13_only { &[&rustls::version::TLS13] } else { &[&rustls::version::TLS13, &rustls::version::TLS12] };
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(ca) => {
+            let certs = CertificateDer::pem_file_iter(ca)
+                .map_err(|e| format!("{}: {e}", ca.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", ca.display()))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!("{}: no CA certificate in the file", ca.display()));
+            }
+        }
+        None => {
+            let (added, _) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            if added == 0 {
+                return Err("no system root certificates found: set ca to the upstream's CA bundle".into());
+            }
+        }
+    }
+    let builder = builder.with_root_certificates(roots);
+    match client {
+        None => Ok(builder.with_no_client_auth()),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .map_err(|e| format!("{}: {e}", cert.display()))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            if chain.is_empty() {
+                return Err(format!("{}: no certificate in the file", cert.display()));
+            }
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| format!("client certificate and key: {e}"))
+        }
+    }
+}
+
+/// The SNI and verification name for `name` (a DNS name or an IP literal).
+pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
+    let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
+    ServerName::try_from(bare.to_owned()).map_err(|e| format!("\"{name}\": {e}"))
+}
+
+impl UpstreamTls {
+    /// Settings for an upstream whose certificate is checked by `config` for `server_name`.
+    pub fn new(config: rustls::ClientConfig, server_name: ServerName<'static>) -> Self {
+        Self { config: Arc::new(config), server_name }
+    }
+}
+
+/// Connects to a unix socket, whatever the URI says.
+#[derive(Clone, Debug)]
+pub struct UnixConnector {
+    path: Arc<PathBuf>,
+    timeout: Duration,
+}
+
+impl tower::Service<Uri> for UnixConnector {
+    type Response = UnixIo;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<UnixIo>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let path = self.path.clone();
+        let timeout = self.timeout;
+        Box::pin(async move {
+            let s = tokio::time::timeout(timeout, tokio::net::UnixStream::connect(&*path))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "unix socket connect timed out"))??;
+            Ok(UnixIo(TokioIo::new(s)))
+        })
+    }
+}
+
+/// A unix-socket connection to the upstream.
+#[derive(Debug)]
+pub struct UnixIo(TokioIo<tokio::net::UnixStream>);
+
+impl Connection for UnixIo {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for UnixIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for UnixIo {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
 }

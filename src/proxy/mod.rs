@@ -24,6 +24,7 @@ use tower::Service;
 
 use crate::app::Shared;
 use crate::body::Body;
+use crate::config::Upstream;
 use crate::ctx::Ctx;
 use crate::error::{BoxError, ProxyError};
 use crate::policy::{ctx_of, BoxFuture};
@@ -49,13 +50,23 @@ thread_local! {
     static CLIENT: std::cell::OnceCell<client::UpstreamClient> = const { std::cell::OnceCell::new() };
 }
 
-/// This thread's upstream client (the shared one outside worker threads).
-fn client(shared: &Shared) -> client::UpstreamClient {
+/// The client for `up`: for a plain-HTTP default upstream on a worker
+/// thread, that thread's own; else the upstream's pool.
+fn client(shared: &Shared, up: &Upstream) -> client::UpstreamClient {
+    let plain_default = up.tls.is_none() && up.unix.is_none() && &*up.name == "default";
     let on_worker = std::thread::current().name().is_some_and(|n| n.starts_with("moat-worker-"));
+    if !plain_default {
+        return up.client.clone();
+    }
     if !on_worker {
         return shared.client.clone();
     }
-    CLIENT.with(|c| c.get_or_init(|| client::build(&shared.config.load().upstream)).clone())
+    CLIENT.with(|c| c.get_or_init(|| client::for_upstream(up)).clone())
+}
+
+/// The upstream a request's route forwards to.
+pub fn upstream_of(ctx: &Ctx) -> &Upstream {
+    ctx.route().upstream.as_deref().unwrap_or(&ctx.config.upstream)
 }
 
 /// The upstream URI for a request.
@@ -66,7 +77,7 @@ pub fn upstream_uri(ctx: &Ctx, uri: &Uri) -> Result<Uri, BoxError> {
         (Some(p), true) => p.strip(path),
         _ => path,
     };
-    let up = &ctx.config.upstream;
+    let up = upstream_of(ctx);
     let mut pq = String::with_capacity(up.base_path.len() + path.len() + 64);
     pq.push_str(&up.base_path);
     pq.push_str(path);
@@ -74,7 +85,7 @@ pub fn upstream_uri(ctx: &Ctx, uri: &Uri) -> Result<Uri, BoxError> {
         pq.push('?');
         pq.push_str(q);
     }
-    Ok(Uri::builder().scheme("http").authority(up.origin.clone()).path_and_query(pq).build()?)
+    Ok(Uri::builder().scheme(up.scheme()).authority(up.origin.clone()).path_and_query(pq).build()?)
 }
 
 /// Rewrites a client request into the upstream request (in place).
@@ -100,7 +111,7 @@ pub fn prepare(req: &mut Request<Body>, ctx: &Ctx, trusted_peer: bool, upgrade: 
             h.insert(header::HOST, v);
         }
         _ => {
-            if let Ok(v) = HeaderValue::from_str(ctx.config.upstream.origin.as_str()) {
+            if let Ok(v) = HeaderValue::from_str(upstream_of(ctx).origin.as_str()) {
                 h.insert(header::HOST, v);
             }
         }
@@ -137,7 +148,8 @@ impl Service<Request<Body>> for Proxy {
             let trusted = shared.is_trusted_peer(&ctx.config, ctx.conn.peer.ip());
             prepare(&mut req, &ctx, trusted, upgrade)?;
             let route = ctx.route().clone();
-            let sent = tokio::time::timeout(route.response_timeout, client(&shared).request(req)).await;
+            let up = client(&shared, upstream_of(&ctx));
+            let sent = tokio::time::timeout(route.response_timeout, up.request(req)).await;
             let mut res = match sent {
                 Err(_) => {
                     if let Some(r) = ctx.body_verdict.get() {

@@ -1,0 +1,254 @@
+//! Upstreams over TLS (verified against a test CA, with SNI and mTLS), over
+//! a unix socket, and several named upstreams chosen by route: moat as a
+//! process in front of real servers on 127.0.0.1 and a unix socket.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// What a test upstream saw: (its name, Host header, client certificate presented).
+type Log = Arc<Mutex<Vec<(String, String, bool)>>>;
+
+async fn serve_conn<S>(io: S, name: &'static str, log: Log, client_cert: bool)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let log = log.clone();
+        async move {
+            let host = req.headers().get("host").map(|h| h.to_str().unwrap_or("").to_string()).unwrap_or_default();
+            log.lock().unwrap().push((name.to_string(), host, client_cert));
+            Ok::<_, std::convert::Infallible>(Response::new(full(format!("from {name} {}", req.uri().path()))))
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), svc).await;
+}
+
+/// An HTTPS upstream with a certificate from `pki`; with `require_client`,
+/// only clients presenting a certificate of `pki`'s CA get through.
+async fn tls_upstream(pki: &Pki, name: &'static str, require_client: bool, log: &Log) -> std::net::SocketAddr {
+    let (cert, key) = pki.server_cert(&rcgen::PKCS_ECDSA_P256_SHA256, name);
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<_, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().unwrap();
+    let builder = if require_client {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(pki.ca_pem.as_bytes()) {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().unwrap();
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let cfg = Arc::new(builder.with_single_cert(chain, key).unwrap());
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let log = log.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    let presented = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                    serve_conn(tls, name, log, presented).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn unix_upstream(path: &Path, name: &'static str, log: &Log) {
+    let l = tokio::net::UnixListener::bind(path).unwrap();
+    let log = log.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(serve_conn(s, name, log.clone(), false));
+        }
+    });
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+async fn get(c: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = c.get(url).send().await.unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+/// A 502 in moat's format that names nothing of the failure.
+fn assert_opaque_502(status: u16, body: &str) {
+    assert_eq!(status, 502, "{body}");
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["status"], 502);
+    for leak in ["certificate", "Certificate", "tls", "TLS", "127.0.0.1", "issuer", "handshake", "alert"] {
+        assert!(!body.contains(leak), "the 502 leaks {leak:?}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn an_https_upstream_is_verified_against_its_ca_and_name() {
+    init_crypto();
+    let pki = Pki::new();
+    let app_ca = Pki::new();
+    let other_ca = Pki::new();
+    let log: Log = Arc::default();
+    let addr = tls_upstream(&app_ca, "tls-app", false, &log).await;
+    let dir = tempfile::tempdir().unwrap();
+    let good_ca = write(dir.path(), "app-ca.pem", &app_ca.ca_pem);
+    let wrong_ca = write(dir.path(), "other-ca.pem", &other_ca.ca_pem);
+    let c = pki.client();
+
+    // Verified: the right CA, the URL's host as the name.
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurl = \"https://localhost:{}\"\nca = \"{good_ca}\"\n",
+        pki.tls_toml(),
+        addr.port()
+    ));
+    let (status, body) = get(&c, &m.url("/hello")).await;
+    assert_eq!((status, body.as_str()), (200, "from tls-app /hello"));
+    assert_eq!(log.lock().unwrap().len(), 1);
+    let public = format!(":{}", m.https.port());
+    assert!(log.lock().unwrap()[0].1.ends_with(&public), "Host is the client's: {:?}", log.lock().unwrap());
+
+    // By IP with server_name naming the certificate's DNS name; TLS 1.3 only.
+    let m2 = Moat::start(&format!(
+        "{}[upstream]\nurl = \"https://127.0.0.1:{}\"\nca = \"{good_ca}\"\nserver_name = \"localhost\"\nmin_version = \"1.3\"\n",
+        pki.tls_toml(),
+        addr.port()
+    ));
+    assert_eq!(get(&c, &m2.url("/x")).await.0, 200);
+
+    // A CA that did not sign it, and a name it does not carry: 502, nothing said.
+    for extra in [format!("ca = \"{wrong_ca}\"\n"), format!("ca = \"{good_ca}\"\nserver_name = \"app.internal\"\n")] {
+        let before = log.lock().unwrap().len();
+        let m =
+            Moat::start(&format!("{}[upstream]\nurl = \"https://localhost:{}\"\n{extra}", pki.tls_toml(), addr.port()));
+        let (status, body) = get(&c, &m.url("/x")).await;
+        assert_opaque_502(status, &body);
+        assert_eq!(log.lock().unwrap().len(), before, "the request reached an unverified upstream");
+        assert!(
+            m.wait_log("request failed", std::time::Duration::from_secs(5)).await.is_some(),
+            "the failure is logged for the operator"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upstream_that_requires_a_client_certificate_gets_one() {
+    init_crypto();
+    let pki = Pki::new();
+    let app_ca = Pki::new();
+    let log: Log = Arc::default();
+    let addr = tls_upstream(&app_ca, "mtls-app", true, &log).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(dir.path(), "app-ca.pem", &app_ca.ca_pem);
+    let identity = app_ca.client_identity_pem();
+    let split = identity.find("-----BEGIN PRIVATE KEY-----").unwrap();
+    let cert = write(dir.path(), "moat-client.crt", &identity[..split]);
+    let key = write(dir.path(), "moat-client.key", &identity[split..]);
+    let c = pki.client();
+
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurl = \"https://localhost:{}\"\nca = \"{ca}\"\nclient_cert = \"{cert}\"\nclient_key = \"{key}\"\n",
+        pki.tls_toml(),
+        addr.port()
+    ));
+    let (status, body) = get(&c, &m.url("/secure")).await;
+    assert_eq!((status, body.as_str()), (200, "from mtls-app /secure"));
+    assert!(log.lock().unwrap().iter().all(|e| e.2), "the client certificate was presented");
+
+    let without = Moat::start(&format!(
+        "{}[upstream]\nurl = \"https://localhost:{}\"\nca = \"{ca}\"\n",
+        pki.tls_toml(),
+        addr.port()
+    ));
+    let (status, body) = get(&c, &without.url("/secure")).await;
+    assert_opaque_502(status, &body);
+}
+
+#[tokio::test]
+async fn a_unix_socket_upstream_and_named_upstreams_chosen_by_route() {
+    init_crypto();
+    let pki = Pki::new();
+    let app_ca = Pki::new();
+    let log: Log = Arc::default();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("app.sock");
+    unix_upstream(&sock, "unix-app", &log).await;
+    let tls_addr = tls_upstream(&app_ca, "tls-app", false, &log).await;
+    let ca = write(dir.path(), "app-ca.pem", &app_ca.ca_pem);
+    let plain = Upstream::ok().await;
+    let c = pki.client();
+
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurl = \"unix:{}\"\n\
+         [upstreams.docs]\nurl = \"https://localhost:{}\"\nca = \"{ca}\"\n\
+         [upstreams.plain]\nurl = \"{}\"\n\
+         [[routes]]\nname = \"docs\"\npath = \"/docs\"\nupstream = \"docs\"\n\
+         [[routes]]\nname = \"plain\"\npath = \"/plain\"\nupstream = \"plain\"\n",
+        pki.tls_toml(),
+        sock.display(),
+        tls_addr.port(),
+        plain.url()
+    ));
+    assert_eq!(get(&c, &m.url("/anything")).await, (200, "from unix-app /anything".to_string()));
+    assert_eq!(get(&c, &m.url("/docs/a")).await, (200, "from tls-app /docs/a".to_string()));
+    assert_eq!(get(&c, &m.url("/plain/b")).await, (200, "ok from upstream".to_string()));
+    assert_eq!(plain.seen().len(), 1);
+    assert_eq!(plain.seen()[0].uri, "/plain/b");
+    let names: Vec<String> = log.lock().unwrap().iter().map(|e| e.0.clone()).collect();
+    assert_eq!(names, ["unix-app", "tls-app"]);
+    // The unix upstream gets the client's Host, not a made-up one.
+    assert!(log.lock().unwrap()[0].1.ends_with(&format!(":{}", m.https.port())));
+
+    // Readiness of the default upstream: the socket accepts.
+    assert_eq!(reqwest::get(m.admin_url("/readyz")).await.unwrap().status(), 200);
+    let (code, out, err) =
+        moat_cmd(&["check", "--config", moat_config_dir(&m).join("moat.toml").to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("upstream docs https://localhost:") && out.contains("upstream unix:"), "{out}");
+}
+
+#[test]
+fn upstream_settings_are_checked_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let pem = write(dir.path(), "empty.pem", "");
+    for (toml, key) in [
+        ("[upstream]\nurl = \"ftp://x:1\"\n", "upstream.url"),
+        ("[upstream]\nurl = \"unix:relative.sock\"\n", "upstream.url"),
+        ("[upstream]\nurl = \"http://x:1\"\nca = \"/etc/ssl/certs/ca-certificates.crt\"\n", "upstream.ca"),
+        (&format!("[upstream]\nurl = \"https://x:1\"\nca = \"{pem}\"\n"), "upstream.ca"),
+        ("[upstream]\nurl = \"https://x:1\"\nca = \"/nonexistent/ca.pem\"\n", "upstream.ca"),
+        ("[upstream]\nurl = \"https://x:1\"\nclient_cert = \"/etc/hostname\"\n", "upstream.client_key"),
+        ("[upstream]\nurl = \"https://x:1\"\nmin_version = \"1.1\"\n", "upstream.min_version"),
+        ("[upstreams.b]\nconnect_timeout = \"1s\"\n", "upstreams.b.url"),
+        ("[upstreams.default]\nurl = \"http://x:1\"\n", "upstreams.default"),
+        ("[upstreams.\"a b\"]\nurl = \"http://x:1\"\n", "upstreams.a b"),
+        ("[[routes]]\nname = \"r\"\npath = \"/r\"\nupstream = \"nope\"\n", "routes[0].upstream"),
+    ] {
+        let p = dir.path().join("moat.toml");
+        std::fs::write(&p, toml).unwrap();
+        let (code, out, err) = moat_cmd(&["check", "--config", p.to_str().unwrap()], &[]);
+        assert_ne!(code, 0, "{toml}");
+        let all = out + &err;
+        assert!(all.contains("moat.toml") && all.contains(key), "{toml}: {all}");
+    }
+}
