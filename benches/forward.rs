@@ -51,7 +51,7 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || (request(), Ctx::new("0192".into(), cfg.clone(), conn)),
             |(mut req, ctx)| {
-                moat::proxy::prepare(&mut req, &ctx, false, false).unwrap();
+                moat::proxy::prepare(&mut req, &ctx, false, false, &ctx.config.upstream.origin).unwrap();
                 black_box(req)
             },
             criterion::BatchSize::SmallInput,

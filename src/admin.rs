@@ -19,6 +19,7 @@ use http::{Method, Request, Response, StatusCode};
 
 use crate::app::Shared;
 use crate::body::{self, Body};
+use crate::config::Upstream;
 use crate::error::BoxError;
 
 fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Body> {
@@ -29,26 +30,34 @@ fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp
     r
 }
 
-/// Whether the upstream is ready now: it accepts a TCP connection, or, with
-/// `upstream.health_path`, answers it with `health_status` and (with
+/// Whether `up` is ready now: one of its addresses accepts a connection, or,
+/// with `health_path`, answers it with `health_status` and (with
 /// `health_json`) a JSON body holding the expected members.
-pub async fn upstream_ready(shared: &Shared) -> bool {
-    let cfg = shared.config.load_full();
-    let up = &cfg.upstream;
+pub async fn upstream_ready(shared: &Shared, up: &Upstream) -> bool {
+    for a in up.pool.addrs() {
+        if address_ready(shared, up, &a.authority).await {
+            return true;
+        }
+    }
+    false
+}
+
+async fn address_ready(shared: &Shared, up: &Upstream, authority: &http::uri::Authority) -> bool {
     let timeout = up.connect_timeout.min(Duration::from_secs(2));
     let Some(path) = &up.health_path else {
         if let Some(sock) = &up.unix {
             return matches!(tokio::time::timeout(timeout, tokio::net::UnixStream::connect(sock)).await, Ok(Ok(_)));
         }
-        let target = up.origin.as_str().to_string();
+        let target = authority.as_str().to_string();
         return matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect(target)).await, Ok(Ok(_)));
     };
-    let uri = format!("{}://{}{}{}", up.scheme(), up.origin, up.base_path, path);
-    let Ok(req) = Request::get(uri).header(http::header::HOST, up.origin.as_str()).body(body::empty()) else {
+    let uri = format!("{}://{}{}{}", up.scheme(), authority, up.base_path, path);
+    let Ok(req) = Request::get(uri).header(http::header::HOST, authority.as_str()).body(body::empty()) else {
         return false;
     };
     let check = async {
-        let client = if up.tls.is_some() || up.unix.is_some() { up.client.clone() } else { shared.client.clone() };
+        let plain_default = up.tls.is_none() && up.unix.is_none() && &*up.name == "default";
+        let client = if plain_default { shared.client.clone() } else { up.client.clone() };
         let res = client.request(req).await.ok()?;
         if res.status().as_u16() != up.health_status {
             return Some(false);
@@ -62,11 +71,19 @@ pub async fn upstream_ready(shared: &Shared) -> bool {
     matches!(tokio::time::timeout(timeout.max(Duration::from_secs(1)), check).await, Ok(Some(true)))
 }
 
-/// Runs the readiness check and records its result in `moat_upstream_ready`.
-async fn ready_now(shared: &Shared) -> bool {
-    let ready = upstream_ready(shared).await;
-    shared.metrics.upstream_ready.set(i64::from(ready));
-    ready
+/// Runs the readiness check of every upstream and records each result in
+/// `moat_upstream_ready{upstream}`; the names of those not ready.
+async fn ready_now(shared: &Shared) -> Vec<Arc<str>> {
+    let cfg = shared.config.load_full();
+    let mut down = Vec::new();
+    for up in std::iter::once(&cfg.upstream).chain(cfg.upstreams.values()) {
+        let ready = upstream_ready(shared, up).await;
+        shared.metrics.set_upstream_ready(&up.name, ready);
+        if !ready {
+            down.push(up.name.clone());
+        }
+    }
+    down
 }
 
 /// With `scan.required_for_ready`, whether clamd answers `PING`; else true.
@@ -90,8 +107,14 @@ pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Result<Response<
     Ok(match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n"),
         "/readyz" => {
-            if !ready_now(&shared).await {
-                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "upstream unreachable\n")
+            let down = ready_now(&shared).await;
+            if !down.is_empty() {
+                let names: Vec<&str> = down.iter().map(|n| &**n).collect();
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("upstream unreachable: {}\n", names.join(", ")),
+                )
             } else if !scanner_ready(&shared).await {
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "clamd unreachable\n")
             } else {

@@ -52,6 +52,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabel {
+    upstream: RouteLabel,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     result: &'static str,
 }
@@ -73,9 +78,9 @@ pub struct Metrics {
     /// Keys tracked by the rate limiter.
     pub ratelimit_keys: Gauge,
     ratelimit_backend_errors: Counter,
-    /// 1 when the upstream passed the readiness check (the one `/readyz`
+    /// Per upstream: 1 when it passed the readiness check (the one `/readyz`
     /// answers) at the last scrape or probe, 0 when it failed.
-    pub upstream_ready: Gauge,
+    upstream_ready: Family<UpstreamLabel, Gauge>,
     /// Upload scans (`[scan]`).
     pub scans: Arc<ScanMetrics>,
 }
@@ -200,10 +205,10 @@ impl Metrics {
             "Rate-limit decisions the backend (Redis) could not make",
             ratelimit_backend_errors.clone(),
         );
-        let upstream_ready = Gauge::default();
+        let upstream_ready = Family::<UpstreamLabel, Gauge>::default();
         registry.register(
             "moat_upstream_ready",
-            "1 when the upstream passes the readiness check of /readyz, 0 when it fails",
+            "Per upstream: 1 when it passes the readiness check of /readyz, 0 when it fails",
             upstream_ready.clone(),
         );
         let scans = Arc::new(ScanMetrics::register(&mut registry));
@@ -253,6 +258,11 @@ impl Metrics {
     /// Counts an upstream failure.
     pub fn upstream_error(&self, kind: &'static str) {
         self.upstream_errors.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// Records the readiness of the upstream `name` (a config name).
+    pub fn set_upstream_ready(&self, name: &Arc<str>, ready: bool) {
+        self.upstream_ready.get_or_create(&UpstreamLabel { upstream: RouteLabel(name.clone()) }).set(i64::from(ready));
     }
 
     /// Counts a failed rate-limit backend call.

@@ -338,7 +338,7 @@ async fn dashboard_and_alert_queries_select_what_moat_exports() {
 
     let scrape = scrape(&m).await;
     let exported = exposition_labels(&scrape);
-    assert!(scrape.contains("moat_upstream_ready 1"), "{scrape}");
+    assert!(scrape.contains("moat_upstream_ready{upstream=\"default\"} 1"), "{scrape}");
 
     let mut queries: Vec<(String, String, Option<String>)> =
         dashboard_queries().into_iter().map(|(q, l)| ("grafana-dashboard.json".to_string(), q, l)).collect();

@@ -252,3 +252,106 @@ fn upstream_settings_are_checked_at_start() {
         assert!(all.contains("moat.toml") && all.contains(key), "{toml}: {all}");
     }
 }
+
+/// A port on 127.0.0.1 with nothing listening.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn balancing_skips_an_address_that_is_down_without_failing_a_request() {
+    init_crypto();
+    let pki = Pki::new();
+    let live = Upstream::ok().await;
+    let live2 = Upstream::ok().await;
+    let dead = dead_port();
+    let c = pki.client();
+    for balance in ["round_robin", "least_in_flight"] {
+        let before = live.seen().len();
+        let m = Moat::start(&format!(
+            "{}[upstream]\nurls = [\"http://127.0.0.1:{dead}\", \"{}\"]\nbalance = \"{balance}\"\nfail_timeout = \"30s\"\n",
+            pki.tls_toml(),
+            live.url()
+        ));
+        for i in 0..10 {
+            let (status, body) = get(&c, &m.url(&format!("/r{i}"))).await;
+            assert_eq!((status, body.as_str()), (200, "ok from upstream"), "{balance}: request {i}");
+        }
+        assert_eq!(live.seen().len() - before, 10, "{balance}: every request reached the live address once");
+        assert_eq!(reqwest::get(m.admin_url("/readyz")).await.unwrap().status(), 200, "one address up is ready");
+    }
+
+    // Both up: requests are shared.
+    let m = Moat::start(&format!("{}[upstream]\nurls = [\"{}\", \"{}\"]\n", pki.tls_toml(), live.url(), live2.url()));
+    let (a, b) = (live.seen().len(), live2.seen().len());
+    for i in 0..10 {
+        assert_eq!(get(&c, &m.url(&format!("/s{i}"))).await.0, 200);
+    }
+    assert_eq!((live.seen().len() - a, live2.seen().len() - b), (5, 5), "round robin over two live addresses");
+
+    // No address up: 502, and /readyz names the upstream.
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurls = [\"http://127.0.0.1:{dead}\", \"http://127.0.0.1:{}\"]\n",
+        pki.tls_toml(),
+        dead_port()
+    ));
+    let (status, body) = get(&c, &m.url("/x")).await;
+    assert_opaque_502(status, &body);
+    let r = reqwest::get(m.admin_url("/readyz")).await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("default"));
+}
+
+/// An upstream address that reads each request and then closes the
+/// connection without answering; counts the requests it read.
+async fn black_hole() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let n = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let n2 = n.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let n = n2.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut seen = Vec::new();
+                while let Ok(k) = s.read(&mut buf).await {
+                    if k == 0 {
+                        break;
+                    }
+                    seen.extend_from_slice(&buf[..k]);
+                    if seen.ends_with(b"the-end") {
+                        n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (port, n)
+}
+
+#[tokio::test]
+async fn a_request_whose_body_was_sent_is_never_repeated_on_another_address() {
+    init_crypto();
+    let pki = Pki::new();
+    let live = Upstream::ok().await;
+    let (hole, swallowed) = black_hole().await;
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurls = [\"http://127.0.0.1:{hole}\", \"{}\"]\n",
+        pki.tls_toml(),
+        live.url()
+    ));
+    let c = pki.client();
+    let mut ok = 0;
+    for i in 0..6 {
+        let r = c.post(m.url(&format!("/p{i}"))).body(format!("payload {i} the-end")).send().await.unwrap();
+        let status = r.status().as_u16();
+        assert!(status == 200 || status == 502, "{status}");
+        ok += usize::from(status == 200);
+    }
+    assert_eq!(ok, 3, "round robin: half of the posts went to the address that breaks");
+    assert_eq!(swallowed.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(live.seen().len(), 3, "a post the first address had read was sent again");
+}

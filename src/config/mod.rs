@@ -116,8 +116,11 @@ pub struct ClientIpConfig {
 pub struct Upstream {
     /// `default` or the `[upstreams]` key.
     pub name: Arc<str>,
-    /// Authority of the app, e.g. `127.0.0.1:8000` (`localhost` for a unix socket).
+    /// Authority of the app, e.g. `127.0.0.1:8000` (`localhost` for a unix
+    /// socket); the first of `urls`.
     pub origin: http::uri::Authority,
+    /// Its addresses (one per `urls` entry) and their passive health.
+    pub pool: Arc<crate::proxy::balance::Pool>,
     /// `https://`: how its certificate is verified.
     pub tls: Option<UpstreamTls>,
     /// `unix:/path`: the socket.
@@ -147,8 +150,8 @@ pub struct Upstream {
 pub struct UpstreamTls {
     /// Roots, protocol versions, client certificate.
     pub config: Arc<rustls::ClientConfig>,
-    /// SNI and the name its certificate must carry.
-    pub server_name: rustls_pki_types::ServerName<'static>,
+    /// SNI and the name its certificate must carry (`None`: each address's host).
+    pub server_name: Option<rustls_pki_types::ServerName<'static>>,
 }
 
 impl Upstream {
@@ -165,7 +168,15 @@ impl Upstream {
     pub fn display_url(&self) -> String {
         match &self.unix {
             Some(p) => format!("unix:{}{}", p.display(), self.base_path),
-            None => format!("{}://{}{}", self.scheme(), self.origin, self.base_path),
+            None => {
+                let addrs: Vec<String> = self
+                    .pool
+                    .addrs()
+                    .iter()
+                    .map(|a| format!("{}://{}{}", self.scheme(), a.authority, self.base_path))
+                    .collect();
+                addrs.join(",")
+            }
         }
     }
 }

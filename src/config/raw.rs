@@ -356,6 +356,14 @@ pub struct RawTls {
 pub struct RawUpstream {
     /// Base URL of the app: `http://HOST:PORT/base`, `https://...`, or `unix:/path/to.sock`.
     pub url: Option<String>,
+    /// Several addresses of the same app (instead of `url`; same scheme and path).
+    pub urls: Option<Vec<String>>,
+    /// How `urls` share the requests: "round_robin" or "least_in_flight".
+    #[schemars(extend("default" = "round_robin", "enum" = ["round_robin", "least_in_flight"]))]
+    pub balance: Option<String>,
+    /// How long an address that failed to connect is skipped.
+    #[schemars(with = "Option<DurationText>", extend("default" = "10s"))]
+    pub fail_timeout: Option<Scalar>,
     /// https: PEM bundle of the CAs the app's certificate must chain to (default: the system roots).
     pub ca: Option<String>,
     /// https: the name sent as SNI and verified in the app's certificate (default: the URL's host).

@@ -363,64 +363,72 @@ fn upstream_section(
     named: bool,
 ) -> Upstream {
     let k = |s: &str| format!("{key}.{s}");
-    let url = match raw.url.as_deref() {
-        Some(u) => u,
-        None if !named => "http://127.0.0.1:8000",
-        None => {
+    let urls: Vec<(String, &str)> = match (&raw.url, &raw.urls) {
+        (Some(_), Some(_)) => {
+            p.push(k("urls"), "set url or urls, not both");
+            Vec::new()
+        }
+        (Some(u), None) => vec![(k("url"), u.as_str())],
+        (None, Some(us)) if us.is_empty() => {
+            p.push(k("urls"), "must list at least one URL");
+            Vec::new()
+        }
+        (None, Some(us)) => us.iter().enumerate().map(|(i, u)| (format!("{key}.urls[{i}]"), u.as_str())).collect(),
+        (None, None) if !named => vec![(k("url"), "http://127.0.0.1:8000")],
+        (None, None) => {
             p.push(k("url"), "missing: http://HOST:PORT, https://HOST:PORT or unix:/path/to.sock");
-            "http://127.0.0.1:8000"
+            Vec::new()
         }
     };
     let mut unix = None;
     let mut https_host = None;
-    let (origin, base_path) = if let Some(rest) = url.strip_prefix("unix:") {
-        let path = rest.strip_prefix("//").unwrap_or(rest);
-        if !path.starts_with('/') {
-            p.push(k("url"), format!("\"{url}\": use unix:/absolute/path/to.sock"));
+    let mut addrs = Vec::new();
+    let mut scheme_and_path: Option<(bool, String)> = None;
+    for (ukey, url) in &urls {
+        if let Some(rest) = url.strip_prefix("unix:") {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            if !path.starts_with('/') {
+                p.push(ukey, format!("\"{url}\": use unix:/absolute/path/to.sock"));
+            }
+            if urls.len() > 1 {
+                p.push(ukey, "a unix socket is one address: use url, not urls");
+            }
+            unix = Some(PathBuf::from(path));
+            addrs.push(http::uri::Authority::from_static("localhost"));
+            scheme_and_path = Some((false, String::new()));
+            continue;
         }
-        unix = Some(PathBuf::from(path));
-        (Some(http::uri::Authority::from_static("localhost")), String::new())
-    } else {
-        match url::Url::parse(url) {
-            Err(e) => {
-                p.push(k("url"), e.to_string());
-                (None, String::new())
+        let Some((https, authority, host, path)) = parse_upstream_url(p, ukey, url) else { continue };
+        match &scheme_and_path {
+            Some((s, bp)) if (*s, bp.as_str()) != (https, path.as_str()) => {
+                p.push(ukey, "every address of one upstream needs the same scheme and path");
             }
-            Ok(u) if u.scheme() != "http" && u.scheme() != "https" => {
-                p.push(
-                    k("url"),
-                    format!("scheme \"{}\" is not supported: use http://, https:// or unix:/path.sock", u.scheme()),
-                );
-                (None, String::new())
+            _ => scheme_and_path = Some((https, path)),
+        }
+        if https {
+            match &https_host {
+                None => https_host = Some(Some(host)),
+                Some(Some(h)) if *h != host => https_host = Some(None),
+                _ => {}
             }
-            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
-                p.push(k("url"), "must not carry credentials");
-                (None, String::new())
-            }
-            Ok(u) if u.query().is_some() || u.fragment().is_some() => {
-                p.push(k("url"), "must not have a query or fragment");
-                (None, String::new())
-            }
-            Ok(u) => {
-                let host = match u.host() {
-                    Some(url::Host::Ipv6(a)) => format!("[{a}]"),
-                    Some(h) => h.to_string(),
-                    None => String::new(),
-                };
-                if u.scheme() == "https" {
-                    https_host = Some(host.clone());
-                }
-                let auth = format!("{host}:{}", u.port_or_known_default().unwrap_or(80));
-                match auth.parse::<http::uri::Authority>() {
-                    Ok(a) => (Some(a), u.path().trim_end_matches('/').to_string()),
-                    Err(_) => {
-                        p.push(k("url"), "invalid host");
-                        (None, String::new())
-                    }
-                }
-            }
+        }
+        addrs.push(authority);
+    }
+    if addrs.is_empty() {
+        addrs.push(http::uri::Authority::from_static("127.0.0.1:8000"));
+    }
+    let base_path = scheme_and_path.map(|(_, bp)| bp).unwrap_or_default();
+    let origin = addrs[0].clone();
+    let balance = match raw.balance.as_deref() {
+        None | Some("round_robin") => crate::proxy::balance::Balance::RoundRobin,
+        Some("least_in_flight") => crate::proxy::balance::Balance::LeastInFlight,
+        Some(b) => {
+            p.push(k("balance"), format!("\"{b}\": use \"round_robin\" or \"least_in_flight\""));
+            crate::proxy::balance::Balance::RoundRobin
         }
     };
+    let fail_timeout = dur(p, &k("fail_timeout"), &raw.fail_timeout, Duration::from_secs(10));
+    let pool = crate::proxy::balance::Pool::new(addrs, balance, fail_timeout);
     let tls = match &https_host {
         None => {
             for (set, what) in [
@@ -436,7 +444,7 @@ fn upstream_section(
             }
             None
         }
-        Some(host) => upstream_tls(p, key, raw, base, host),
+        Some(host) => upstream_tls(p, key, raw, base, host.as_deref()),
     };
     let connect_timeout = dur(p, &k("connect_timeout"), &raw.connect_timeout, Duration::from_secs(5));
     let pool_idle_timeout = dur(p, &k("pool_idle_timeout"), &raw.pool_idle_timeout, Duration::from_secs(90));
@@ -445,7 +453,8 @@ fn upstream_section(
         crate::proxy::client::build(tls.as_ref(), unix.as_deref(), connect_timeout, pool_idle_timeout, pool_max_idle);
     let up = Upstream {
         name: Arc::from(name),
-        origin: origin.unwrap_or_else(|| http::uri::Authority::from_static("127.0.0.1:8000")),
+        origin,
+        pool,
         tls,
         unix,
         client,
@@ -477,13 +486,49 @@ fn upstream_section(
     up
 }
 
-/// The TLS settings of an `https://` upstream whose URL names `host`.
+/// One `http://` or `https://` upstream URL: (https, authority, host, base path).
+fn parse_upstream_url(p: &mut Problems, key: &str, url: &str) -> Option<(bool, http::uri::Authority, String, String)> {
+    let u = match url::Url::parse(url) {
+        Err(e) => {
+            p.push(key, e.to_string());
+            return None;
+        }
+        Ok(u) => u,
+    };
+    if u.scheme() != "http" && u.scheme() != "https" {
+        p.push(key, format!("scheme \"{}\" is not supported: use http://, https:// or unix:/path.sock", u.scheme()));
+        return None;
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        p.push(key, "must not carry credentials");
+        return None;
+    }
+    if u.query().is_some() || u.fragment().is_some() {
+        p.push(key, "must not have a query or fragment");
+        return None;
+    }
+    let host = match u.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        Some(h) => h.to_string(),
+        None => String::new(),
+    };
+    let auth = format!("{host}:{}", u.port_or_known_default().unwrap_or(80));
+    match auth.parse::<http::uri::Authority>() {
+        Ok(a) => Some((u.scheme() == "https", a, host, u.path().trim_end_matches('/').to_string())),
+        Err(_) => {
+            p.push(key, "invalid host");
+            None
+        }
+    }
+}
+
+/// The TLS settings of an `https://` upstream whose URLs name `host` (`None`: several hosts).
 fn upstream_tls(
     p: &mut Problems,
     key: &str,
     raw: &RawUpstream,
     base: Option<&Path>,
-    host: &str,
+    host: Option<&str>,
 ) -> Option<super::UpstreamTls> {
     let k = |s: &str| format!("{key}.{s}");
     let ca = raw.ca.as_deref().map(|c| file(p, &k("ca"), base, c));
@@ -507,12 +552,16 @@ fn upstream_tls(
             false
         }
     };
-    let name = match crate::proxy::client::server_name(raw.server_name.as_deref().unwrap_or(host)) {
-        Ok(n) => n,
-        Err(e) => {
-            p.push(k("server_name"), e);
-            return None;
-        }
+    // Several hosts without server_name: each address is verified for its own host.
+    let name = match raw.server_name.as_deref().or(host) {
+        None => None,
+        Some(n) => match crate::proxy::client::server_name(n) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                p.push(k("server_name"), e);
+                return None;
+            }
+        },
     };
     let readable =
         ca.as_ref().is_none_or(|c| c.exists()) && client.as_ref().is_none_or(|(c, kf)| c.exists() && kf.exists());

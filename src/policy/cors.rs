@@ -97,6 +97,15 @@ fn valid_host(h: &str, allow_wild: bool) -> bool {
         })
 }
 
+/// A port as browsers serialize it: ASCII digits only (`u16::from_str`
+/// would also take a leading `+`).
+fn port_number(p: &str) -> Option<u16> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    p.parse().ok()
+}
+
 /// Parses `scheme://host[:port]` (what a browser sends in `Origin`).
 pub fn parse_origin(s: &str) -> Option<Origin> {
     let (scheme, rest) = s.split_once("://")?;
@@ -109,14 +118,14 @@ pub fn parse_origin(s: &str) -> Option<Origin> {
         let host = &rest[..end + 2];
         let after = &rest[end + 2..];
         let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().ok()?,
+            Some(p) => port_number(p)?,
             None if after.is_empty() => dport,
             None => return None,
         };
         (host.to_string(), port)
     } else {
         match rest.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().ok()?),
+            Some((h, p)) => (h.to_string(), port_number(p)?),
             None => (rest.to_string(), dport),
         }
     };
@@ -419,6 +428,9 @@ mod tests {
         assert!(allows(&r, "HTTPS://DOCS.EXAMPLE.COM"));
         assert!(allows(&r, "https://docs.example.com:443"));
         assert!(!allows(&r, "http://docs.example.com"));
+        // Found by fuzzing: a `+` before the port is no serialized origin.
+        assert!(!allows(&r, "https://docs.example.com:+443"));
+        assert!(!allows(&r, "https://docs.example.com:"));
         assert!(!allows(&r, "https://docs.example.com:8443"));
         assert!(!allows(&r, "https://docs.example.com.evil.com"));
         assert!(!allows(&r, "https://xdocs.example.com"));

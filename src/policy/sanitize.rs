@@ -192,8 +192,9 @@ fn public_location(value: &HeaderValue, ctx: &Ctx) -> Option<HeaderValue> {
         None => return None,
     };
     let authority = format!("{host}:{}", url.port_or_known_default().unwrap_or(80));
-    let own =
-        authority.eq_ignore_ascii_case(up.origin.as_str()) && url.username().is_empty() && url.password().is_none();
+    let own = up.pool.addrs().iter().any(|a| authority.eq_ignore_ascii_case(a.authority.as_str()))
+        && url.username().is_empty()
+        && url.password().is_none();
     if own {
         let mut path = url.path();
         if !up.base_path.is_empty() {

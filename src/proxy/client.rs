@@ -82,12 +82,12 @@ pub fn build(
     match tls {
         None => UpstreamClient::Http(b.build(tcp(connect_timeout, false))),
         Some(tls) => {
-            let https = HttpsConnectorBuilder::new()
-                .with_tls_config((*tls.config).clone())
-                .https_only()
-                .with_server_name_resolver(FixedServerNameResolver::new(tls.server_name.clone()))
-                .enable_http1()
-                .wrap_connector(tcp(connect_timeout, true));
+            let builder = HttpsConnectorBuilder::new().with_tls_config((*tls.config).clone()).https_only();
+            let builder = match &tls.server_name {
+                Some(name) => builder.with_server_name_resolver(FixedServerNameResolver::new(name.clone())),
+                None => builder,
+            };
+            let https = builder.enable_http1().wrap_connector(tcp(connect_timeout, true));
             UpstreamClient::Https(b.build(https))
         }
     }
@@ -150,7 +150,7 @@ pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
 
 impl UpstreamTls {
     /// Settings for an upstream whose certificate is checked by `config` for `server_name`.
-    pub fn new(config: rustls::ClientConfig, server_name: ServerName<'static>) -> Self {
+    pub fn new(config: rustls::ClientConfig, server_name: Option<ServerName<'static>>) -> Self {
         Self { config: Arc::new(config), server_name }
     }
 }

@@ -10,6 +10,7 @@
 //! routes with `websocket = true`); after the upstream's `101` both sides
 //! are joined byte for byte in the client connection's task.
 
+pub mod balance;
 pub mod client;
 pub mod headers;
 pub mod tunnel;
@@ -69,8 +70,8 @@ pub fn upstream_of(ctx: &Ctx) -> &Upstream {
     ctx.route().upstream.as_deref().unwrap_or(&ctx.config.upstream)
 }
 
-/// The upstream URI for a request.
-pub fn upstream_uri(ctx: &Ctx, uri: &Uri) -> Result<Uri, BoxError> {
+/// The upstream URI for a request, to the upstream address `authority`.
+pub fn upstream_uri(ctx: &Ctx, uri: &Uri, authority: &http::uri::Authority) -> Result<Uri, BoxError> {
     let route = ctx.route();
     let path = uri.path();
     let path = match (&route.path, route.strip_prefix) {
@@ -85,17 +86,24 @@ pub fn upstream_uri(ctx: &Ctx, uri: &Uri) -> Result<Uri, BoxError> {
         pq.push('?');
         pq.push_str(q);
     }
-    Ok(Uri::builder().scheme(up.scheme()).authority(up.origin.clone()).path_and_query(pq).build()?)
+    Ok(Uri::builder().scheme(up.scheme()).authority(authority.clone()).path_and_query(pq).build()?)
 }
 
-/// Rewrites a client request into the upstream request (in place).
-pub fn prepare(req: &mut Request<Body>, ctx: &Ctx, trusted_peer: bool, upgrade: bool) -> Result<(), BoxError> {
+/// Rewrites a client request into the upstream request (in place), to the
+/// upstream address `authority`.
+pub fn prepare(
+    req: &mut Request<Body>,
+    ctx: &Ctx,
+    trusted_peer: bool,
+    upgrade: bool,
+    authority: &http::uri::Authority,
+) -> Result<(), BoxError> {
     let host = req
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
         .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
-    *req.uri_mut() = upstream_uri(ctx, req.uri())?;
+    *req.uri_mut() = upstream_uri(ctx, req.uri(), authority)?;
     *req.version_mut() = Version::HTTP_11;
     let h = req.headers_mut();
     headers::remove_hop_by_hop(h, upgrade);
@@ -111,7 +119,7 @@ pub fn prepare(req: &mut Request<Body>, ctx: &Ctx, trusted_peer: bool, upgrade: 
             h.insert(header::HOST, v);
         }
         _ => {
-            if let Ok(v) = HeaderValue::from_str(upstream_of(ctx).origin.as_str()) {
+            if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
                 h.insert(header::HOST, v);
             }
         }
@@ -146,10 +154,57 @@ impl Service<Request<Body>> for Proxy {
             let client_upgrade = if upgrade { Some(hyper::upgrade::on(&mut req)) } else { None };
             let conn = req.extensions().get::<crate::server::ConnHandle>().cloned();
             let trusted = shared.is_trusted_peer(&ctx.config, ctx.conn.peer.ip());
-            prepare(&mut req, &ctx, trusted, upgrade)?;
+            let target = upstream_of(&ctx);
+            let pool = target.pool.clone();
+            let mut at = pool.pick(None);
+            prepare(&mut req, &ctx, trusted, upgrade, &pool.addrs()[at].authority)?;
             let route = ctx.route().clone();
-            let up = client(&shared, upstream_of(&ctx));
-            let sent = tokio::time::timeout(route.response_timeout, up.request(req)).await;
+            let up = client(&shared, target);
+            // A request with no body can go to another address when the
+            // first refuses the connection: nothing of it was sent.
+            let retry = (!upgrade && pool.addrs().len() > 1 && http_body::Body::is_end_stream(req.body()))
+                .then(|| (req.method().clone(), req.uri().clone(), req.headers().clone()));
+            let deadline = tokio::time::Instant::now() + route.response_timeout;
+            let mut next = Some(req);
+            let mut retried = false;
+            let sent = loop {
+                let Some(req) = next.take() else {
+                    return Err(ProxyError::Upstream("no request to send".into()).into());
+                };
+                let in_flight = pool.enter(at);
+                let sent = tokio::time::timeout_at(deadline, up.request(req)).await;
+                drop(in_flight);
+                match &sent {
+                    Ok(Err(e)) if e.is_connect() => {
+                        pool.mark_down(at);
+                        if let Some((method, uri, headers)) = retry.as_ref().filter(|_| !retried) {
+                            let failed = at;
+                            at = pool.pick(Some(failed));
+                            if at != failed {
+                                tracing::info!(
+                                    request_id = %ctx.id,
+                                    upstream = %target.name,
+                                    failed = %pool.addrs()[failed].authority,
+                                    next = %pool.addrs()[at].authority,
+                                    "upstream address refused the connection; trying another"
+                                );
+                                let mut parts = uri.clone().into_parts();
+                                parts.authority = Some(pool.addrs()[at].authority.clone());
+                                let mut again = Request::new(crate::body::empty());
+                                *again.method_mut() = method.clone();
+                                *again.uri_mut() = Uri::from_parts(parts)?;
+                                *again.headers_mut() = headers.clone();
+                                next = Some(again);
+                                retried = true;
+                                continue;
+                            }
+                        }
+                    }
+                    Ok(Ok(_)) => pool.mark_up(at),
+                    _ => {}
+                }
+                break sent;
+            };
             let mut res = match sent {
                 Err(_) => {
                     if let Some(r) = ctx.body_verdict.get() {
