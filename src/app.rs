@@ -196,13 +196,21 @@ impl App {
         // Reloads: SIGHUP always; a change of the config file (watched through its
         // directory, so editors' renames and Kubernetes' ConfigMap symlink swaps are
         // seen) when its content changed. Events are debounced.
+        // The upstreams' CA and client-certificate files count as part of the
+        // config: a rotated file is a reload (new connections use it).
         let (file_tx, mut file_rx) = tokio::sync::mpsc::channel::<()>(16);
-        let _config_watcher = cfg.path.as_ref().and_then(|p| watch_file(p, file_tx));
+        let watched = |cfg: &Config| cfg.path.iter().cloned().chain(cfg.watched_files()).collect::<Vec<_>>();
+        let mut dirs: Vec<std::path::PathBuf> = watched(&cfg).iter().map(|p| parent_dir(p)).collect();
+        dirs.sort();
+        dirs.dedup();
+        let _watchers: Vec<_> = dirs.iter().filter_map(|d| watch_dir(d, file_tx.clone())).collect();
         let sh = shared.clone();
         let token = shutdown.clone();
-        let mut last_digest = match cfg.path.clone() {
-            Some(p) => tokio::task::spawn_blocking(move || file_digest(&p)).await.ok().flatten(),
-            None => None,
+        let mut last_digest = if cfg.path.is_some() {
+            let files = watched(&cfg);
+            tokio::task::spawn_blocking(move || files_digest(&files)).await.ok().flatten()
+        } else {
+            None
         };
         tokio::spawn(async move {
             loop {
@@ -213,10 +221,12 @@ impl App {
                 };
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
                 while file_rx.try_recv().is_ok() {}
-                let path = sh.config.load().path.clone();
-                let digest = match path {
-                    Some(p) => tokio::task::spawn_blocking(move || file_digest(&p)).await.ok().flatten(),
-                    None => None,
+                let current = sh.config.load_full();
+                let digest = if current.path.is_some() {
+                    let files = watched(&current);
+                    tokio::task::spawn_blocking(move || files_digest(&files)).await.ok().flatten()
+                } else {
+                    None
                 };
                 if !forced && (digest.is_none() || digest == last_digest) {
                     continue;
@@ -329,19 +339,37 @@ fn start_workers(
     handles
 }
 
-/// SHA-256 of a file's content (follows symlinks).
-fn file_digest(p: &std::path::Path) -> Option<[u8; 32]> {
+/// SHA-256 over the contents of `files` (following symlinks); `None` when
+/// the first (the config file) cannot be read. A missing other file counts
+/// as empty, so its return is a change too.
+fn files_digest(files: &[std::path::PathBuf]) -> Option<[u8; 32]> {
     use sha2::Digest;
-    std::fs::read(p).ok().map(|b| sha2::Sha256::digest(&b).into())
+    let mut h = sha2::Sha256::new();
+    for (i, f) in files.iter().enumerate() {
+        match std::fs::read(f) {
+            Ok(b) => {
+                h.update((b.len() as u64).to_le_bytes());
+                h.update(&b);
+            }
+            Err(_) if i > 0 => h.update(u64::MAX.to_le_bytes()),
+            Err(_) => return None,
+        }
+    }
+    Some(h.finalize().into())
 }
 
-/// Watches the directory holding `path`; sends on every event there.
-fn watch_file(path: &std::path::Path, tx: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let dir = match path.parent() {
+/// The directory holding `path`.
+fn parent_dir(path: &std::path::Path) -> std::path::PathBuf {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
-    };
+    }
+}
+
+/// Watches `dir`; sends on every event there.
+fn watch_dir(dir: &std::path::Path, tx: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = dir.to_path_buf();
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if res.is_ok() {
             let _ = tx.try_send(());

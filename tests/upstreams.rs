@@ -355,3 +355,46 @@ async fn a_request_whose_body_was_sent_is_never_repeated_on_another_address() {
     assert_eq!(swallowed.load(std::sync::atomic::Ordering::SeqCst), 3);
     assert_eq!(live.seen().len(), 3, "a post the first address had read was sent again");
 }
+
+#[tokio::test]
+async fn a_rotated_upstream_ca_file_is_picked_up_without_a_restart() {
+    init_crypto();
+    let pki = Pki::new();
+    let app_ca = Pki::new();
+    let other_ca = Pki::new();
+    let log: Log = Arc::default();
+    let addr = tls_upstream(&app_ca, "tls-app", false, &log).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(dir.path(), "upstream-ca.pem", &app_ca.ca_pem);
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurl = \"https://localhost:{}\"\nca = \"{ca}\"\n",
+        pki.tls_toml(),
+        addr.port()
+    ));
+    let c = pki.client();
+    assert_eq!(get(&c, &m.url("/a")).await.0, 200);
+
+    // The bundle is replaced by one the app's certificate does not chain to:
+    // new connections are refused from then on.
+    let tmp = dir.path().join("upstream-ca.pem.new");
+    std::fs::write(&tmp, &other_ca.ca_pem).unwrap();
+    std::fs::rename(&tmp, dir.path().join("upstream-ca.pem")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut status = 200;
+    while status == 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        status = get(&c, &m.url("/b")).await.0;
+    }
+    assert_eq!(status, 502, "the rotated CA file was not picked up");
+
+    // And back.
+    std::fs::write(&tmp, &app_ca.ca_pem).unwrap();
+    std::fs::rename(&tmp, dir.path().join("upstream-ca.pem")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while status != 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        status = get(&c, &m.url("/c")).await.0;
+    }
+    assert_eq!(status, 200);
+    assert!(m.log_lines().iter().any(|l| l.contains("reload")), "the reload is logged");
+}

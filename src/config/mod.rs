@@ -125,6 +125,9 @@ pub struct Upstream {
     pub tls: Option<UpstreamTls>,
     /// `unix:/path`: the socket.
     pub unix: Option<PathBuf>,
+    /// Files its TLS settings were read from (`ca`, `client_cert`,
+    /// `client_key`): watched, so a rotation is a reload.
+    pub tls_files: Vec<PathBuf>,
     /// The pooled client that reaches it.
     pub client: crate::proxy::client::UpstreamClient,
     /// Path prefix of the URL (no trailing slash; empty for `/`).
@@ -152,6 +155,20 @@ pub struct UpstreamTls {
     pub config: Arc<rustls::ClientConfig>,
     /// SNI and the name its certificate must carry (`None`: each address's host).
     pub server_name: Option<rustls_pki_types::ServerName<'static>>,
+}
+
+impl Config {
+    /// Every file besides the config file whose change is a reload: the
+    /// upstreams' CA bundles and client certificates.
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::iter::once(&self.upstream)
+            .chain(self.upstreams.values())
+            .flat_map(|u| u.tls_files.iter().cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
 }
 
 impl Upstream {

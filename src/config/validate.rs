@@ -446,6 +446,15 @@ fn upstream_section(
         }
         Some(host) => upstream_tls(p, key, raw, base, host.as_deref()),
     };
+    let tls_files: Vec<PathBuf> = if https_host.is_some() {
+        [&raw.ca, &raw.client_cert, &raw.client_key]
+            .into_iter()
+            .flatten()
+            .map(|f| super::resolve_relative(base, f))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let connect_timeout = dur(p, &k("connect_timeout"), &raw.connect_timeout, Duration::from_secs(5));
     let pool_idle_timeout = dur(p, &k("pool_idle_timeout"), &raw.pool_idle_timeout, Duration::from_secs(90));
     let pool_max_idle = count(p, &k("pool_max_idle"), raw.pool_max_idle, 256, 0, 1 << 20) as usize;
@@ -457,6 +466,7 @@ fn upstream_section(
         pool,
         tls,
         unix,
+        tls_files,
         client,
         base_path,
         connect_timeout,
