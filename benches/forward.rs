@@ -75,7 +75,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let p = moat::policy::route::normalize(black_box("/api/v1/tasks/submit"), false).unwrap();
             black_box(matches!(
-                moat::policy::route::find(&cfg, &p.matched, &Method::POST),
+                moat::policy::route::find(&cfg, None, &p.matched, &Method::POST),
                 moat::policy::route::Match::Route(_)
             ))
         })

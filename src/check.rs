@@ -216,6 +216,9 @@ fn other(r: &Route, cfg: &Config) -> String {
     if let Some(up) = &r.upstream {
         o.push(format!("upstream {}", up.name));
     }
+    if let Some(hs) = &r.hosts {
+        o.push(format!("hosts {}", hs.iter().map(|h| h.as_text()).collect::<Vec<_>>().join(" ")));
+    }
     if o.is_empty() {
         "-".into()
     } else {

@@ -398,3 +398,49 @@ async fn a_rotated_upstream_ca_file_is_picked_up_without_a_restart() {
     assert_eq!(status, 200);
     assert!(m.log_lines().iter().any(|l| l.contains("reload")), "the reload is logged");
 }
+
+#[tokio::test]
+async fn routes_match_on_host_names_and_choose_their_upstream() {
+    init_crypto();
+    let pki = Pki::new();
+    let docs = Upstream::start(handler(|_, _| async { Response::new(full("docs app")) })).await;
+    let ngx = Upstream::start(handler(|_, _| async { Response::new(full("ngx app")) })).await;
+    let fallback = Upstream::ok().await;
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurl = \"{}\"\n[upstreams.docs]\nurl = \"{}\"\n[upstreams.ngx]\nurl = \"{}\"\n\
+         [[routes]]\nname = \"docs\"\npath = \"/\"\nhosts = [\"docs.example.com\"]\nupstream = \"docs\"\n\
+         [[routes]]\nname = \"ngx\"\npath = \"/\"\nhosts = [\"*.example.org\"]\nupstream = \"ngx\"\n",
+        pki.tls_toml(),
+        fallback.url(),
+        docs.url(),
+        ngx.url()
+    ));
+    let port = m.https.port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let c = pki
+        .builder()
+        .resolve("docs.example.com", addr)
+        .resolve("paperless.example.org", addr)
+        .resolve("example.org", addr)
+        .tls_danger_accept_invalid_hostnames(true)
+        .build()
+        .unwrap();
+    for (host, want) in [
+        ("docs.example.com", "docs app"),
+        ("DOCS.Example.com", "docs app"),
+        ("paperless.example.org", "ngx app"),
+        ("example.org", "ok from upstream"),
+        ("localhost", "ok from upstream"),
+    ] {
+        let url = format!("https://{host}:{port}/x");
+        let (status, body) = get(&c, &url).await;
+        assert_eq!((status, body.as_str()), (200, want), "{host}");
+    }
+    assert_eq!(docs.seen().len(), 2);
+    assert_eq!(ngx.seen().len(), 1);
+    // The earlier route covers a later one only for the same hosts.
+    let (code, out, err) =
+        moat_cmd(&["check", "--config", moat_config_dir(&m).join("moat.toml").to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("hosts *.example.org"), "{out}");
+}

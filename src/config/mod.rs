@@ -386,6 +386,66 @@ pub struct Route {
     pub redact_success: bool,
     /// The upstream it forwards to (`None`: the default, `[upstream]`).
     pub upstream: Option<Arc<Upstream>>,
+    /// Host names it matches (`None`: any).
+    pub hosts: Option<Vec<HostRule>>,
+}
+
+/// A host name a route matches: exact, or `*.suffix` (one or more labels
+/// before the suffix). Compared without the port, case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostRule {
+    /// `docs.example.com`
+    Exact(String),
+    /// `*.example.org`, kept as `.example.org`.
+    Suffix(String),
+}
+
+impl HostRule {
+    /// Parses `name` or `*.suffix`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let l = s.trim().to_ascii_lowercase();
+        let valid = |h: &str| {
+            !h.is_empty()
+                && h.len() <= 253
+                && h.split('.').all(|x| {
+                    !x.is_empty() && x.len() <= 63 && x.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                })
+        };
+        match l.strip_prefix("*.") {
+            Some(rest) if valid(rest) && rest.contains('.') => Ok(Self::Suffix(format!(".{rest}"))),
+            None if valid(&l) => Ok(Self::Exact(l)),
+            _ => Err(format!("\"{s}\": use a host name (docs.example.com) or *.example.org")),
+        }
+    }
+
+    /// Whether `host` (lowercase, no port) is matched.
+    pub fn matches(&self, host: &str) -> bool {
+        match self {
+            Self::Exact(h) => h == host,
+            Self::Suffix(sfx) => host.len() > sfx.len() && host.ends_with(sfx.as_str()),
+        }
+    }
+
+    /// As written in the config.
+    pub fn as_text(&self) -> String {
+        match self {
+            Self::Exact(h) => h.clone(),
+            Self::Suffix(s) => format!("*{s}"),
+        }
+    }
+}
+
+/// The host name of a `Host` / `:authority` value: lowercase, without port
+/// or IPv6 brackets.
+pub fn host_name(authority: &str) -> String {
+    let h = if let Some(rest) = authority.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        authority
+            .rsplit_once(':')
+            .map_or(authority, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { authority })
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// One problem found in a config.

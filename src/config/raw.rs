@@ -497,4 +497,6 @@ pub struct RawRoute {
     /// The upstream this route forwards to: "default" ([upstream]) or a name of [upstreams].
     #[schemars(extend("default" = "default"))]
     pub upstream: Option<String>,
+    /// Only requests for these host names match (`docs.example.com`, `*.example.org`); unset: any host.
+    pub hosts: Option<Vec<String>>,
 }

@@ -262,6 +262,7 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         websocket: false,
         redact_success: false,
         upstream: None,
+        hosts: None,
     });
 
     let cors_policy = cors(p, "cors", &raw.cors, &CorsPolicy::default());
@@ -710,6 +711,12 @@ fn route(
         websocket: r.websocket.unwrap_or(false),
         redact_success: r.redact_success.unwrap_or(false),
         upstream,
+        hosts: r.hosts.as_ref().map(|hs| {
+            if hs.is_empty() {
+                p.push(k("hosts"), "must list at least one host name (or leave hosts out for any host)");
+            }
+            hs.iter().filter_map(|h| super::HostRule::parse(h).map_err(|e| p.push(k("hosts"), e)).ok()).collect()
+        }),
         label: Arc::from(name.as_str()),
         name,
         path: Some(path),
@@ -737,6 +744,11 @@ fn unsafe_routes(p: &mut Problems, raw: &[RawRoute], routes: &[Arc<Route>], auth
         let Some(path) = &r.path else { continue };
         let shadow = routes[..n].iter().find(|earlier| {
             earlier.path.as_ref().is_some_and(|ep| ep.covers(path))
+                && match (&earlier.hosts, &r.hosts) {
+                    (None, _) => true,
+                    (Some(_), None) => false,
+                    (Some(eh), Some(hs)) => hs.iter().all(|h| eh.contains(h)),
+                }
                 && match (&earlier.methods, &r.methods) {
                     (None, _) => true,
                     (Some(_), None) => false,

@@ -176,11 +176,20 @@ pub fn method_ok(route: &Route, m: &Method) -> bool {
     }
 }
 
-/// Finds the route for a normalized path and method.
-pub fn find(config: &Config, path: &str, method: &Method) -> Match {
+/// Whether a route's `hosts` (if any) match `host` (lowercase, no port).
+fn host_ok(route: &Route, host: Option<&str>) -> bool {
+    match (&route.hosts, host) {
+        (None, _) => true,
+        (Some(hs), Some(h)) => hs.iter().any(|r| r.matches(h)),
+        (Some(_), None) => false,
+    }
+}
+
+/// Finds the route for a host (lowercase, no port), normalized path and method.
+pub fn find(config: &Config, host: Option<&str>, path: &str, method: &Method) -> Match {
     let mut allowed: Vec<Method> = Vec::new();
     for r in &config.routes {
-        if r.path.as_ref().is_some_and(|p| p.matches(path)) {
+        if host_ok(r, host) && r.path.as_ref().is_some_and(|p| p.matches(path)) {
             if method_ok(r, method) {
                 return Match::Route(r.clone());
             }
@@ -247,7 +256,8 @@ impl Policy for Routing {
                 method = m;
             }
         }
-        match find(&ctx.config, &path.matched, &method) {
+        let host = ctx.host.as_deref().map(crate::config::host_name);
+        match find(&ctx.config, host.as_deref(), &path.matched, &method) {
             Match::Route(r) => {
                 let _ = ctx.route.set(r);
                 Verdict::Pass
