@@ -85,7 +85,11 @@ pub struct ClientIp;
 
 impl Policy for ClientIp {
     async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
-        let ip = resolve(ctx.conn.peer.ip(), req.headers(), &ctx.config.client_ip.trusted_proxies);
+        let ip = if ctx.trusted_peer {
+            resolve(ctx.conn.peer.ip(), req.headers(), &ctx.config.client_ip.trusted_proxies)
+        } else {
+            canonical(ctx.conn.peer.ip())
+        };
         let _ = ctx.client_ip.set(ip);
         let rules = ctx.route().ip_rules.as_ref().unwrap_or(&ctx.config.client_ip.rules);
         if !rules.permits(ip) {

@@ -246,11 +246,20 @@ pub fn policy_of(ctx: &Ctx) -> &CorsPolicy {
 /// The origin a response may be shared with, if any.
 fn allowed_origin<'a>(ctx: &'a Ctx, policy: &CorsPolicy) -> Option<&'a str> {
     let origin = ctx.origin.as_deref()?;
-    (policy.allows(origin) || same_origin(origin, ctx)).then_some(origin)
+    origin_allowed(ctx, policy, origin).then_some(origin)
+}
+
+/// Whether `origin` (the request's) is allowed, decided once per request.
+fn origin_allowed(ctx: &Ctx, policy: &CorsPolicy, origin: &str) -> bool {
+    *ctx.cors_allowed.get_or_init(|| policy.allows(origin) || same_origin(origin, ctx))
 }
 
 /// Merges `Origin` into the `Vary` header(s), never duplicating it.
 pub fn merge_vary(h: &mut HeaderMap, add: &[&str]) {
+    if add == ["Origin"] && !h.contains_key(header::VARY) {
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        return;
+    }
     let mut tokens: Vec<String> = Vec::new();
     for v in h.get_all(header::VARY).iter() {
         if let Ok(s) = v.to_str() {
@@ -318,7 +327,7 @@ impl Policy for Cors {
     async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let Some(origin) = ctx.origin.as_deref() else { return Verdict::Pass };
         let policy = policy_of(ctx);
-        let allowed = policy.allows(origin) || same_origin(origin, ctx);
+        let allowed = origin_allowed(ctx, policy, origin);
         let acrm = req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD).cloned();
         if req.method() == Method::OPTIONS {
             if let Some(acrm) = acrm {

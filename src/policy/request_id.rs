@@ -109,6 +109,7 @@ where
             req.headers_mut().insert(X_REQUEST_ID.clone(), hv.clone());
         }
         let mut ctx = Ctx::new(id, config, conn);
+        ctx.trusted_peer = trusted;
         ctx.prefers_html = ctx.config.errors.html
             && req
                 .headers()
