@@ -83,8 +83,8 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
 /// The policy.
 pub struct ClientIp;
 
-impl Policy for ClientIp {
-    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+impl ClientIp {
+    fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let ip = if ctx.trusted_peer {
             resolve(ctx.conn.peer.ip(), req.headers(), &ctx.config.client_ip.trusted_proxies)
         } else {
@@ -97,6 +97,14 @@ impl Policy for ClientIp {
         }
         Verdict::Pass
     }
+}
+
+impl Policy for ClientIp {
+    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
+        Some(self.decide(req, ctx))
+    }
+
+    const ADJUSTS_RESPONSE: bool = false;
 }
 
 #[cfg(test)]

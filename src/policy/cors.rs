@@ -323,8 +323,8 @@ static ALLOW_PRIVATE_NETWORK: HeaderName = HeaderName::from_static("access-contr
 /// The policy.
 pub struct Cors;
 
-impl Policy for Cors {
-    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+impl Cors {
+    fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let Some(origin) = ctx.origin.as_deref() else { return Verdict::Pass };
         let policy = policy_of(ctx);
         let allowed = origin_allowed(ctx, policy, origin);
@@ -340,6 +340,14 @@ impl Policy for Cors {
         }
         Verdict::Pass
     }
+}
+
+impl Policy for Cors {
+    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
+        Some(self.decide(req, ctx))
+    }
+
+    const ADJUSTS_RESPONSE: bool = false;
 }
 
 fn preflight(req: &Request<Body>, ctx: &Arc<Ctx>, policy: &CorsPolicy, allowed: bool, acrm: &HeaderValue) -> Verdict {

@@ -63,11 +63,9 @@ pub fn wants_upgrade(h: &HeaderMap) -> bool {
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
-fn forwarded_node(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("\"[{a}]\""),
-    }
+/// A header value that owns `s` (no copy; invalid bytes → `None`).
+fn owned_value(s: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
 }
 
 /// Sets the forwarding headers for the upstream.
@@ -76,16 +74,31 @@ fn forwarded_node(ip: IpAddr) -> String {
 /// whether the peer is a trusted proxy (its chain is extended, else replaced),
 /// `host` the host the client asked for.
 pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: bool, host: Option<&str>) {
+    use std::fmt::Write;
+    // The peer is formatted once; its value is shared by the headers that carry it alone.
+    let peer_value = owned_value(peer.to_string());
     let xff = match (trusted, h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())) {
-        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {peer}"),
-        _ => peer.to_string(),
+        (true, Some(prev)) if !prev.trim().is_empty() => owned_value(format!("{prev}, {peer}")),
+        _ => peer_value.clone(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
     h.remove(&X_FORWARDED_HOST);
-    let mut fwd = format!("for={};proto=https", forwarded_node(peer));
+    let prev = match (trusted, h.get(header::FORWARDED).and_then(|v| v.to_str().ok())) {
+        (true, Some(prev)) if !prev.trim().is_empty() => prev,
+        _ => "",
+    };
+    let mut fwd = String::with_capacity(prev.len() + 64 + host.map_or(0, str::len));
+    if !prev.is_empty() {
+        fwd.push_str(prev);
+        fwd.push_str(", ");
+    }
+    let _ = match peer {
+        IpAddr::V4(a) => write!(fwd, "for={a};proto=https"),
+        IpAddr::V6(a) => write!(fwd, "for=\"[{a}]\";proto=https"),
+    };
     if let Some(host) = host {
         if let Ok(v) = HeaderValue::from_str(host) {
             h.insert(X_FORWARDED_HOST.clone(), v);
@@ -96,14 +109,11 @@ pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: 
             fwd.push('"');
         }
     }
-    let fwd = match (trusted, h.get(header::FORWARDED).and_then(|v| v.to_str().ok())) {
-        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {fwd}"),
-        _ => fwd,
-    };
-    if let Ok(v) = HeaderValue::from_str(&fwd) {
+    if let Some(v) = owned_value(fwd) {
         h.insert(header::FORWARDED, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+    let real_ip = if client == peer { peer_value } else { owned_value(client.to_string()) };
+    if let Some(v) = real_ip {
         h.insert(X_REAL_IP.clone(), v);
     }
 }
