@@ -285,6 +285,9 @@ pub fn merge_vary(h: &mut HeaderMap, add: &[&str]) {
 
 /// Removes every `access-control-*` header (the upstream's policy).
 pub fn strip_upstream(h: &mut HeaderMap) {
+    if !h.keys().any(|k| k.as_str().starts_with("access-control-")) {
+        return;
+    }
     let names: Vec<HeaderName> = h.keys().filter(|k| k.as_str().starts_with("access-control-")).cloned().collect();
     for n in names {
         h.remove(n);
@@ -311,7 +314,7 @@ pub fn decorate(res: &mut Response<Body>, ctx: &Ctx) {
         h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
     }
     if !policy.expose.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&policy.expose.join(", ")) {
+        if let Some(v) = crate::proxy::headers::owned_value(policy.expose.join(", ")) {
             h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
         }
     }

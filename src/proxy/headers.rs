@@ -64,8 +64,37 @@ pub fn wants_upgrade(h: &HeaderMap) -> bool {
 }
 
 /// A header value that owns `s` (no copy; invalid bytes → `None`).
-fn owned_value(s: String) -> Option<HeaderValue> {
+pub fn owned_value(s: String) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
+}
+
+/// Appends an IPv4 address in dotted decimal (what `Display` writes, without
+/// the formatting machinery: this runs for every forwarded request).
+fn push_v4(out: &mut String, a: std::net::Ipv4Addr) {
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if o >= 100 {
+            out.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            out.push(char::from(b'0' + o / 10 % 10));
+        }
+        out.push(char::from(b'0' + o % 10));
+    }
+}
+
+/// An address as text.
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(a) => {
+            let mut s = String::with_capacity(15);
+            push_v4(&mut s, a);
+            s
+        }
+        IpAddr::V6(a) => a.to_string(),
+    }
 }
 
 /// Sets the forwarding headers for the upstream.
@@ -76,7 +105,7 @@ fn owned_value(s: String) -> Option<HeaderValue> {
 pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: bool, host: Option<&str>) {
     use std::fmt::Write;
     // The peer is formatted once; its value is shared by the headers that carry it alone.
-    let peer_value = owned_value(peer.to_string());
+    let peer_value = owned_value(ip_text(peer));
     let xff = match (trusted, h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())) {
         (true, Some(prev)) if !prev.trim().is_empty() => owned_value(format!("{prev}, {peer}")),
         _ => peer_value.clone(),
@@ -96,7 +125,12 @@ pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: 
         fwd.push_str(", ");
     }
     let _ = match peer {
-        IpAddr::V4(a) => write!(fwd, "for={a};proto=https"),
+        IpAddr::V4(a) => {
+            fwd.push_str("for=");
+            push_v4(&mut fwd, a);
+            fwd.push_str(";proto=https");
+            Ok(())
+        }
         IpAddr::V6(a) => write!(fwd, "for=\"[{a}]\";proto=https"),
     };
     if let Some(host) = host {
@@ -112,7 +146,7 @@ pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: 
     if let Some(v) = owned_value(fwd) {
         h.insert(header::FORWARDED, v);
     }
-    let real_ip = if client == peer { peer_value } else { owned_value(client.to_string()) };
+    let real_ip = if client == peer { peer_value } else { owned_value(ip_text(client)) };
     if let Some(v) = real_ip {
         h.insert(X_REAL_IP.clone(), v);
     }
@@ -149,6 +183,16 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "app.example.com");
         assert_eq!(h["forwarded"], "for=192.0.2.1;proto=https;host=\"app.example.com\"");
         assert_eq!(h["x-real-ip"], "192.0.2.1");
+    }
+
+    #[test]
+    fn ipv4_text_is_display() {
+        for a in ["0.0.0.0", "1.2.3.4", "10.0.0.255", "192.168.100.9", "255.255.255.255", "99.100.101.10"] {
+            let ip: IpAddr = a.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip_text(v6), "2001:db8::1");
     }
 
     #[test]
