@@ -53,6 +53,10 @@ pub struct Ctx {
     pub host: Option<String>,
     /// The client's `Accept` prefers `text/html` over JSON (a browser navigating).
     pub prefers_html: bool,
+    /// The TCP peer is one of `client_ip.trusted_proxies` (decided once, by the request-id layer).
+    pub trusted_peer: bool,
+    /// The `Origin` is allowed by the route's CORS policy (decided once, by the CORS layer).
+    pub cors_allowed: OnceLock<bool>,
 }
 
 impl Ctx {
@@ -70,6 +74,8 @@ impl Ctx {
             upstream_status: AtomicU16::new(0),
             body_verdict: BodyVerdict::default(),
             prefers_html: false,
+            trusted_peer: false,
+            cors_allowed: OnceLock::new(),
             origin: None,
             host: None,
             ratelimit: OnceLock::new(),

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::Parser;
 use moat::cli::{Cli, Command};
 
+/// mimalloc: fewer instructions per allocation than glibc's malloc on the
+/// request path, and per-thread free lists (see `benches/RESULTS.md`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

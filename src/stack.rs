@@ -31,6 +31,18 @@ pub fn build(
     shared: &Arc<Shared>,
 ) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static
 {
+    build_with(shared, Proxy::new(shared.clone()))
+}
+
+/// The same stack around another innermost service in place of the proxy
+/// (benches drive the whole stack against an in-memory upstream this way).
+pub fn build_with<U>(
+    shared: &Arc<Shared>,
+    upstream: U,
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static
+where
+    U: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
+{
     ServiceBuilder::new()
         // 1. Everything below, rejections included, carries an id and runs under one config snapshot.
         .layer(RequestIdLayer::new(shared.clone()))
@@ -59,5 +71,5 @@ pub fn build(
         // 12. Only upstream responses pass here: 5xx bodies replaced, 4xx bodies redacted.
         .layer(SanitizeLayer)
         // 11 + 13. Upstream timeout and forwarding.
-        .service(Proxy::new(shared.clone()))
+        .service(upstream)
 }

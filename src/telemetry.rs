@@ -8,7 +8,6 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -28,41 +27,128 @@ const SECRET_FIELDS: &[&str] = &[
     "token",
 ];
 
-struct Fields<'a>(&'a mut Map<String, Value>);
+/// Writes `s` as the contents of a JSON string (the escapes serde_json uses).
+fn escape(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        w.write_str(&s[start..i])?;
+        if esc.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            w.write_str("\\u00")?;
+            w.write_char(char::from(HEX[usize::from(b >> 4)]))?;
+            w.write_char(char::from(HEX[usize::from(b & 0xf)]))?;
+        } else {
+            w.write_str(esc)?;
+        }
+        start = i + 1;
+    }
+    w.write_str(&s[start..])
+}
 
-impl Fields<'_> {
-    fn put(&mut self, field: &Field, v: Value) {
-        let name = field.name();
-        let v = if SECRET_FIELDS.contains(&name) { Value::String("[redacted]".into()) } else { v };
-        self.0.insert(name.to_string(), v);
+/// A `fmt::Write` that escapes what passes through it into a JSON string.
+struct Escaping<'a, W: fmt::Write>(&'a mut W);
+
+impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape(self.0, s)
     }
 }
 
-impl Visit for Fields<'_> {
+/// Writes an event's fields as `,"name":value` pairs straight into the line
+/// (no intermediate map or strings: one access-log line costs no allocation
+/// here).
+struct Fields<'a, 'w> {
+    w: &'a mut Writer<'w>,
+    res: fmt::Result,
+}
+
+impl Fields<'_, '_> {
+    /// Starts a field; `false` when its value is written as `[redacted]` already.
+    fn key(&mut self, field: &Field) -> bool {
+        let name = field.name();
+        let secret = SECRET_FIELDS.contains(&name);
+        self.res = self.res.and_then(|()| {
+            self.w.write_str(",\"")?;
+            escape(self.w, name)?;
+            self.w.write_str(if secret { "\":\"[redacted]\"" } else { "\":" })
+        });
+        !secret
+    }
+
+    fn string(&mut self, field: &Field, value: impl fmt::Display) {
+        if self.key(field) {
+            self.res = self.res.and_then(|()| {
+                self.w.write_char('"')?;
+                fmt::write(&mut Escaping(self.w), format_args!("{value}"))?;
+                self.w.write_char('"')
+            });
+        }
+    }
+
+    fn raw(&mut self, field: &Field, value: impl fmt::Display) {
+        if self.key(field) {
+            self.res = self.res.and_then(|()| write!(self.w, "{value}"));
+        }
+    }
+}
+
+/// `Debug` output as `Display`.
+struct AsDebug<'a>(&'a dyn fmt::Debug);
+
+impl fmt::Display for AsDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0, f)
+    }
+}
+
+impl Visit for Fields<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, Value::String(value.to_string()));
+        if self.key(field) {
+            self.res = self.res.and_then(|()| {
+                self.w.write_char('"')?;
+                escape(self.w, value)?;
+                self.w.write_char('"')
+            });
+        }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, Value::from(value));
+        self.raw(field, value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, Value::from(value));
+        self.raw(field, value);
     }
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.put(field, Value::from(value));
+        // serde_json's number format (shortest round-trip); not finite → null.
+        match serde_json::Number::from_f64(value) {
+            Some(n) => self.raw(field, n),
+            None => self.raw(field, "null"),
+        }
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.put(field, Value::Bool(value));
+        self.raw(field, value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.put(field, Value::String(value.to_string()));
+        self.string(field, value);
     }
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, Value::String(format!("{value:?}")));
+        self.string(field, AsDebug(value));
     }
 }
 
-/// The JSON line format.
+/// The JSON line format: `time`, `level`, `target`, then the event's fields
+/// in order, one compact JSON object per line.
 pub struct JsonLines;
 
 impl<S, N> FormatEvent<S, N> for JsonLines
@@ -71,14 +157,32 @@ where
     N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let mut map = Map::new();
         let now = time::OffsetDateTime::now_utc();
-        let ts = now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-        map.insert("time".into(), Value::String(ts));
-        map.insert("level".into(), Value::String(event.metadata().level().as_str().to_ascii_lowercase()));
-        map.insert("target".into(), Value::String(event.metadata().target().to_string()));
-        event.record(&mut Fields(&mut map));
-        writeln!(writer, "{}", Value::Object(map))
+        // An RFC 3339 timestamp fits in TS_MAX bytes; formatted on the stack.
+        const TS_MAX: usize = 40;
+        let mut ts = [0u8; TS_MAX];
+        let mut rest = &mut ts[..];
+        let written = now.format_into(&mut rest, &time::format_description::well_known::Rfc3339).is_ok();
+        let used = TS_MAX - rest.len();
+        let ts = if written { std::str::from_utf8(&ts[..used]).unwrap_or_default() } else { "" };
+        let level = match *event.metadata().level() {
+            tracing::Level::TRACE => "trace",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::INFO => "info",
+            tracing::Level::WARN => "warn",
+            tracing::Level::ERROR => "error",
+        };
+        writer.write_str("{\"time\":\"")?;
+        escape(&mut writer, ts)?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(level)?;
+        writer.write_str("\",\"target\":\"")?;
+        escape(&mut writer, event.metadata().target())?;
+        writer.write_char('"')?;
+        let mut fields = Fields { w: &mut writer, res: Ok(()) };
+        event.record(&mut fields);
+        fields.res?;
+        writer.write_str("}\n")
     }
 }
 
@@ -95,4 +199,64 @@ pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
         eprintln!("moat: logging was already initialised");
     }
     guard
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn lines_are_json_with_escapes_numbers_and_redaction() {
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new("info"))
+            .with_writer(move || w.clone())
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            let tricky = "a\"b\\c\nd\te\u{1}f\u{7f}é";
+            tracing::info!(target: "moat::access", s = tricky, n = 42u64, i = -3i64, f = 1.0f64, g = 0.125f64,
+                nan = f64::NAN, b = true, d = ?Some("x"), cookie = "session=abc", "hello {}", "world");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(v["level"], "info");
+        assert_eq!(v["target"], "moat::access");
+        assert!(time::OffsetDateTime::parse(
+            v["time"].as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339
+        )
+        .is_ok());
+        assert_eq!(v["s"], "a\"b\\c\nd\te\u{1}f\u{7f}é");
+        assert_eq!(v["n"], 42);
+        assert_eq!(v["i"], -3);
+        assert_eq!(v["f"], 1.0);
+        assert_eq!(v["g"], 0.125);
+        assert!(v["nan"].is_null());
+        assert_eq!(v["b"], true);
+        assert_eq!(v["d"], "Some(\"x\")");
+        assert_eq!(v["cookie"], "[redacted]");
+        assert_eq!(v["message"], "hello world");
+        // The same text serde_json would write for these values.
+        assert!(text.contains(r#""s":"a\"b\\c\nd\te\u0001f"#), "{text}");
+        assert!(text.contains(r#""f":1.0,"#), "{text}");
+        let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(&keys[..5], ["time", "level", "target", "message", "s"]);
+    }
 }

@@ -404,6 +404,19 @@ fn throttled_response(ctx: &Ctx, wait: Duration, route: &str, ip: IpAddr) -> Ver
 }
 
 impl Policy for Auth {
+    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
+        // A route without authentication is decided at once; the others may
+        // verify a password (argon2 off the runtime) in `request`.
+        let route = ctx.route();
+        if route.auth.unwrap_or(ctx.config.auth.default) != AuthMode::None {
+            return None;
+        }
+        if !route.forward_credentials {
+            strip_credentials(req);
+        }
+        Some(Verdict::Pass)
+    }
+
     async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let route = ctx.route().clone();
         let cfg = &ctx.config.auth;

@@ -52,8 +52,8 @@ pub fn refuse(reason: Reason, ctx: &Ctx, h1: bool) -> Verdict {
 /// The policy.
 pub struct BodyLimit;
 
-impl Policy for BodyLimit {
-    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+impl BodyLimit {
+    fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let route = ctx.route().clone();
         let h1 = req.version() < http::Version::HTTP_2;
         if let Some(cl) = req.headers().get(CONTENT_LENGTH) {
@@ -83,4 +83,12 @@ impl Policy for BodyLimit {
         *req.body_mut() = crate::body::boxed(guarded);
         Verdict::Pass
     }
+}
+
+impl Policy for BodyLimit {
+    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
+        Some(self.decide(req, ctx))
+    }
+
+    const ADJUSTS_RESPONSE: bool = false;
 }

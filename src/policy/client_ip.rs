@@ -83,9 +83,13 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
 /// The policy.
 pub struct ClientIp;
 
-impl Policy for ClientIp {
-    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
-        let ip = resolve(ctx.conn.peer.ip(), req.headers(), &ctx.config.client_ip.trusted_proxies);
+impl ClientIp {
+    fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        let ip = if ctx.trusted_peer {
+            resolve(ctx.conn.peer.ip(), req.headers(), &ctx.config.client_ip.trusted_proxies)
+        } else {
+            canonical(ctx.conn.peer.ip())
+        };
         let _ = ctx.client_ip.set(ip);
         let rules = ctx.route().ip_rules.as_ref().unwrap_or(&ctx.config.client_ip.rules);
         if !rules.permits(ip) {
@@ -93,6 +97,14 @@ impl Policy for ClientIp {
         }
         Verdict::Pass
     }
+}
+
+impl Policy for ClientIp {
+    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
+        Some(self.decide(req, ctx))
+    }
+
+    const ADJUSTS_RESPONSE: bool = false;
 }
 
 #[cfg(test)]

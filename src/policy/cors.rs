@@ -255,11 +255,20 @@ pub fn policy_of(ctx: &Ctx) -> &CorsPolicy {
 /// The origin a response may be shared with, if any.
 fn allowed_origin<'a>(ctx: &'a Ctx, policy: &CorsPolicy) -> Option<&'a str> {
     let origin = ctx.origin.as_deref()?;
-    (policy.allows(origin) || same_origin(origin, ctx)).then_some(origin)
+    origin_allowed(ctx, policy, origin).then_some(origin)
+}
+
+/// Whether `origin` (the request's) is allowed, decided once per request.
+fn origin_allowed(ctx: &Ctx, policy: &CorsPolicy, origin: &str) -> bool {
+    *ctx.cors_allowed.get_or_init(|| policy.allows(origin) || same_origin(origin, ctx))
 }
 
 /// Merges `Origin` into the `Vary` header(s), never duplicating it.
 pub fn merge_vary(h: &mut HeaderMap, add: &[&str]) {
+    if add == ["Origin"] && !h.contains_key(header::VARY) {
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+        return;
+    }
     let mut tokens: Vec<String> = Vec::new();
     for v in h.get_all(header::VARY).iter() {
         if let Ok(s) = v.to_str() {
@@ -285,6 +294,9 @@ pub fn merge_vary(h: &mut HeaderMap, add: &[&str]) {
 
 /// Removes every `access-control-*` header (the upstream's policy).
 pub fn strip_upstream(h: &mut HeaderMap) {
+    if !h.keys().any(|k| k.as_str().starts_with("access-control-")) {
+        return;
+    }
     let names: Vec<HeaderName> = h.keys().filter(|k| k.as_str().starts_with("access-control-")).cloned().collect();
     for n in names {
         h.remove(n);
@@ -311,7 +323,7 @@ pub fn decorate(res: &mut Response<Body>, ctx: &Ctx) {
         h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
     }
     if !policy.expose.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&policy.expose.join(", ")) {
+        if let Some(v) = crate::proxy::headers::owned_value(policy.expose.join(", ")) {
             h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
         }
     }
@@ -323,11 +335,11 @@ static ALLOW_PRIVATE_NETWORK: HeaderName = HeaderName::from_static("access-contr
 /// The policy.
 pub struct Cors;
 
-impl Policy for Cors {
-    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+impl Cors {
+    fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let Some(origin) = ctx.origin.as_deref() else { return Verdict::Pass };
         let policy = policy_of(ctx);
-        let allowed = policy.allows(origin) || same_origin(origin, ctx);
+        let allowed = origin_allowed(ctx, policy, origin);
         let acrm = req.headers().get(header::ACCESS_CONTROL_REQUEST_METHOD).cloned();
         if req.method() == Method::OPTIONS {
             if let Some(acrm) = acrm {
@@ -340,6 +352,14 @@ impl Policy for Cors {
         }
         Verdict::Pass
     }
+}
+
+impl Policy for Cors {
+    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
+        Some(self.decide(req, ctx))
+    }
+
+    const ADJUSTS_RESPONSE: bool = false;
 }
 
 fn preflight(req: &Request<Body>, ctx: &Arc<Ctx>, policy: &CorsPolicy, allowed: bool, acrm: &HeaderValue) -> Verdict {

@@ -74,12 +74,20 @@ pub fn problem<B>(req: &Request<B>) -> Option<&'static str> {
 /// The policy.
 pub struct Framing;
 
-impl Policy for Framing {
-    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+impl Framing {
+    fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let Some(why) = problem(req) else { return Verdict::Pass };
         tracing::info!(request_id = %ctx.id, problem = why, "request framing refused");
         super::body_limit::refuse(Reason::BadRequest, ctx, req.version() < Version::HTTP_2)
     }
+}
+
+impl Policy for Framing {
+    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
+        Some(self.decide(req, ctx))
+    }
+
+    const ADJUSTS_RESPONSE: bool = false;
 }
 
 #[cfg(test)]

@@ -42,9 +42,28 @@ pub enum Verdict {
 }
 
 /// A request policy.
+///
+/// A policy that decides without waiting implements [`Policy::check`] only:
+/// its layer then costs no future of its own per request. One that may wait
+/// (a Redis call, a password hash) implements [`Policy::request`], and
+/// `check` for the requests it can decide at once.
 pub trait Policy: Send + Sync + 'static {
-    /// Checks (and may adjust) the request before the inner service.
-    fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> impl Future<Output = Verdict> + Send;
+    /// Decides now, when the policy can without waiting: `Some(verdict)`.
+    /// `None` (without having changed anything) sends the request through
+    /// [`Policy::request`].
+    fn check(&self, _req: &mut Request<Body>, _ctx: &Arc<Ctx>) -> Option<Verdict> {
+        None
+    }
+
+    /// Checks (and may adjust) the request before the inner service, waiting if it must.
+    fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> impl Future<Output = Verdict> + Send {
+        let verdict = self.check(req, ctx).unwrap_or(Verdict::Pass);
+        std::future::ready(verdict)
+    }
+
+    /// Whether [`Policy::response`] does anything (when not, a passed request's
+    /// response goes out through the inner service's own future).
+    const ADJUSTS_RESPONSE: bool = true;
 
     /// Adjusts the response (the inner service's, or this policy's own rejection).
     fn response(&self, _res: &mut Response<Body>, _ctx: &Arc<Ctx>) {}
@@ -101,11 +120,35 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let ctx = match ctx_of(&req) {
+            Ok(ctx) => ctx,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        // Decided now: the inner service is called here (every service in the
+        // stack is always ready), and its future is passed on as it is when
+        // this policy leaves the response alone.
+        if let Some(verdict) = self.policy.check(&mut req, &ctx) {
+            return match verdict {
+                Verdict::Pass if !P::ADJUSTS_RESPONSE => self.inner.call(req),
+                Verdict::Pass => {
+                    let fut = self.inner.call(req);
+                    let policy = self.policy.clone();
+                    Box::pin(async move {
+                        let mut res = fut.await?;
+                        policy.response(&mut res, &ctx);
+                        Ok(res)
+                    })
+                }
+                Verdict::Respond(mut res) => {
+                    self.policy.response(&mut res, &ctx);
+                    Box::pin(std::future::ready(Ok(res)))
+                }
+            };
+        }
         // The clone is ready: every service in the stack is always ready.
         let mut inner = self.inner.clone();
         let policy = self.policy.clone();
         Box::pin(async move {
-            let ctx = ctx_of(&req)?;
             let mut res = match policy.request(&mut req, &ctx).await {
                 Verdict::Pass => inner.call(req).await?,
                 Verdict::Respond(r) => r,

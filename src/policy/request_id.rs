@@ -50,7 +50,14 @@ pub fn new_id() -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
     let hi = (ms << 16) | 0x7000 | (next() & 0x0fff);
     let lo = (next() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!("{hi:016x}{lo:016x}")
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(32);
+    for n in [hi, lo] {
+        for shift in (0..16).rev() {
+            id.push(char::from(HEX[((n >> (shift * 4)) & 0xf) as usize]));
+        }
+    }
+    id
 }
 
 /// Creates the [`Ctx`] and the request id.
@@ -109,6 +116,7 @@ where
             req.headers_mut().insert(X_REQUEST_ID.clone(), hv.clone());
         }
         let mut ctx = Ctx::new(id, config, conn);
+        ctx.trusted_peer = trusted;
         ctx.prefers_html = ctx.config.errors.html
             && req
                 .headers()
@@ -146,5 +154,10 @@ mod tests {
         assert!(!valid_id(b"a b"));
         assert!(!valid_id(b"a\"<script>"));
         assert_eq!(new_id().len(), 32);
+        let id = new_id();
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+        // Version 7 nibble and RFC 4122 variant, like a UUIDv7 without dashes.
+        assert_eq!(&id[12..13], "7");
+        assert!(matches!(&id[16..17], "8" | "9" | "a" | "b"), "{id}");
     }
 }

@@ -226,8 +226,8 @@ fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
 /// The policy.
 pub struct Routing;
 
-impl Policy for Routing {
-    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+impl Routing {
+    fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         if head_size(req) > ctx.config.limits.max_header_bytes {
             return reject(Reason::HeaderTooLarge, ctx);
         }
@@ -274,6 +274,14 @@ impl Policy for Routing {
             }
         }
     }
+}
+
+impl Policy for Routing {
+    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
+        Some(self.decide(req, ctx))
+    }
+
+    const ADJUSTS_RESPONSE: bool = false;
 }
 
 #[cfg(test)]

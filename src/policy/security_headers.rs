@@ -41,13 +41,19 @@ impl Default for SecurityHeaders {
     }
 }
 
-const LEAKY: &[&str] =
-    &["server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "x-runtime", "x-sourcefiles"];
+static LEAKY: [http::HeaderName; 6] = [
+    header::SERVER,
+    http::HeaderName::from_static("x-powered-by"),
+    http::HeaderName::from_static("x-aspnet-version"),
+    http::HeaderName::from_static("x-aspnetmvc-version"),
+    http::HeaderName::from_static("x-runtime"),
+    http::HeaderName::from_static("x-sourcefiles"),
+];
 
 /// Removes leaky headers from `h` (upstream responses).
 pub fn strip_leaky(h: &mut http::HeaderMap) {
-    for n in LEAKY {
-        h.remove(*n);
+    for n in &LEAKY {
+        h.remove(n);
     }
     if h.keys().any(|k| k.as_str().starts_with("x-debug-")) {
         let names: Vec<_> = h.keys().filter(|k| k.as_str().starts_with("x-debug-")).cloned().collect();
@@ -61,8 +67,8 @@ pub fn strip_leaky(h: &mut http::HeaderMap) {
 pub struct Hardening;
 
 impl Policy for Hardening {
-    async fn request(&self, _req: &mut Request<Body>, _ctx: &Arc<Ctx>) -> Verdict {
-        Verdict::Pass
+    fn check(&self, _req: &mut Request<Body>, _ctx: &Arc<Ctx>) -> Option<Verdict> {
+        Some(Verdict::Pass)
     }
 
     fn response(&self, res: &mut Response<Body>, ctx: &Arc<Ctx>) {

@@ -63,10 +63,37 @@ pub fn wants_upgrade(h: &HeaderMap) -> bool {
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
 }
 
-fn forwarded_node(ip: IpAddr) -> String {
+/// A header value that owns `s` (no copy; invalid bytes → `None`).
+pub fn owned_value(s: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
+}
+
+/// Appends an IPv4 address in dotted decimal (what `Display` writes, without
+/// the formatting machinery: this runs for every forwarded request).
+fn push_v4(out: &mut String, a: std::net::Ipv4Addr) {
+    for (i, o) in a.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if o >= 100 {
+            out.push(char::from(b'0' + o / 100));
+        }
+        if o >= 10 {
+            out.push(char::from(b'0' + o / 10 % 10));
+        }
+        out.push(char::from(b'0' + o % 10));
+    }
+}
+
+/// An address as text.
+fn ip_text(ip: IpAddr) -> String {
     match ip {
-        IpAddr::V4(a) => a.to_string(),
-        IpAddr::V6(a) => format!("\"[{a}]\""),
+        IpAddr::V4(a) => {
+            let mut s = String::with_capacity(15);
+            push_v4(&mut s, a);
+            s
+        }
+        IpAddr::V6(a) => a.to_string(),
     }
 }
 
@@ -76,16 +103,36 @@ fn forwarded_node(ip: IpAddr) -> String {
 /// whether the peer is a trusted proxy (its chain is extended, else replaced),
 /// `host` the host the client asked for.
 pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: bool, host: Option<&str>) {
+    use std::fmt::Write;
+    // The peer is formatted once; its value is shared by the headers that carry it alone.
+    let peer_value = owned_value(ip_text(peer));
     let xff = match (trusted, h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())) {
-        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {peer}"),
-        _ => peer.to_string(),
+        (true, Some(prev)) if !prev.trim().is_empty() => owned_value(format!("{prev}, {peer}")),
+        _ => peer_value.clone(),
     };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
     h.remove(&X_FORWARDED_HOST);
-    let mut fwd = format!("for={};proto=https", forwarded_node(peer));
+    let prev = match (trusted, h.get(header::FORWARDED).and_then(|v| v.to_str().ok())) {
+        (true, Some(prev)) if !prev.trim().is_empty() => prev,
+        _ => "",
+    };
+    let mut fwd = String::with_capacity(prev.len() + 64 + host.map_or(0, str::len));
+    if !prev.is_empty() {
+        fwd.push_str(prev);
+        fwd.push_str(", ");
+    }
+    let _ = match peer {
+        IpAddr::V4(a) => {
+            fwd.push_str("for=");
+            push_v4(&mut fwd, a);
+            fwd.push_str(";proto=https");
+            Ok(())
+        }
+        IpAddr::V6(a) => write!(fwd, "for=\"[{a}]\";proto=https"),
+    };
     if let Some(host) = host {
         if let Ok(v) = HeaderValue::from_str(host) {
             h.insert(X_FORWARDED_HOST.clone(), v);
@@ -96,14 +143,11 @@ pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: 
             fwd.push('"');
         }
     }
-    let fwd = match (trusted, h.get(header::FORWARDED).and_then(|v| v.to_str().ok())) {
-        (true, Some(prev)) if !prev.trim().is_empty() => format!("{prev}, {fwd}"),
-        _ => fwd,
-    };
-    if let Ok(v) = HeaderValue::from_str(&fwd) {
+    if let Some(v) = owned_value(fwd) {
         h.insert(header::FORWARDED, v);
     }
-    if let Ok(v) = HeaderValue::from_str(&client.to_string()) {
+    let real_ip = if client == peer { peer_value } else { owned_value(ip_text(client)) };
+    if let Some(v) = real_ip {
         h.insert(X_REAL_IP.clone(), v);
     }
 }
@@ -139,6 +183,16 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "app.example.com");
         assert_eq!(h["forwarded"], "for=192.0.2.1;proto=https;host=\"app.example.com\"");
         assert_eq!(h["x-real-ip"], "192.0.2.1");
+    }
+
+    #[test]
+    fn ipv4_text_is_display() {
+        for a in ["0.0.0.0", "1.2.3.4", "10.0.0.255", "192.168.100.9", "255.255.255.255", "99.100.101.10"] {
+            let ip: IpAddr = a.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(ip_text(v6), "2001:db8::1");
     }
 
     #[test]

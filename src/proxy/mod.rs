@@ -98,23 +98,26 @@ pub fn prepare(
     upgrade: bool,
     authority: &http::uri::Authority,
 ) -> Result<(), BoxError> {
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    // The host the client asked for, read once by the request-id layer (read
+    // here only for a context made without it).
+    let read;
+    let host = match ctx.host.as_deref() {
+        Some(h) => Some(h),
+        None => {
+            read = req
+                .uri()
+                .authority()
+                .map(|a| a.as_str().to_string())
+                .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+            read.as_deref()
+        }
+    };
     *req.uri_mut() = upstream_uri(ctx, req.uri(), authority)?;
     *req.version_mut() = Version::HTTP_11;
     let h = req.headers_mut();
     headers::remove_hop_by_hop(h, upgrade);
-    headers::set_forwarding(
-        h,
-        crate::net::canonical(ctx.conn.peer.ip()),
-        ctx.client_ip(),
-        trusted_peer,
-        host.as_deref(),
-    );
-    match host.as_deref().map(HeaderValue::from_str) {
+    headers::set_forwarding(h, crate::net::canonical(ctx.conn.peer.ip()), ctx.client_ip(), trusted_peer, host);
+    match host.map(HeaderValue::from_str) {
         Some(Ok(v)) => {
             h.insert(header::HOST, v);
         }
@@ -153,11 +156,10 @@ impl Service<Request<Body>> for Proxy {
             }
             let client_upgrade = if upgrade { Some(hyper::upgrade::on(&mut req)) } else { None };
             let conn = req.extensions().get::<crate::server::ConnHandle>().cloned();
-            let trusted = shared.is_trusted_peer(&ctx.config, ctx.conn.peer.ip());
             let target = upstream_of(&ctx);
             let pool = target.pool.clone();
             let mut at = pool.pick(None);
-            prepare(&mut req, &ctx, trusted, upgrade, &pool.addrs()[at].authority)?;
+            prepare(&mut req, &ctx, ctx.trusted_peer, upgrade, &pool.addrs()[at].authority)?;
             let route = ctx.route().clone();
             let up = client(&shared, target);
             // A request with no body can go to another address when the

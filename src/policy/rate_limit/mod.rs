@@ -298,24 +298,86 @@ impl RateLimit {
     }
 }
 
+impl RateLimit {
+    /// The bucket key of a request under `rule`.
+    fn key(&self, req: &Request<Body>, ctx: &Ctx, rule: &Rule) -> RlKey {
+        let cfg = &ctx.config.rate_limit;
+        match rule.key {
+            KeyKind::Route => RlKey::Route,
+            // The identity, when it is known without argon2 work (an API key or a
+            // cached login); auth proper runs after this layer.
+            KeyKind::ApiKey => match self.shared.auth.cheap_identity(req, &ctx.config.auth) {
+                Some(id) => RlKey::Id(Arc::from(id.name.as_str())),
+                None => RlKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),
+            },
+            KeyKind::Ip => RlKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),
+        }
+    }
+
+    /// The verdict once the bucket has answered (`None`: no bucket, or no
+    /// answer and the request is let through): 429, or the in-flight caps.
+    fn finish(&self, decision: Option<Decision>, route: &crate::config::Route, ctx: &Ctx) -> Verdict {
+        if let Some(d) = decision {
+            let _ = ctx.ratelimit.set(d);
+            if !d.allowed {
+                let secs = ceil_secs(d.retry_after).max(1);
+                let detail =
+                    format!("Rate limit exceeded; retry after {secs} second{}.", if secs == 1 { "" } else { "s" });
+                let mut res = crate::error::problem_response(
+                    Reason::RateLimited.status(),
+                    detail,
+                    ctx,
+                    Some(Reason::RateLimited),
+                );
+                res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+                return Verdict::Respond(res);
+            }
+        }
+
+        let global = ctx.config.limits.max_in_flight;
+        if global.is_some() || route.max_in_flight.is_some() {
+            match self.shared.limiters.inflight(global, &route.name, route.max_in_flight) {
+                Some(permits) => {
+                    if let Ok(mut held) = ctx.permits.lock() {
+                        held.extend(permits);
+                    }
+                }
+                None => {
+                    let mut res = crate::error::reject_response(Reason::Overloaded, ctx);
+                    res.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                    return Verdict::Respond(res);
+                }
+            }
+        }
+        Verdict::Pass
+    }
+}
+
 impl Policy for RateLimit {
+    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
+        // The memory backend decides at once; Redis is asked in `request`.
+        let route = ctx.route();
+        let cfg = &ctx.config.rate_limit;
+        let decision = match route.rate_limit.unwrap_or(cfg.default) {
+            None => None,
+            Some(_) if cfg.backend == Backend::Redis && cfg.redis_url.is_some() => return None,
+            Some(rule) => {
+                let key = self.key(req, ctx, &rule);
+                Some(self.shared.limiters.memory_for(&route.name, &rule, cfg.max_keys).check(&key))
+            }
+        };
+        Some(self.finish(decision, route, ctx))
+    }
+
     async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let route = ctx.route().clone();
         let cfg = &ctx.config.rate_limit;
         let lim = &self.shared.limiters;
 
+        let mut decision = None;
         if let Some(rule) = route.rate_limit.unwrap_or(cfg.default) {
-            let key = match rule.key {
-                KeyKind::Route => RlKey::Route,
-                // The identity, when it is known without argon2 work (an API key or a
-                // cached login); auth proper runs after this layer.
-                KeyKind::ApiKey => match self.shared.auth.cheap_identity(req, &ctx.config.auth) {
-                    Some(id) => RlKey::Id(Arc::from(id.name.as_str())),
-                    None => RlKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),
-                },
-                KeyKind::Ip => RlKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),
-            };
-            let decision = match (cfg.backend, cfg.redis_url.as_deref()) {
+            let key = self.key(req, ctx, &rule);
+            decision = match (cfg.backend, cfg.redis_url.as_deref()) {
                 (Backend::Redis, Some(url)) => {
                     let checked = match lim.redis_for(url, cfg.redis_timeout) {
                         Some(r) => {
@@ -346,40 +408,8 @@ impl Policy for RateLimit {
                 }
                 _ => Some(lim.memory_for(&route.name, &rule, cfg.max_keys).check(&key)),
             };
-            if let Some(d) = decision {
-                let _ = ctx.ratelimit.set(d);
-                if !d.allowed {
-                    let secs = ceil_secs(d.retry_after).max(1);
-                    let detail =
-                        format!("Rate limit exceeded; retry after {secs} second{}.", if secs == 1 { "" } else { "s" });
-                    let mut res = crate::error::problem_response(
-                        Reason::RateLimited.status(),
-                        detail,
-                        ctx,
-                        Some(Reason::RateLimited),
-                    );
-                    res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-                    return Verdict::Respond(res);
-                }
-            }
         }
-
-        let global = ctx.config.limits.max_in_flight;
-        if global.is_some() || route.max_in_flight.is_some() {
-            match lim.inflight(global, &route.name, route.max_in_flight) {
-                Some(permits) => {
-                    if let Ok(mut held) = ctx.permits.lock() {
-                        held.extend(permits);
-                    }
-                }
-                None => {
-                    let mut res = crate::error::reject_response(Reason::Overloaded, ctx);
-                    res.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                    return Verdict::Respond(res);
-                }
-            }
-        }
-        Verdict::Pass
+        self.finish(decision, &route, ctx)
     }
 
     fn response(&self, res: &mut Response<Body>, ctx: &Arc<Ctx>) {
