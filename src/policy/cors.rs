@@ -97,10 +97,10 @@ fn valid_host(h: &str, allow_wild: bool) -> bool {
         })
 }
 
-/// A port as browsers serialize it: ASCII digits only (`u16::from_str`
-/// would also take a leading `+`).
+/// A port as browsers serialize it: ASCII digits without a leading zero
+/// (`u16::from_str` would also take `+443` and `0443`).
 fn port_number(p: &str) -> Option<u16> {
-    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+    if p.is_empty() || p.starts_with('0') || !p.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     p.parse().ok()
@@ -450,6 +450,7 @@ mod tests {
         assert!(!allows(&r, "http://docs.example.com"));
         // Found by fuzzing: a `+` before the port is no serialized origin.
         assert!(!allows(&r, "https://docs.example.com:+443"));
+        assert!(!allows(&r, "https://docs.example.com:0443"));
         assert!(!allows(&r, "https://docs.example.com:"));
         assert!(!allows(&r, "https://docs.example.com:8443"));
         assert!(!allows(&r, "https://docs.example.com.evil.com"));
