@@ -158,16 +158,7 @@ async fn a_large_clean_upload_streams_through_the_scan_with_flat_memory() {
     let up = Upstream::ok().await;
     // Over the unix socket this time.
     let m = Moat::start(&config(&up, &pki, &format!("clamd = \"{}\"\nmax_file_size = \"300MiB\"", clamd.unix())));
-    let (noise, _) = noise_stream(5, 160 << 20);
-    let head = format!(
-        "--{}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.7\n",
-        common::samples::BOUNDARY
-    );
-    let tail = format!("\n%%EOF\r\n--{}--\r\n", common::samples::BOUNDARY);
-    use futures_util::StreamExt;
-    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(head))])
-        .chain(noise)
-        .chain(futures_util::stream::iter([Ok(bytes::Bytes::from(tail))]));
+    let (_, _, body) = common::samples::streamed_pdf_form("big.pdf", 5, 160 << 20);
     let before = m.rss_kib();
     let res = pki
         .client()

@@ -96,12 +96,7 @@ async fn large_multipart_pdf_streams_byte_identical() {
     let up = Upstream::ok().await;
     let m = Moat::start(&config(&up, &pki));
     // multipart head + a PDF of SIZE bytes + tail, generated as a stream; the sha256 is computed on the way.
-    let head = format!(
-        "--{}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big report.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.7\n",
-        samples::BOUNDARY
-    );
-    let tail = format!("\n%%EOF\r\n--{}--\r\n", samples::BOUNDARY);
-    let (noise, _) = noise_stream(11, SIZE);
+    let (head, tail, body) = samples::streamed_pdf_form("big report.pdf", 11, SIZE);
     let mut h = Sha256::new();
     h.update(head.as_bytes());
     let (noise2, _) = noise_stream(11, SIZE);
@@ -111,9 +106,6 @@ async fn large_multipart_pdf_streams_byte_identical() {
     }
     h.update(tail.as_bytes());
     let digest = hex::encode(h.finalize());
-    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(head))])
-        .chain(noise)
-        .chain(futures_util::stream::iter([Ok(bytes::Bytes::from(tail))]));
     let before = m.rss_kib();
     let res = pki
         .client()

@@ -356,6 +356,18 @@ async fn a_request_whose_body_was_sent_is_never_repeated_on_another_address() {
     assert_eq!(live.seen().len(), 3, "a post the first address had read was sent again");
 }
 
+/// GETs `url` every 200 ms (for at most 15 s) until it answers `want`; the last status.
+async fn status_becomes(c: &reqwest::Client, url: &str, want: u16) -> u16 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let status = get(c, url).await.0;
+        if status == want || std::time::Instant::now() >= deadline {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test]
 async fn a_rotated_upstream_ca_file_is_picked_up_without_a_restart() {
     init_crypto();
@@ -379,23 +391,12 @@ async fn a_rotated_upstream_ca_file_is_picked_up_without_a_restart() {
     let tmp = dir.path().join("upstream-ca.pem.new");
     std::fs::write(&tmp, &other_ca.ca_pem).unwrap();
     std::fs::rename(&tmp, dir.path().join("upstream-ca.pem")).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    let mut status = 200;
-    while status == 200 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        status = get(&c, &m.url("/b")).await.0;
-    }
-    assert_eq!(status, 502, "the rotated CA file was not picked up");
+    assert_eq!(status_becomes(&c, &m.url("/b"), 502).await, 502, "the rotated CA file was not picked up");
 
     // And back.
     std::fs::write(&tmp, &app_ca.ca_pem).unwrap();
     std::fs::rename(&tmp, dir.path().join("upstream-ca.pem")).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while status != 200 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        status = get(&c, &m.url("/c")).await.0;
-    }
-    assert_eq!(status, 200);
+    assert_eq!(status_becomes(&c, &m.url("/c"), 200).await, 200);
     assert!(m.log_lines().iter().any(|l| l.contains("reload")), "the reload is logged");
 }
 

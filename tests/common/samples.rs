@@ -148,3 +148,22 @@ pub fn form_content_type() -> String {
     format!("multipart/form-data; boundary={BOUNDARY}")
 }
 const ODT_MIME: &[u8] = b"application/vnd.oasis.opendocument.text";
+
+/// A multipart body of one PDF file part `filename` holding `size` bytes of
+/// noise (seed `seed`), generated as a stream: (part head, tail, body).
+pub fn streamed_pdf_form(
+    filename: &str,
+    seed: u64,
+    size: u64,
+) -> (String, String, impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static) {
+    use futures_util::StreamExt;
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.7\n"
+    );
+    let tail = format!("\n%%EOF\r\n--{BOUNDARY}--\r\n");
+    let (noise, _) = super::noise_stream(seed, size);
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(head.clone()))])
+        .chain(noise)
+        .chain(futures_util::stream::iter([Ok(bytes::Bytes::from(tail.clone()))]));
+    (head, tail, body)
+}
