@@ -42,7 +42,8 @@ pub async fn upstream_ready(shared: &Shared, up: &Upstream) -> bool {
     false
 }
 
-async fn address_ready(shared: &Shared, up: &Upstream, authority: &http::uri::Authority) -> bool {
+/// Whether one address of `up` passes its readiness / health check.
+pub(crate) async fn address_ready(shared: &Shared, up: &Upstream, authority: &http::uri::Authority) -> bool {
     let timeout = up.connect_timeout.min(Duration::from_secs(2));
     let Some(path) = &up.health_path else {
         if let Some(sock) = &up.unix {
@@ -79,6 +80,9 @@ async fn ready_now(shared: &Shared) -> Vec<Arc<str>> {
     for up in std::iter::once(&cfg.upstream).chain(cfg.upstreams.values()) {
         let ready = upstream_ready(shared, up).await;
         shared.metrics.set_upstream_ready(&up.name, ready);
+        for (i, a) in up.pool.addrs().iter().enumerate() {
+            shared.metrics.set_address_up(&up.name, a.authority.as_str(), up.pool.is_up_now(i));
+        }
         if !ready {
             down.push(up.name.clone());
         }

@@ -37,10 +37,12 @@ pub struct Shared {
 impl Shared {
     /// Shared state for `config` serving `certs`.
     pub fn new(config: Config, certs: Arc<CertStore>) -> Arc<Self> {
+        let metrics = Metrics::new();
+        metrics.init_upstreams(config.upstream_names());
         Arc::new(Shared {
             client: client::for_upstream(&config.upstream),
             config: ArcSwap::from_pointee(config),
-            metrics: Metrics::new(),
+            metrics,
             certs,
             limiters: Default::default(),
             auth: Default::default(),
@@ -75,7 +77,7 @@ pub struct App {
     admin: TcpListener,
     redirect: Option<TcpListener>,
     acceptor: TlsAcceptor,
-    _watcher: Option<notify::RecommendedWatcher>,
+    _watchers: Vec<notify::RecommendedWatcher>,
 }
 
 impl App {
@@ -93,8 +95,12 @@ impl App {
                 ck
             }
         };
-        let not_after = certs::not_after(&ck);
-        let store = Arc::new(CertStore::new(ck));
+        let mut sni = Vec::with_capacity(config.tls.certificates.len());
+        for e in &config.tls.certificates {
+            sni.push((e.hosts.clone(), certs::load_pair(&e.cert, &e.key)?));
+        }
+        let store = Arc::new(CertStore::with_sni(ck, sni));
+        let not_after = store.earliest_not_after();
         let tls_cfg = crate::listener::tls::server_config(&config.tls, store.clone())?;
         let https = crate::listener::bind(config.listen.https, "listen.https").await?;
         let admin = crate::listener::bind(config.listen.admin, "listen.admin").await?;
@@ -107,24 +113,23 @@ impl App {
             shared.metrics.cert_not_after.set(t);
         }
         let cfg = shared.config.load_full();
-        let watcher = match &cfg.tls.cert {
-            Some((c, k)) => {
-                let sh = shared.clone();
-                match certs::watch(store, c.clone(), k.clone(), move |ck| {
-                    if let Some(t) = certs::not_after(ck) {
-                        sh.metrics.cert_not_after.set(t);
-                    }
-                }) {
-                    Ok(w) => Some(w),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot watch the certificate files; certificate reload is off");
-                        None
-                    }
+        let pairs = cfg.tls.cert.iter().map(|(c, k)| (None, c, k));
+        let pairs = pairs.chain(cfg.tls.certificates.iter().enumerate().map(|(i, e)| (Some(i), &e.cert, &e.key)));
+        let mut watchers = Vec::new();
+        for (slot, c, k) in pairs {
+            let (sh, st) = (shared.clone(), store.clone());
+            match certs::watch(store.clone(), slot, c.clone(), k.clone(), move || {
+                if let Some(t) = st.earliest_not_after() {
+                    sh.metrics.cert_not_after.set(t);
+                }
+            }) {
+                Ok(w) => watchers.push(w),
+                Err(e) => {
+                    tracing::warn!(error = %e, cert = %c.display(), "cannot watch the certificate files; reload of this certificate is off")
                 }
             }
-            None => None,
-        };
-        Ok(App { shared, https, admin, redirect, acceptor: TlsAcceptor::from(Arc::new(tls_cfg)), _watcher: watcher })
+        }
+        Ok(App { shared, https, admin, redirect, acceptor: TlsAcceptor::from(Arc::new(tls_cfg)), _watchers: watchers })
     }
 
     /// The bound HTTPS address (useful with port 0).
@@ -140,7 +145,7 @@ impl App {
     /// Serves until `shutdown` is cancelled, then drains in-flight requests
     /// for at most `limits.shutdown_grace`.
     pub async fn run(self, shutdown: CancellationToken, mut reload: tokio::sync::mpsc::Receiver<()>) {
-        let App { shared, https, admin, redirect, acceptor, _watcher } = self;
+        let App { shared, https, admin, redirect, acceptor, _watchers } = self;
         let tracker = TaskTracker::new();
         let cfg = shared.config.load_full();
         let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
@@ -234,6 +239,53 @@ impl App {
                 if reload_config(&sh).await {
                     last_digest = digest;
                 }
+            }
+        });
+
+        // Active health checks: every address of an upstream with
+        // `health_interval`, probed concurrently; a failure takes it out of
+        // the balancing until a probe passes.
+        let sh = shared.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let mut last: std::collections::HashMap<Arc<str>, std::time::Instant> = Default::default();
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = token.cancelled() => break,
+                }
+                let cfg = sh.config.load_full();
+                let now = std::time::Instant::now();
+                let due: Vec<&Arc<crate::config::Upstream>> = std::iter::once(&cfg.upstream)
+                    .chain(cfg.upstreams.values())
+                    .filter(|u| {
+                        u.health_interval
+                            .is_some_and(|iv| last.get(&u.name).is_none_or(|t| now.duration_since(*t) >= iv))
+                    })
+                    .collect();
+                if due.is_empty() {
+                    continue;
+                }
+                last.retain(|n, _| cfg.upstream_names().any(|m| m == n));
+                for u in &due {
+                    last.insert(u.name.clone(), now);
+                }
+                let probes = due.iter().flat_map(|u| {
+                    let sh = &sh;
+                    u.pool.addrs().iter().enumerate().map(move |(i, a)| async move {
+                        let passed = crate::admin::address_ready(sh, u, &a.authority).await;
+                        if u.pool.probed(i, passed) {
+                            if passed {
+                                tracing::info!(upstream = %u.name, address = %a.authority, "upstream address passed its health check again");
+                            } else {
+                                tracing::warn!(upstream = %u.name, address = %a.authority, "upstream address failed its health check: it takes no requests until it passes");
+                            }
+                        }
+                    })
+                });
+                futures_util::future::join_all(probes).await;
             }
         });
 
@@ -419,6 +471,7 @@ pub async fn reload_config(shared: &Arc<Shared>) -> bool {
             for w in crate::check::warnings(&new) {
                 tracing::warn!(warning = %w, "unsafe or surprising config");
             }
+            shared.metrics.init_upstreams(new.upstream_names());
             shared.config.store(Arc::new(new));
             shared.metrics.reload("ok");
             tracing::info!(config = %path.display(), "config reloaded");

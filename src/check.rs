@@ -264,6 +264,10 @@ pub fn table(cfg: &Config) -> String {
         cfg.listen.admin,
         cfg.listen.http_redirect.map(|a| format!(" http_redirect={a}")).unwrap_or_default()
     );
+    for e in &cfg.tls.certificates {
+        let hosts: Vec<String> = e.hosts.iter().map(|h| h.as_text()).collect();
+        let _ = writeln!(out, "certificate {} for {}", e.cert.display(), hosts.join(","));
+    }
     let _ = writeln!(out, "upstream {}", cfg.upstream.display_url());
     for (name, up) in &cfg.upstreams {
         let _ = writeln!(out, "upstream {name} {}", up.display_url());

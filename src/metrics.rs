@@ -49,6 +49,13 @@ struct RejectLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
+    upstream: RouteLabel,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AddressLabel {
+    upstream: RouteLabel,
+    address: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -81,6 +88,7 @@ pub struct Metrics {
     /// Per upstream: 1 when it passed the readiness check (the one `/readyz`
     /// answers) at the last scrape or probe, 0 when it failed.
     upstream_ready: Family<UpstreamLabel, Gauge>,
+    address_up: Family<AddressLabel, Gauge>,
     /// Upload scans (`[scan]`).
     pub scans: Arc<ScanMetrics>,
 }
@@ -174,7 +182,7 @@ impl Metrics {
         let upstream_errors = Family::<KindLabel, Counter>::default();
         registry.register(
             "moat_upstream_errors",
-            "Upstream failures by kind (connect, timeout, protocol)",
+            "Upstream failures by upstream and kind (connect, timeout, protocol)",
             upstream_errors.clone(),
         );
         let active_connections = Gauge::default();
@@ -211,11 +219,14 @@ impl Metrics {
             "Per upstream: 1 when it passes the readiness check of /readyz, 0 when it fails",
             upstream_ready.clone(),
         );
+        let address_up = Family::<AddressLabel, Gauge>::default();
+        registry.register(
+            "moat_upstream_address_up",
+            "Per upstream address: 1 while requests may be sent to it, 0 while it is skipped (failed to connect or failed its health check)",
+            address_up.clone(),
+        );
         let scans = Arc::new(ScanMetrics::register(&mut registry));
         // Series that alerts watch exist from the start, at zero.
-        for kind in ["connect", "timeout", "protocol"] {
-            drop(upstream_errors.get_or_create(&KindLabel { kind }));
-        }
         for result in ["ok", "error"] {
             drop(reloads.get_or_create(&ResultLabel { result }));
         }
@@ -232,6 +243,7 @@ impl Metrics {
             ratelimit_keys,
             ratelimit_backend_errors,
             upstream_ready,
+            address_up,
             scans,
         }
     }
@@ -255,9 +267,26 @@ impl Metrics {
         self.duration.get_or_create(&RouteOnly { route }).observe(took.as_secs_f64());
     }
 
-    /// Counts an upstream failure.
-    pub fn upstream_error(&self, kind: &'static str) {
-        self.upstream_errors.get_or_create(&KindLabel { kind }).inc();
+    /// Counts a failure talking to the upstream `upstream` (a config name).
+    pub fn upstream_error(&self, kind: &'static str, upstream: &Arc<str>) {
+        self.upstream_errors.get_or_create(&KindLabel { kind, upstream: RouteLabel(upstream.clone()) }).inc();
+    }
+
+    /// Creates, at zero, the series alerts watch for each upstream `names`
+    /// (config names only, so the label stays bounded).
+    pub fn init_upstreams<'a>(&self, names: impl IntoIterator<Item = &'a Arc<str>>) {
+        for name in names {
+            for kind in ["connect", "timeout", "protocol"] {
+                drop(self.upstream_errors.get_or_create(&KindLabel { kind, upstream: RouteLabel(name.clone()) }));
+            }
+        }
+    }
+
+    /// Records whether `address` of the upstream `name` takes requests.
+    pub fn set_address_up(&self, name: &Arc<str>, address: &str, up: bool) {
+        self.address_up
+            .get_or_create(&AddressLabel { upstream: RouteLabel(name.clone()), address: address.to_string() })
+            .set(i64::from(up));
     }
 
     /// Records the readiness of the upstream `name` (a config name).

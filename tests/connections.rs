@@ -390,7 +390,7 @@ async fn malformed_chunked_client_body_is_400_and_not_an_upstream_error() {
     .unwrap();
     let head = read_head(&mut tls, WAIT).await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
-    assert_eq!(metric(&m, "moat_upstream_errors_total{kind=\"protocol\"}").await, 0.0);
+    assert_eq!(metric(&m, "moat_upstream_errors_total{kind=\"protocol\",upstream=\"default\"}").await, 0.0);
     assert_eq!(metric(&m, "moat_rejections_total{route=\"unmatched\",reason=\"bad_request\"}").await, 1.0);
 }
 

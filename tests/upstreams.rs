@@ -1,6 +1,7 @@
 //! Upstreams over TLS (verified against a test CA, with SNI and mTLS), over
-//! a unix socket, and several named upstreams chosen by route: moat as a
-//! process in front of real servers on 127.0.0.1 and a unix socket.
+//! a unix socket, several named upstreams chosen by route and host, a
+//! certificate per host by SNI, balancing with passive and active health:
+//! moat as a process in front of real servers on 127.0.0.1 and a unix socket.
 
 mod common;
 
@@ -444,4 +445,201 @@ async fn routes_match_on_host_names_and_choose_their_upstream() {
         moat_cmd(&["check", "--config", moat_config_dir(&m).join("moat.toml").to_str().unwrap()], &[]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("hosts *.example.org"), "{out}");
+}
+
+/// The DER of the first certificate in a PEM file.
+fn leaf_der(path: &Path) -> Vec<u8> {
+    let pem = std::fs::read(path).unwrap();
+    CertificateDer::pem_slice_iter(&pem).next().unwrap().unwrap().as_ref().to_vec()
+}
+
+/// The leaf certificate moat served for `url`, and the status.
+async fn served_leaf(c: &reqwest::Client, url: &str) -> (u16, Vec<u8>) {
+    let r = c.get(url).send().await.unwrap();
+    let leaf = r.extensions().get::<reqwest::tls::TlsInfo>().and_then(|t| t.peer_certificate()).unwrap().to_vec();
+    (r.status().as_u16(), leaf)
+}
+
+#[tokio::test]
+async fn each_host_gets_its_own_certificate_by_sni_and_other_names_the_default() {
+    init_crypto();
+    let pki = Pki::new();
+    let (dc, dk) = pki.write_named("docs", &["docs.example.com"]);
+    let (wc, wk) = pki.write_named("wild", &["*.example.org"]);
+    let (fc, _) = pki.write_server("server", &rcgen::PKCS_ECDSA_P256_SHA256);
+    let docs = Upstream::start(handler(|_, _| async { Response::new(full("docs app")) })).await;
+    let ngx = Upstream::start(handler(|_, _| async { Response::new(full("ngx app")) })).await;
+    let fallback = Upstream::ok().await;
+    // docs: names from the certificate; wild: names listed.
+    let toml = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n\
+         [[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\nhosts = [\"*.example.org\"]\n\
+         [upstream]\nurl = \"{}\"\n[upstreams.docs]\nurl = \"{}\"\n[upstreams.ngx]\nurl = \"{}\"\n\
+         [[routes]]\nname = \"docs\"\npath = \"/\"\nhosts = [\"docs.example.com\"]\nupstream = \"docs\"\n\
+         [[routes]]\nname = \"ngx\"\npath = \"/\"\nhosts = [\"*.example.org\"]\nupstream = \"ngx\"\n",
+        fc.display(),
+        pki.dir.path().join("server.key").display(),
+        dc.display(),
+        dk.display(),
+        wc.display(),
+        wk.display(),
+        fallback.url(),
+        docs.url(),
+        ngx.url()
+    );
+    let m = Moat::start(&toml);
+    let port = m.https.port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let names = ["docs.example.com", "paperless.example.org", "example.org", "other.example.com"];
+    // Verifying client: the name is checked against the certificate served.
+    let strict = names.iter().fold(pki.builder().tls_info(true), |b, n| b.resolve(n, addr)).build().unwrap();
+    let (status, leaf) = served_leaf(&strict, &format!("https://docs.example.com:{port}/a")).await;
+    assert_eq!((status, leaf == leaf_der(&dc)), (200, true), "docs.example.com gets its certificate");
+    let (status, leaf) = served_leaf(&strict, &format!("https://paperless.example.org:{port}/a")).await;
+    assert_eq!((status, leaf == leaf_der(&wc)), (200, true), "a name under *.example.org gets the wildcard one");
+    assert_eq!(get(&strict, &format!("https://docs.example.com:{port}/b")).await.1, "docs app");
+    assert_eq!(get(&strict, &format!("https://paperless.example.org:{port}/b")).await.1, "ngx app");
+    // Names no entry lists get the default certificate (so a verifying client refuses them).
+    assert!(strict.get(format!("https://other.example.com:{port}/")).send().await.is_err());
+    let lax = names
+        .iter()
+        .fold(pki.builder().tls_info(true).tls_danger_accept_invalid_hostnames(true), |b, n| b.resolve(n, addr))
+        .build()
+        .unwrap();
+    for n in ["example.org", "other.example.com"] {
+        let (status, leaf) = served_leaf(&lax, &format!("https://{n}:{port}/")).await;
+        assert_eq!((status, leaf == leaf_der(&fc)), (200, true), "{n} gets the default certificate");
+    }
+    let (status, leaf) = served_leaf(&pki.builder().tls_info(true).build().unwrap(), &m.url("/")).await;
+    assert_eq!((status, leaf == leaf_der(&fc)), (200, true), "no SNI (an IP address): the default");
+
+    // A rotated per-host certificate is served to new connections without a restart.
+    let (nc, nk) = pki.write_named("docs-next", &["docs.example.com"]);
+    std::fs::rename(&nk, &dk).unwrap();
+    std::fs::rename(&nc, &dc).unwrap();
+    let want = leaf_der(&dc);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let fresh = pki.builder().tls_info(true).resolve("docs.example.com", addr).build().unwrap();
+        let (_, leaf) = served_leaf(&fresh, &format!("https://docs.example.com:{port}/r")).await;
+        if leaf == want {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the rotated docs certificate was not picked up");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (code, out, err) =
+        moat_cmd(&["check", "--config", moat_config_dir(&m).join("moat.toml").to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("for docs.example.com") && out.contains("for *.example.org"), "{out}");
+}
+
+#[tokio::test]
+async fn bad_per_host_certificates_fail_at_start_naming_the_key() {
+    init_crypto();
+    let pki = Pki::new();
+    let (dc, dk) = pki.write_named("docs", &["docs.example.com"]);
+    let (oc, ok) = pki.write_named("other", &["docs.example.com"]);
+    let tls = pki.tls_toml();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            format!(
+                "{tls}[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n",
+                dc.display(),
+                dk.display(),
+                oc.display(),
+                ok.display()
+            ),
+            "tls.certificates[1].hosts[0]",
+        ),
+        (format!("{tls}[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n", dc.display(), ok.display()), "tls.certificates[0].cert"),
+        (format!("{tls}[[tls.certificates]]\ncert = \"{}\"\n", dc.display()), "tls.certificates[0].key"),
+        (
+            format!("{tls}[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\nhosts = [\"bad name\"]\n", dc.display(), dk.display()),
+            "tls.certificates[0].hosts[0]",
+        ),
+        (
+            format!("[[tls.certificates]]\ncert = \"{}\"\nkey = \"{}\"\n", dc.display(), dk.display()),
+            "tls.certificates: needs tls.cert",
+        ),
+    ];
+    for (toml, key) in cases {
+        let path = dir.path().join("moat.toml");
+        std::fs::write(&path, toml).unwrap();
+        let (code, out, err) = moat_cmd(&["check", "--config", path.to_str().unwrap()], &[]);
+        assert_ne!(code, 0, "{key}: {out}");
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn active_health_checks_take_a_failing_address_out_and_bring_it_back() {
+    init_crypto();
+    let pki = Pki::new();
+    let a = Upstream::start(handler(|_, _| async { Response::new(full("from a")) })).await;
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = healthy.clone();
+    let b = Upstream::start(handler(move |parts, _| {
+        let ok = h.load(std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let mut r = Response::new(full("from b"));
+            if parts.uri.path() == "/healthz" && !ok {
+                *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+            }
+            r
+        }
+    }))
+    .await;
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurls = [\"{}\", \"{}\"]\nhealth_path = \"/healthz\"\nhealth_interval = \"1s\"\n",
+        pki.tls_toml(),
+        a.url(),
+        b.url()
+    ));
+    // b accepts connections but fails its health check: a passive check
+    // would keep sending it requests; the active one takes it out.
+    let failed = m.wait_log("failed its health check", std::time::Duration::from_secs(15)).await;
+    assert!(failed.as_deref().is_some_and(|l| l.contains(&b.addr.to_string())), "{failed:?}");
+    let c = pki.client();
+    let app_requests = |u: &Upstream| u.seen().iter().filter(|s| s.uri != "/healthz").count();
+    for i in 0..8 {
+        assert_eq!(get(&c, &m.url(&format!("/x{i}"))).await, (200, "from a".to_string()), "request {i}");
+    }
+    assert_eq!(app_requests(&b), 0, "the failing address got requests");
+    let series = format!("moat_upstream_address_up{{upstream=\"default\",address=\"{}\"}}", b.addr);
+    assert_eq!(metric(&m, &series).await, 0.0);
+    assert_eq!(reqwest::get(m.admin_url("/readyz")).await.unwrap().status(), 200, "a is up: ready");
+
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(m.wait_log("passed its health check again", std::time::Duration::from_secs(15)).await.is_some());
+    for i in 0..8 {
+        assert_eq!(get(&c, &m.url(&format!("/y{i}"))).await.0, 200);
+    }
+    assert_eq!(app_requests(&b), 4, "round robin over both again");
+    assert_eq!(metric(&m, &series).await, 1.0);
+}
+
+#[tokio::test]
+async fn upstream_errors_are_counted_per_upstream() {
+    init_crypto();
+    let pki = Pki::new();
+    let live = Upstream::ok().await;
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurl = \"{}\"\n[upstreams.files]\nurl = \"http://127.0.0.1:{}\"\n\
+         [[routes]]\nname = \"files\"\npath = \"/files/\"\nupstream = \"files\"\n",
+        pki.tls_toml(),
+        live.url(),
+        dead_port()
+    ));
+    let c = pki.client();
+    assert_eq!(get(&c, &m.url("/files/a")).await.0, 502);
+    assert_eq!(get(&c, &m.url("/other")).await.0, 200);
+    assert_eq!(metric(&m, "moat_upstream_errors_total{kind=\"connect\",upstream=\"files\"}").await, 1.0);
+    let text = scrape(&m).await;
+    assert!(
+        text.contains("moat_upstream_errors_total{kind=\"connect\",upstream=\"default\"} 0"),
+        "every upstream's series exists at zero: {text}"
+    );
 }

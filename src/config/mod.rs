@@ -100,6 +100,21 @@ pub struct Tls {
     pub client_ca: Option<PathBuf>,
     /// Handshake deadline.
     pub handshake_timeout: Duration,
+    /// `[[tls.certificates]]`: more certificates, chosen by the client's SNI name.
+    pub certificates: Vec<SniCert>,
+}
+
+/// One of `[[tls.certificates]]`: a certificate served to clients asking
+/// for one of `hosts` by SNI (exact names first, then the longest
+/// `*.suffix`); other names get the default `tls.cert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SniCert {
+    /// The names it is served for (from the config, or the certificate's DNS names).
+    pub hosts: Vec<HostRule>,
+    /// PEM chain.
+    pub cert: PathBuf,
+    /// PEM key.
+    pub key: PathBuf,
 }
 
 /// `[client_ip]`
@@ -142,6 +157,8 @@ pub struct Upstream {
     pub pool_max_idle: usize,
     /// Readiness probe path (`None`: TCP connect).
     pub health_path: Option<String>,
+    /// Active health checks of every address, this often (`None`: off).
+    pub health_interval: Option<Duration>,
     /// Expected status of the probe.
     pub health_status: u16,
     /// Expected top-level JSON members of the probe's body.
@@ -158,6 +175,11 @@ pub struct UpstreamTls {
 }
 
 impl Config {
+    /// `default` and every `[upstreams]` name.
+    pub fn upstream_names(&self) -> impl Iterator<Item = &Arc<str>> {
+        std::iter::once(&self.upstream.name).chain(self.upstreams.values().map(|u| &u.name))
+    }
+
     /// Every file besides the config file whose change is a reload: the
     /// upstreams' CA bundles and client certificates.
     pub fn watched_files(&self) -> Vec<PathBuf> {

@@ -347,6 +347,21 @@ pub struct RawTls {
     /// Time allowed for the TLS handshake.
     #[schemars(with = "Option<DurationText>")]
     pub handshake_timeout: Option<Scalar>,
+    /// `[[tls.certificates]]`: a certificate per host name, chosen by SNI.
+    pub certificates: Vec<RawTlsCert>,
+}
+
+/// `[[tls.certificates]]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct RawTlsCert {
+    /// PEM certificate chain.
+    pub cert: Option<String>,
+    /// PEM private key.
+    pub key: Option<String>,
+    /// Names it is served for (`docs.example.com`, `*.example.org`); default: the certificate's DNS names.
+    pub hosts: Option<Vec<String>>,
 }
 
 /// `[upstream]`
@@ -388,6 +403,10 @@ pub struct RawUpstream {
     pub pool_max_idle: Option<i64>,
     /// Readiness asks this path instead of a TCP connect.
     pub health_path: Option<String>,
+    /// Active health checks: every address is probed this often (health_path,
+    /// else a connect); one that fails takes no requests until it passes again.
+    #[schemars(with = "Option<DurationText>")]
+    pub health_interval: Option<Scalar>,
     /// Status the health path must answer.
     pub health_status: Option<i64>,
     /// Keys the health path's JSON body must hold with these values.

@@ -14,7 +14,7 @@ use super::raw::{
     RawSecurityHeaders, RawUpload, RawUpstream,
 };
 use super::units::{self, Scalar};
-use super::{Config, Limits, Listen, PathPattern, Problems, Route, Tls, TlsVersion, Upstream};
+use super::{Config, HostRule, Limits, Listen, PathPattern, Problems, Route, Tls, TlsVersion, Upstream};
 use crate::policy::auth::{ApiKey, AuthConfig, AuthMode, BasicUser};
 use crate::policy::client_ip::IpRules;
 use crate::policy::cors::{CorsPolicy, OriginRule};
@@ -73,6 +73,52 @@ fn file(p: &mut Problems, key: &str, base: Option<&Path>, v: &str) -> PathBuf {
         p.push(key, format!("cannot read {}: {}", path.display(), super::io_reason(&e)));
     }
     path
+}
+
+/// `[[tls.certificates]]`: every pair loads, every name is valid and
+/// listed once.
+fn sni_certs(p: &mut Problems, raw: &[super::raw::RawTlsCert], base: Option<&Path>) -> Vec<super::SniCert> {
+    let mut out: Vec<super::SniCert> = Vec::new();
+    for (i, e) in raw.iter().enumerate() {
+        let key = |k: &str| format!("tls.certificates[{i}].{k}");
+        let (Some(c), Some(k)) = (&e.cert, &e.key) else {
+            p.push(key(if e.cert.is_none() { "cert" } else { "key" }), "missing: each entry needs cert and key");
+            continue;
+        };
+        let (c, k) = (file(p, &key("cert"), base, c), file(p, &key("key"), base, k));
+        let loaded = if c.exists() && k.exists() {
+            match crate::listener::certs::load_pair(&c, &k) {
+                Ok(ck) => Some(ck),
+                Err(err) => {
+                    p.push(key("cert"), err.to_string());
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let names: Vec<String> = match &e.hosts {
+            Some(h) => h.clone(),
+            None => loaded.as_ref().map(crate::listener::certs::dns_names).unwrap_or_default(),
+        };
+        let mut hosts = Vec::new();
+        for (j, h) in names.iter().enumerate() {
+            match HostRule::parse(h) {
+                Ok(r) => {
+                    if out.iter().flat_map(|o| o.hosts.iter()).chain(hosts.iter()).any(|x| *x == r) {
+                        p.push(key(&format!("hosts[{j}]")), format!("\"{h}\" is listed by another certificate too"));
+                    }
+                    hosts.push(r);
+                }
+                Err(m) => p.push(key(&format!("hosts[{j}]")), m),
+            }
+        }
+        if hosts.is_empty() && (e.hosts.is_some() || loaded.is_some()) {
+            p.push(key("hosts"), "no host name: list hosts, or use a certificate with DNS names");
+        }
+        out.push(super::SniCert { hosts, cert: c, key: k });
+    }
+    out
 }
 
 /// Turns a raw config into a typed one; problems go to `p`. Returns `None`
@@ -135,11 +181,19 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
         }
         path
     });
+    let certificates = sni_certs(p, &raw.tls.certificates, base);
+    if !certificates.is_empty() && cert.is_none() {
+        p.push(
+            "tls.certificates",
+            "needs tls.cert and tls.key: the default certificate is served to names no entry lists",
+        );
+    }
     let tls = Tls {
         cert,
         min_version,
         client_ca,
         handshake_timeout: dur(p, "tls.handshake_timeout", &raw.tls.handshake_timeout, Duration::from_secs(10)),
+        certificates,
     };
 
     let upstream = Arc::new(upstream_section(p, "upstream", "default", &raw.upstream, base, false));
@@ -482,6 +536,9 @@ fn upstream_section(
                 None
             }
         },
+        health_interval: raw.health_interval.as_ref().map(|_| {
+            dur(p, &k("health_interval"), &raw.health_interval, Duration::from_secs(10)).max(Duration::from_secs(1))
+        }),
         health_status: count(p, &k("health_status"), raw.health_status, 200, 100, 599) as u16,
         health_json: raw.health_json.as_ref().and_then(|t| match serde_json::to_value(t) {
             Ok(serde_json::Value::Object(m)) => Some(m),

@@ -1,8 +1,10 @@
-//! The server certificate: loaded from PEM files (RSA, ECDSA or Ed25519
+//! The server certificates: loaded from PEM files (RSA, ECDSA or Ed25519
 //! keys), or a self-signed development certificate generated at start.
-//! [`CertStore`] resolves it for every handshake from an `ArcSwap`, without
-//! I/O; a watcher on the files' directories swaps in a new pair when the
-//! files change (editors' renames and Kubernetes' `..data` symlink swap
+//! [`CertStore`] resolves one for every handshake from `ArcSwap`s, without
+//! I/O: the certificate of `[[tls.certificates]]` whose hosts name the
+//! client's SNI (exact names first, then the longest `*.suffix`), else the
+//! default. A watcher on the files' directories swaps in a new pair when
+//! the files change (editors' renames and Kubernetes' `..data` symlink swap
 //! included). A broken new pair is refused and logged and the last good one
 //! keeps serving; open connections are never touched.
 
@@ -17,6 +19,8 @@ use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
+
+use crate::config::HostRule;
 
 /// Why a certificate pair could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -115,42 +119,136 @@ pub fn not_after(ck: &CertifiedKey) -> Option<i64> {
     Some(cert.validity().not_after.timestamp())
 }
 
-/// The current certificate, swapped atomically on reload.
+/// The DNS names (subject alternative names) of the leaf, lowercase.
+pub fn dns_names(ck: &CertifiedKey) -> Vec<String> {
+    let Some(leaf) = ck.cert.first() else {
+        return Vec::new();
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Which certificate of a [`CertStore`]: the default, or the i-th of
+/// `[[tls.certificates]]`.
+pub type Slot = Option<usize>;
+
+#[derive(Debug)]
+struct SniEntry {
+    hosts: Vec<HostRule>,
+    ck: ArcSwap<CertifiedKey>,
+}
+
+/// The served certificates, each swapped atomically on reload.
 #[derive(Debug)]
 pub struct CertStore {
     current: ArcSwap<CertifiedKey>,
+    sni: Vec<SniEntry>,
 }
 
 impl CertStore {
-    /// A store serving `ck`.
+    /// A store serving `ck` to everyone.
     pub fn new(ck: CertifiedKey) -> Self {
-        Self { current: ArcSwap::from_pointee(ck) }
+        Self { current: ArcSwap::from_pointee(ck), sni: Vec::new() }
     }
 
-    /// The certificate served now.
+    /// A store serving each of `sni` to the names it lists, `default` to the rest.
+    pub fn with_sni(default: CertifiedKey, sni: Vec<(Vec<HostRule>, CertifiedKey)>) -> Self {
+        let sni = sni.into_iter().map(|(hosts, ck)| SniEntry { hosts, ck: ArcSwap::from_pointee(ck) }).collect();
+        Self { current: ArcSwap::from_pointee(default), sni }
+    }
+
+    /// The default certificate served now.
     pub fn current(&self) -> Arc<CertifiedKey> {
         self.current.load_full()
     }
 
-    /// Replaces the certificate for new handshakes.
+    /// The certificate in `slot` (the default for an unknown index).
+    pub fn get(&self, slot: Slot) -> Arc<CertifiedKey> {
+        match slot.and_then(|i| self.sni.get(i)) {
+            Some(e) => e.ck.load_full(),
+            None => self.current.load_full(),
+        }
+    }
+
+    /// Replaces the default certificate for new handshakes.
     pub fn replace(&self, ck: CertifiedKey) {
         self.current.store(Arc::new(ck));
+    }
+
+    /// Replaces the certificate in `slot` for new handshakes.
+    pub fn replace_at(&self, slot: Slot, ck: CertifiedKey) {
+        match slot.and_then(|i| self.sni.get(i)) {
+            Some(e) => e.ck.store(Arc::new(ck)),
+            None => self.current.store(Arc::new(ck)),
+        }
+    }
+
+    /// The earliest `notAfter` of every served certificate.
+    pub fn earliest_not_after(&self) -> Option<i64> {
+        std::iter::once(self.current.load_full())
+            .chain(self.sni.iter().map(|e| e.ck.load_full()))
+            .filter_map(|ck| not_after(&ck))
+            .min()
+    }
+
+    /// The certificate for SNI `name`: an exact host first, then the
+    /// longest matching `*.suffix`, then the default.
+    pub fn for_name(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        let Some(name) = name.filter(|_| !self.sni.is_empty()) else {
+            return self.current.load_full();
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let mut best: Option<(usize, &SniEntry)> = None;
+        for e in &self.sni {
+            for h in &e.hosts {
+                match h {
+                    HostRule::Exact(x) if x.eq_ignore_ascii_case(name) => return e.ck.load_full(),
+                    HostRule::Suffix(sfx)
+                        if name.len() > sfx.len()
+                            && name.is_char_boundary(name.len() - sfx.len())
+                            && name[name.len() - sfx.len()..].eq_ignore_ascii_case(sfx)
+                            && best.is_none_or(|(l, _)| sfx.len() > l) =>
+                    {
+                        best = Some((sfx.len(), e));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        match best {
+            Some((_, e)) => e.ck.load_full(),
+            None => self.current.load_full(),
+        }
     }
 }
 
 impl ResolvesServerCert for CertStore {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.for_name(hello.server_name()))
     }
 }
 
-/// Watches the cert and key files and reloads the store when they change.
-/// Returns the watcher, which must be kept alive.
+/// Watches the cert and key files of `slot` and reloads it when they
+/// change; `on_reload` runs after a new pair is in place. Returns the
+/// watcher, which must be kept alive.
 pub fn watch(
     store: Arc<CertStore>,
+    slot: Slot,
     cert: PathBuf,
     key: PathBuf,
-    on_reload: impl Fn(&CertifiedKey) + Send + Sync + 'static,
+    on_reload: impl Fn() + Send + Sync + 'static,
 ) -> Result<notify::RecommendedWatcher, notify::Error> {
     use notify::Watcher;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
@@ -166,7 +264,7 @@ pub fn watch(
         watcher.watch(d, notify::RecursiveMode::NonRecursive)?;
     }
     tokio::spawn(async move {
-        let mut last = fingerprint(&store.current());
+        let mut last = fingerprint(&store.get(slot));
         while rx.recv().await.is_some() {
             // Debounce: writers touch the files in several steps.
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -178,8 +276,8 @@ pub fn watch(
                     let fp = fingerprint(&ck);
                     if fp != last {
                         tracing::info!(fingerprint = %fp, cert = %cert.display(), "certificate reloaded");
-                        on_reload(&ck);
-                        store.replace(ck);
+                        store.replace_at(slot, ck);
+                        on_reload();
                         last = fp;
                     }
                 }

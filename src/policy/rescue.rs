@@ -105,7 +105,9 @@ where
             };
             let (reason, kind) = classify(&err);
             if let Some(kind) = kind {
-                shared.metrics.upstream_error(kind);
+                let route = ctx.route();
+                let upstream = route.upstream.as_ref().map_or(&ctx.config.upstream.name, |u| &u.name);
+                shared.metrics.upstream_error(kind, upstream);
             }
             let level_warn = matches!(reason, Reason::Internal | Reason::UpstreamUnavailable | Reason::UpstreamTimeout);
             if level_warn {

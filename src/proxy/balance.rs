@@ -2,9 +2,11 @@
 //! least-in-flight, skipping an address that failed to connect for
 //! `fail_timeout` (passive health). When every address is marked down, the
 //! one marked down longest ago is tried, so an upstream that comes back is
-//! found without waiting for the back-off to end everywhere.
+//! found without waiting for the back-off to end everywhere. With active
+//! health checks (`health_interval`), an address that fails its probe is
+//! skipped until a probe passes again.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,8 @@ pub struct Addr {
     pub authority: http::uri::Authority,
     /// Milliseconds since the pool's epoch until which it is skipped (0: up).
     down_until: AtomicU64,
+    /// Failed its last active health check.
+    probe_failed: AtomicBool,
     in_flight: AtomicUsize,
 }
 
@@ -43,7 +47,12 @@ impl Pool {
         Arc::new(Self {
             addrs: addrs
                 .into_iter()
-                .map(|authority| Addr { authority, down_until: AtomicU64::new(0), in_flight: AtomicUsize::new(0) })
+                .map(|authority| Addr {
+                    authority,
+                    down_until: AtomicU64::new(0),
+                    probe_failed: AtomicBool::new(false),
+                    in_flight: AtomicUsize::new(0),
+                })
                 .collect(),
             next: AtomicUsize::new(0),
             balance,
@@ -62,7 +71,23 @@ impl Pool {
     }
 
     fn is_up(&self, i: usize, now: u64) -> bool {
-        self.addrs[i].down_until.load(Ordering::Relaxed) <= now
+        !self.addrs[i].probe_failed.load(Ordering::Relaxed) && self.addrs[i].down_until.load(Ordering::Relaxed) <= now
+    }
+
+    /// Whether address `i` takes requests now.
+    pub fn is_up_now(&self, i: usize) -> bool {
+        i < self.addrs.len() && self.is_up(i, self.now_ms())
+    }
+
+    /// Records the result of an active health check of `i`; returns
+    /// whether that changed its state.
+    pub fn probed(&self, i: usize, passed: bool) -> bool {
+        let Some(a) = self.addrs.get(i) else { return false };
+        let was_failed = a.probe_failed.swap(!passed, Ordering::Relaxed);
+        if passed {
+            a.down_until.store(0, Ordering::Relaxed);
+        }
+        was_failed == passed
     }
 
     /// The address for the next request, not `except` when another exists.
@@ -146,6 +171,21 @@ mod tests {
         assert!(i < 2);
         assert_eq!(p.pick(Some(0)), 1);
         assert_eq!(p.pick(Some(1)), 0);
+    }
+
+    #[test]
+    fn a_failed_probe_takes_the_address_out_until_one_passes() {
+        let p = pool(2, Balance::RoundRobin);
+        assert!(p.probed(0, false));
+        assert!(!p.probed(0, false));
+        assert!(!p.is_up_now(0));
+        assert!((0..4).all(|_| p.pick(None) == 1));
+        p.mark_down(1);
+        assert!(!p.is_up_now(1));
+        assert!(!p.probed(1, true), "its probe state did not change");
+        assert!(p.is_up_now(1), "a passing probe ends the passive back-off");
+        assert!(p.probed(0, true));
+        assert!((0..4).any(|_| p.pick(None) == 0));
     }
 
     #[test]

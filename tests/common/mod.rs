@@ -70,6 +70,20 @@ impl Pki {
         (cp, kp)
     }
 
+    /// Writes a server pair for the DNS `names` as `file.crt` / `file.key`; returns their paths.
+    pub fn write_named(&self, file: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, names.first().copied().unwrap_or(file));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        let cp = self.dir.path().join(format!("{file}.crt"));
+        let kp = self.dir.path().join(format!("{file}.key"));
+        std::fs::write(&cp, cert.pem()).unwrap();
+        std::fs::write(&kp, key.serialize_pem()).unwrap();
+        (cp, kp)
+    }
+
     /// A client certificate: PEM of cert + key (reqwest identity format).
     pub fn client_identity_pem(&self) -> String {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
