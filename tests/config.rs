@@ -90,3 +90,51 @@ fn shipped_configs_pass_check() {
         }
     }
 }
+
+#[test]
+fn includes_merge_under_the_including_file_and_bad_ones_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    w(
+        "base.toml",
+        "deny_unmatched = true\n[limits]\nmax_body = \"1MiB\"\nidle_timeout = \"30s\"\n\
+         [[routes]]\nname = \"base-api\"\npath = \"/api\"\n",
+    );
+    let top = w(
+        "moat.toml",
+        "include = [\"base.toml\"]\n[limits]\nmax_body = \"2MiB\"\n[[routes]]\nname = \"top-api\"\npath = \"/api/v2\"\n",
+    );
+    let (code, out, err) = moat_cmd(&["check", "--config", &top], &[]);
+    assert_eq!(code, 0, "{err}");
+    // The including file's routes come first; the base's settings stay unless overridden.
+    let top_at = out.find("top-api").unwrap();
+    let base_at = out.find("base-api").unwrap();
+    assert!(top_at < base_at, "{out}");
+    assert!(out.contains("deny_unmatched"), "{out}");
+    assert!(out.contains("2MiB") && !out.contains(" 1MiB "), "{out}");
+
+    for (text, want) in [
+        ("include = [\"missing.toml\"]\n", "include[0]: cannot read"),
+        ("include = [\"moat.toml\"]\n", "include[0]: "),
+        ("include = \"base.toml\"\n", "include: must be a list of file paths"),
+    ] {
+        let p = w("moat.toml", text);
+        let (code, _, err) = moat_cmd(&["check", "--config", &p], &[]);
+        assert_ne!(code, 0, "{text}");
+        assert!(err.contains(&format!("{p}: {want}")), "{text}: {err}");
+        assert!(!text.contains("moat.toml") || err.contains("includes itself"), "{err}");
+    }
+    w("broken.toml", "[limits\n");
+    let p = w("moat.toml", "include = [\"broken.toml\"]\n");
+    let (_, _, err) = moat_cmd(&["check", "--config", &p], &[]);
+    assert!(err.contains("include[0]") && err.contains("broken.toml: invalid TOML: line 1"), "{err}");
+    // A key the included file gets wrong is named with its path.
+    w("typo.toml", "[limits]\nmax_bodyy = \"1MiB\"\n");
+    let p = w("moat.toml", "include = [\"typo.toml\"]\n");
+    let (_, _, err) = moat_cmd(&["check", "--config", &p], &[]);
+    assert!(err.contains("limits.max_bodyy: unknown key"), "{err}");
+}

@@ -1,5 +1,5 @@
-//! The shipped presets, config/mineru-api.toml and config/paperless-gpt.toml,
-//! end to end: each file is loaded as it is (include_str!), with only what a
+//! The shipped presets, config/mineru-api.toml and config/paperless-gpt.toml
+//! (and config/paperless-stack.toml, which includes the latter), end to end: each file is loaded as it is (include_str!), with only what a
 //! deployment sets by environment overridden (listen addresses, upstream,
 //! certificate, credential file), in front of a recording upstream.
 
@@ -703,4 +703,105 @@ async fn paperless_config_view_and_url_leak_no_internal_address() {
     let (_, body) =
         status_and_json(c.get(m.url("/api/config")).basic_auth("root", Some(ROOT_PW)).send().await.unwrap()).await;
     assert_eq!(body["LLM_MODEL"], "qwen3:8b", "harmless values pass: {body}");
+}
+
+// ---------------------------------------------------------------- paperless stack (two hosts)
+
+/// An upstream that answers `name` and records what it received.
+async fn named_upstream(name: &'static str) -> Upstream {
+    Upstream::start(handler(move |_, _| async move {
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(full(format!("{{\"app\":\"{name}\"}}")))
+            .unwrap()
+    }))
+    .await
+}
+
+#[tokio::test]
+async fn paperless_stack_serves_paperless_ngx_and_paperless_gpt_on_two_host_names() {
+    init_crypto();
+    let pki = Pki::new();
+    let gpt = named_upstream("gpt").await;
+    let ngx = named_upstream("ngx").await;
+    let (cert, key) = pki.write_named("stack", &["localhost", "paperless.localhost"]);
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("basic-users.toml");
+    std::fs::write(&users, format!("basic = [{{ user = \"alice\", hash = \"{}\", roles = [] }}]\n", phc(ALICE_PW)))
+        .unwrap();
+    // The stack file as shipped, laid under a file that only sets listen
+    // addresses (and includes it, as it includes the paperless-gpt preset).
+    let stack = format!("{}/config/paperless-stack.toml", env!("CARGO_MANIFEST_DIR"));
+    let (gpt_url, ngx_url) = (gpt.url(), ngx.url());
+    let (cert, key, users) = (cert.display().to_string(), key.display().to_string(), users.display().to_string());
+    let m = Moat::start_env(
+        &format!("include = [\"{stack}\"]\n[listen]\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n"),
+        &[
+            ("MOAT_UPSTREAM__URL", gpt_url.as_str()),
+            ("MOAT_UPSTREAMS__PAPERLESS_NGX__URL", ngx_url.as_str()),
+            ("MOAT_TLS__CERT", cert.as_str()),
+            ("MOAT_TLS__KEY", key.as_str()),
+            ("MOAT_AUTH__BASIC_FILE", users.as_str()),
+        ],
+    );
+    let port = m.https.port();
+    let c = pki.builder().resolve("paperless.localhost", ([127, 0, 0, 1], port).into()).build().unwrap();
+    let ngx_at = |p: &str| format!("https://paperless.localhost:{port}{p}");
+    let gpt_at = |p: &str| format!("https://localhost:{port}{p}");
+
+    // paperless-ngx: its own login, so no moat credentials; its API token
+    // reaches it; moat's forwarding headers name the public host.
+    let r =
+        c.get(ngx_at("/api/documents/?page=1")).header("authorization", "Token ngx-api-token").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "{\"app\":\"ngx\"}");
+    let seen = seen_at(&ngx, "/api/documents/");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["authorization"], "Token ngx-api-token");
+    assert_eq!(seen[0].headers["x-forwarded-host"], format!("paperless.localhost:{port}").as_str());
+    assert_eq!(seen[0].headers["x-forwarded-proto"], "https");
+    // A paperless-gpt path on the paperless-ngx host goes to paperless-ngx, never to paperless-gpt.
+    assert_eq!(c.get(ngx_at("/api/settings")).send().await.unwrap().text().await.unwrap(), "{\"app\":\"ngx\"}");
+    assert!(seen_at(&gpt, "/api/settings").is_empty());
+
+    // paperless-gpt on the other name: the preset's basic auth and allowlist.
+    let r = c.get(gpt_at("/api/settings")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    let r = c.get(gpt_at("/api/settings")).basic_auth("alice", Some(ALICE_PW)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "{\"app\":\"gpt\"}");
+    assert_eq!(c.get(gpt_at("/admin/")).basic_auth("alice", Some(ALICE_PW)).send().await.unwrap().status(), 404);
+    assert!(ngx.seen().iter().all(|s| s.uri != "/api/settings" || s.headers.get("authorization").is_none()));
+
+    // Uploads to paperless-ngx are inspected: a jar named .pdf never arrives, a PDF does.
+    let upload = |file: &[u8], name: &str| {
+        let body =
+            form(&[part("title", None, None, b"t"), part("document", Some(name), Some("application/pdf"), file)]);
+        c.post(ngx_at("/api/documents/post_document/"))
+            .header("content-type", form_content_type())
+            .header("authorization", "Token ngx-api-token")
+            .body(body)
+            .send()
+    };
+    assert_eq!(upload(&samples::jar(), "invoice.pdf").await.unwrap().status(), 415);
+    assert!(seen_at(&ngx, "/api/documents/post_document/").iter().all(|s| !s.complete));
+    assert_eq!(upload(&pdf(), "invoice.pdf").await.unwrap().status(), 200);
+    assert!(seen_at(&ngx, "/api/documents/post_document/").iter().any(|s| s.complete));
+
+    // Its login form is throttled per client well below a guessing script.
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = c
+            .post(ngx_at("/accounts/login/"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("login=admin&password=guess")
+            .send()
+            .await;
+        statuses.push(r.unwrap().status().as_u16());
+    }
+    assert!(statuses[..5].iter().all(|&s| s == 200), "{statuses:?}");
+    assert!(statuses[5..].iter().all(|&s| s == 429), "{statuses:?}");
+    // The password typed into paperless-ngx's form is not in moat's log.
+    assert!(!m.log_lines().iter().any(|l| l.contains("guess") || l.contains("ngx-api-token")));
 }

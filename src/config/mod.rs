@@ -35,6 +35,8 @@ pub struct Config {
     pub source: String,
     /// The file, if any (watched for reloads).
     pub path: Option<PathBuf>,
+    /// The files it includes (`include = [...]`), watched like it.
+    pub includes: Vec<PathBuf>,
     /// Allowlist mode: paths outside every route are 404.
     pub deny_unmatched: bool,
     /// Accept path parameters (`;` in a segment); refused (400) when false.
@@ -181,11 +183,12 @@ impl Config {
     }
 
     /// Every file besides the config file whose change is a reload: the
-    /// upstreams' CA bundles and client certificates.
+    /// included files, the upstreams' CA bundles and client certificates.
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::iter::once(&self.upstream)
             .chain(self.upstreams.values())
             .flat_map(|u| u.tls_files.iter().cloned())
+            .chain(self.includes.iter().cloned())
             .collect();
         v.sort();
         v.dedup();
@@ -586,6 +589,9 @@ fn load_text(
         },
     };
 
+    let mut includes = Vec::new();
+    let mut chain: Vec<PathBuf> = path.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.to_path_buf())).collect();
+    expand_includes(&mut table, path, &mut chain, &mut includes, &mut problems);
     apply_env(&mut table, env, &mut problems);
     resolve_files(&mut table, path, &mut problems);
     if !problems.list.is_empty() {
@@ -633,8 +639,90 @@ fn load_text(
     };
     let cfg = validate(raw, source, path.map(Path::to_path_buf), &mut problems);
     match cfg {
-        Some(c) if problems.list.is_empty() => Ok(c),
+        Some(mut c) if problems.list.is_empty() => {
+            c.includes = includes;
+            Ok(c)
+        }
         _ => fail(problems),
+    }
+}
+
+/// Deepest `include` nesting.
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// `include = ["preset.toml", ...]` (paths relative to the including file):
+/// each file, its own includes expanded first, is a base the including
+/// file is laid over. Tables merge key by key (the including file wins),
+/// `[[routes]]` of the including file come first (so they match first),
+/// any other value is replaced. `chain` holds the files being read, to
+/// refuse a cycle; `files` collects every file read.
+fn expand_includes(
+    table: &mut toml::Table,
+    path: Option<&Path>,
+    chain: &mut Vec<PathBuf>,
+    files: &mut Vec<PathBuf>,
+    problems: &mut Problems,
+) {
+    let Some(list) = table.remove("include") else { return };
+    let toml::Value::Array(list) = list else {
+        problems.push("include", "must be a list of file paths");
+        return;
+    };
+    let mut merged = toml::Table::new();
+    for (i, v) in list.iter().enumerate() {
+        let key = format!("include[{i}]");
+        let Some(name) = v.as_str() else {
+            problems.push(key, "must be a file path");
+            continue;
+        };
+        let file = resolve_relative(path, name);
+        let canonical = file.canonicalize().unwrap_or_else(|_| file.clone());
+        if chain.contains(&canonical) {
+            problems.push(key, format!("{} includes itself (directly or through another file)", file.display()));
+            continue;
+        }
+        if chain.len() > MAX_INCLUDE_DEPTH {
+            problems.push(key, format!("includes nest deeper than {MAX_INCLUDE_DEPTH} files"));
+            continue;
+        }
+        let text = match std::fs::read_to_string(&file) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(key, format!("cannot read {}: {}", file.display(), io_reason(&e)));
+                continue;
+            }
+        };
+        let mut t = match text.parse::<toml::Table>() {
+            Ok(t) => t,
+            Err(e) => {
+                let line = e.span().map(|s| text[..s.start].lines().count().max(1)).unwrap_or(1);
+                problems.push(key, format!("{}: invalid TOML: line {line}: {}", file.display(), e.message()));
+                continue;
+            }
+        };
+        chain.push(canonical);
+        expand_includes(&mut t, Some(&file), chain, files, problems);
+        chain.pop();
+        files.push(file);
+        merge_tables(&mut merged, t);
+    }
+    merge_tables(&mut merged, std::mem::take(table));
+    *table = merged;
+}
+
+/// Lays `over` onto `base` (see [`expand_includes`]).
+fn merge_tables(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge_tables(b, o),
+            (Some(toml::Value::Array(b)), toml::Value::Array(mut o)) if k == "routes" => {
+                o.append(b);
+                *b = o;
+            }
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
     }
 }
 

@@ -14,6 +14,11 @@ use super::units::{DurationText, RateText, Scalar, SizeText};
 #[serde(default)]
 #[schemars(deny_unknown_fields)]
 pub struct RawConfig {
+    /// Files this one is laid over (paths relative to this file; e.g. a
+    /// preset): their tables merge key by key with this file winning, and
+    /// this file's `[[routes]]` come before theirs. Relative paths inside
+    /// them are relative to this file.
+    pub include: Option<Vec<String>>,
     /// Allowlist mode: a path outside every route is a 404.
     #[schemars(extend("default" = false))]
     pub deny_unmatched: Option<bool>,

@@ -348,6 +348,7 @@ pub(crate) fn validate(raw: RawConfig, source: String, path: Option<PathBuf>, p:
     Some(Config {
         source,
         path,
+        includes: Vec::new(),
         deny_unmatched: raw.deny_unmatched.unwrap_or(false),
         allow_path_params: raw.allow_path_params.unwrap_or(false),
         listen,
