@@ -302,7 +302,7 @@ impl App {
                         live.push(cfg.default_route.name.clone());
                         let n = sh.limiters.sweep(&live);
                         sh.metrics.ratelimit_keys.set(n as i64);
-                        sh.auth.sweep(cfg.auth.failure_window);
+                        sh.auth.sweep(cfg.auth.failure_window, cfg.auth.forward.as_ref().map(|f| f.cache_ttl));
                     }
                     _ = token.cancelled() => break,
                 }

@@ -83,6 +83,7 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             crate::policy::auth::AuthMode::ApiKey => no_keys,
             crate::policy::auth::AuthMode::Basic => no_users,
             crate::policy::auth::AuthMode::Any => no_keys && no_users,
+            crate::policy::auth::AuthMode::Forward => false,
         })
         .map(|r| r.name.as_str())
         .collect();

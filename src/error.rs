@@ -31,6 +31,8 @@ pub enum Reason {
     AuthFailed,
     /// Too many failed attempts from this client.
     AuthThrottled,
+    /// The forward-auth service gave no usable answer.
+    AuthUnavailable,
     /// Authenticated but lacking a role the route needs.
     Forbidden,
     /// Body over the route's limit.
@@ -73,6 +75,7 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::AuthFailed => "auth_failed",
             Reason::AuthThrottled => "auth_throttled",
+            Reason::AuthUnavailable => "auth_unavailable",
             Reason::Forbidden => "forbidden",
             Reason::BodyTooLarge => "body_too_large",
             Reason::UploadType => "upload_type",
@@ -106,7 +109,7 @@ impl Reason {
             Reason::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reason::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Reason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
-            Reason::Overloaded | Reason::ScanUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Reason::Overloaded | Reason::ScanUnavailable | Reason::AuthUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Reason::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Reason::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -123,6 +126,7 @@ impl Reason {
             Reason::RateLimited => "Rate limit exceeded.",
             Reason::AuthFailed => "Authentication required.",
             Reason::AuthThrottled => "Too many failed authentication attempts; try again later.",
+            Reason::AuthUnavailable => "Sign-in is unavailable; try again later.",
             Reason::Forbidden => "You do not have access to this resource.",
             Reason::BodyTooLarge => "The request body is too large.",
             Reason::UploadType => "The uploaded content type is not allowed.",

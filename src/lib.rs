@@ -9,11 +9,17 @@
 //!       └─ tower stack (stack.rs), outermost first:
 //!           1. request id + per-request context      policy/request_id.rs, ctx.rs
 //!           2. access log + request metrics          policy/access_log.rs, metrics.rs
-//!           3. security headers                      policy/security_headers.rs
+//!           3. security headers, leaky headers out   policy/security_headers.rs
 //!           4. rescue: panics and errors → RFC 9457  policy/rescue.rs, error.rs
+//!           5. request framing (smuggling)           policy/framing.rs
 //!           5. path normalization + route match      policy/route.rs
+//!           6. client IP + IP allow/deny             policy/client_ip.rs
+//!           7. CORS allowlist, preflights            policy/cors.rs
+//!           8. rate limits + in-flight caps          policy/rate_limit/
+//!           9. authentication, roles, forward auth   policy/auth.rs, policy/forward_auth.rs
 //!          10. body limits on the streaming body     policy/body_limit.rs, body.rs
-//!              + upload inspection of the stream     policy/upload.rs, upload/
+//!              + upload inspection of the stream     policy/upload.rs, upload/, scan.rs
+//!          12. error sanitizer (upstream responses)  policy/sanitize.rs, sanitize/
 //!       11+13. upstream timeout + forwarding         proxy/
 //! ```
 //!

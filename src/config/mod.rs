@@ -187,6 +187,7 @@ impl Config {
     pub fn watched_files(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::iter::once(&self.upstream)
             .chain(self.upstreams.values())
+            .chain(self.auth.forward.iter().map(|f| &f.service))
             .flat_map(|u| u.tls_files.iter().cloned())
             .chain(self.includes.iter().cloned())
             .collect();

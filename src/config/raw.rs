@@ -198,12 +198,53 @@ pub struct RawAuth {
     /// Realm in `WWW-Authenticate`.
     pub realm: Option<String>,
     /// Auth of routes that set none.
-    #[schemars(extend("enum" = ["none", "api_key", "basic", "any"]))]
+    #[schemars(extend("enum" = ["none", "api_key", "basic", "any", "forward"]))]
     pub default: Option<String>,
     /// `{ count = 5, per = "1m" }`
     pub max_failures: Option<RawMaxFailures>,
     /// Client IPs tracked for failures at most.
     pub max_tracked_clients: Option<i64>,
+    /// `[auth.forward]`: routes with `auth = "forward"` ask this service
+    /// (Authelia, Authentik, oauth2-proxy) about every request.
+    pub forward: Option<RawForwardAuth>,
+}
+
+/// `[auth.forward]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct RawForwardAuth {
+    /// The auth service's check endpoint, e.g. `http://authelia:9091/api/authz/forward-auth`.
+    pub url: Option<String>,
+    /// Time for the auth service's answer (connect included); past it the request gets 503.
+    #[schemars(with = "Option<DurationText>", extend("default" = "5s"))]
+    pub timeout: Option<Scalar>,
+    /// Client request headers sent to the auth service besides `Cookie` and `Authorization`.
+    pub copy_request_headers: Option<Vec<String>>,
+    /// Headers of the auth service's 2xx answer copied to the upstream request
+    /// (a client-sent copy of each is removed first).
+    pub copy_response_headers: Option<Vec<String>>,
+    /// The answer's header naming the user (logs, rate-limit keys); "" for none.
+    #[schemars(extend("default" = "Remote-User"))]
+    pub user_header: Option<String>,
+    /// The answer's header listing the user's groups (comma-separated): the identity's roles; "" for none.
+    #[schemars(extend("default" = "Remote-Groups"))]
+    pub roles_header: Option<String>,
+    /// How long a positive answer is reused for the same credentials, host and route ("0s": ask every time).
+    #[schemars(with = "Option<DurationText>", extend("default" = "0s"))]
+    pub cache_ttl: Option<Scalar>,
+    /// Positive answers cached at most.
+    pub cache_max: Option<i64>,
+    /// https: PEM bundle of the CAs the auth service's certificate must chain to.
+    pub ca: Option<String>,
+    /// https: SNI and verification name (default: the URL's host).
+    pub server_name: Option<String>,
+    /// https: client certificate chain (PEM) presented to the auth service.
+    pub client_cert: Option<String>,
+    /// https: the client certificate's private key (PEM).
+    pub client_key: Option<String>,
+    /// https: lowest TLS version, "1.2" or "1.3".
+    pub min_version: Option<String>,
 }
 
 /// One API key.
@@ -488,7 +529,7 @@ pub struct RawRoute {
     /// This route's CORS policy.
     pub cors: Option<RawCors>,
     /// `none`, `api_key`, `basic` or `any`.
-    #[schemars(extend("enum" = ["none", "api_key", "basic", "any"]))]
+    #[schemars(extend("enum" = ["none", "api_key", "basic", "any", "forward"]))]
     pub auth: Option<String>,
     /// Roles the identity needs (one of).
     pub roles: Option<Vec<String>>,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use http::Method;
 
 use super::raw::{
-    RawApiKey, RawAuth, RawBasic, RawConfig, RawCors, RawCredentialFile, RawRoute, RawRule, RawRuleOrOff, RawScan,
-    RawSecurityHeaders, RawUpload, RawUpstream,
+    RawApiKey, RawAuth, RawBasic, RawConfig, RawCors, RawCredentialFile, RawForwardAuth, RawRoute, RawRule,
+    RawRuleOrOff, RawScan, RawSecurityHeaders, RawUpload, RawUpstream,
 };
 use super::units::{self, Scalar};
 use super::{Config, HostRule, Limits, Listen, PathPattern, Problems, Route, Tls, TlsVersion, Upstream};
@@ -790,6 +790,10 @@ fn unsafe_routes(p: &mut Problems, raw: &[RawRoute], routes: &[Arc<Route>], auth
     let index = |name: &str| raw.iter().position(|r| r.name.as_deref() == Some(name)).unwrap_or(0);
     for (n, r) in routes.iter().enumerate() {
         let i = index(&r.name);
+        if r.auth.unwrap_or(auth.default) == AuthMode::Forward && auth.forward.is_none() {
+            let key = if r.auth.is_some() { format!("routes[{i}].auth") } else { "auth.default".to_string() };
+            p.push(key, format!("route \"{}\" uses forward auth but [auth.forward] has no url", r.name));
+        }
         if r.roles.is_some() && r.auth.unwrap_or(auth.default) == AuthMode::None {
             p.push(
                 format!("routes[{i}].roles"),
@@ -1030,8 +1034,9 @@ fn auth_mode(p: &mut Problems, key: &str, m: &str) -> Option<AuthMode> {
         "api_key" => Some(AuthMode::ApiKey),
         "basic" => Some(AuthMode::Basic),
         "any" => Some(AuthMode::Any),
+        "forward" => Some(AuthMode::Forward),
         other => {
-            p.push(key, format!("\"{other}\": use \"none\", \"api_key\", \"basic\" or \"any\""));
+            p.push(key, format!("\"{other}\": use \"none\", \"api_key\", \"basic\", \"any\" or \"forward\""));
             None
         }
     }
@@ -1123,7 +1128,9 @@ fn auth(p: &mut Problems, raw: &RawAuth, base: Option<&Path>) -> AuthConfig {
         }
     }
     let mf = raw.max_failures.clone().unwrap_or_default();
+    let forward = raw.forward.as_ref().and_then(|f| forward_auth(p, f, base)).map(Arc::new);
     AuthConfig {
+        forward,
         api_keys: keys,
         basic: users,
         realm: raw.realm.clone().unwrap_or(d.realm),
@@ -1139,4 +1146,117 @@ fn auth(p: &mut Problems, raw: &RawAuth, base: Option<&Path>) -> AuthConfig {
             10_000_000,
         ) as usize,
     }
+}
+
+/// `[auth.forward]`: the check URL becomes an upstream of its own (its
+/// client, TLS settings and address), its path and query are kept aside.
+fn forward_auth(
+    p: &mut Problems,
+    raw: &RawForwardAuth,
+    base: Option<&Path>,
+) -> Option<crate::policy::forward_auth::ForwardAuthConfig> {
+    use crate::policy::forward_auth::{ForwardAuthConfig, DEFAULT_REQUEST_HEADERS, DEFAULT_RESPONSE_HEADERS};
+    let Some(url) = raw.url.as_deref() else {
+        p.push(
+            "auth.forward.url",
+            "missing: the auth service's check endpoint, e.g. http://authelia:9091/api/authz/forward-auth",
+        );
+        return None;
+    };
+    let parsed = match url::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
+        _ => {
+            p.push("auth.forward.url", format!("\"{url}\": use http://HOST:PORT/path or https://HOST:PORT/path"));
+            return None;
+        }
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() || parsed.fragment().is_some() {
+        p.push("auth.forward.url", "no user, password or #fragment in the URL");
+        return None;
+    }
+    let mut path_and_query = parsed.path().to_string();
+    if let Some(q) = parsed.query() {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    let as_upstream = RawUpstream {
+        url: Some(parsed.origin().ascii_serialization()),
+        ca: raw.ca.clone(),
+        server_name: raw.server_name.clone(),
+        client_cert: raw.client_cert.clone(),
+        client_key: raw.client_key.clone(),
+        min_version: raw.min_version.clone(),
+        ..RawUpstream::default()
+    };
+    let timeout = dur(p, "auth.forward.timeout", &raw.timeout, Duration::from_secs(5));
+    if timeout.is_zero() {
+        p.push("auth.forward.timeout", "must be more than 0s");
+    }
+    let service = upstream_section(p, "auth.forward", "auth-forward", &as_upstream, base, true);
+    let service = Arc::new(service);
+    let names = |p: &mut Problems, key: &str, v: &Option<Vec<String>>, default: &[&str]| -> Vec<http::HeaderName> {
+        let list: Vec<String> = match v {
+            Some(v) => v.clone(),
+            None => default.iter().map(|s| s.to_string()).collect(),
+        };
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, h)| match http::HeaderName::from_bytes(h.trim().to_ascii_lowercase().as_bytes()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    p.push(format!("{key}[{i}]"), format!("\"{h}\" is not a header name"));
+                    None
+                }
+            })
+            .collect()
+    };
+    let copy_request_headers =
+        names(p, "auth.forward.copy_request_headers", &raw.copy_request_headers, DEFAULT_REQUEST_HEADERS);
+    let copy_response_headers =
+        names(p, "auth.forward.copy_response_headers", &raw.copy_response_headers, DEFAULT_RESPONSE_HEADERS);
+    for (i, h) in copy_response_headers.iter().enumerate() {
+        if matches!(
+            h.as_str(),
+            "host"
+                | "content-length"
+                | "transfer-encoding"
+                | "connection"
+                | "te"
+                | "upgrade"
+                | "cookie"
+                | "authorization"
+        ) {
+            p.push(
+                format!("auth.forward.copy_response_headers[{i}]"),
+                format!("\"{h}\" cannot be set from the auth service's answer"),
+            );
+        }
+    }
+    let one = |p: &mut Problems, key: &str, v: &Option<String>, default: &str| -> Option<http::HeaderName> {
+        let v = v.as_deref().unwrap_or(default).trim();
+        if v.is_empty() {
+            return None;
+        }
+        match http::HeaderName::from_bytes(v.to_ascii_lowercase().as_bytes()) {
+            Ok(n) => Some(n),
+            Err(_) => {
+                p.push(key, format!("\"{v}\" is not a header name"));
+                None
+            }
+        }
+    };
+    let user_header = one(p, "auth.forward.user_header", &raw.user_header, "remote-user");
+    let roles_header = one(p, "auth.forward.roles_header", &raw.roles_header, "remote-groups");
+    Some(ForwardAuthConfig {
+        url: url.to_string(),
+        service,
+        path_and_query,
+        timeout,
+        copy_request_headers,
+        copy_response_headers,
+        user_header,
+        roles_header,
+        cache_ttl: dur(p, "auth.forward.cache_ttl", &raw.cache_ttl, Duration::ZERO),
+        cache_max: count(p, "auth.forward.cache_max", raw.cache_max, 10_000, 1, 10_000_000) as usize,
+    })
 }

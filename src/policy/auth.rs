@@ -47,6 +47,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
+use super::forward_auth::{self, Decision, ForwardAuthConfig, ForwardCache};
 use super::{reject, Policy, Verdict};
 use crate::body::Body;
 use crate::ctx::Ctx;
@@ -65,6 +66,8 @@ pub enum AuthMode {
     Basic,
     /// Either.
     Any,
+    /// The `[auth.forward]` service decides.
+    Forward,
 }
 
 impl AuthMode {
@@ -75,6 +78,7 @@ impl AuthMode {
             AuthMode::ApiKey => "api_key",
             AuthMode::Basic => "basic",
             AuthMode::Any => "any",
+            AuthMode::Forward => "forward",
         }
     }
 }
@@ -102,7 +106,7 @@ pub struct BasicUser {
 }
 
 /// `[auth]`
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AuthConfig {
     /// API keys.
     pub api_keys: Vec<ApiKey>,
@@ -118,6 +122,8 @@ pub struct AuthConfig {
     pub failure_window: Duration,
     /// Client IPs tracked for failures at most.
     pub max_tracked_clients: usize,
+    /// `[auth.forward]`, when set.
+    pub forward: Option<Arc<ForwardAuthConfig>>,
 }
 
 impl Default for AuthConfig {
@@ -130,6 +136,7 @@ impl Default for AuthConfig {
             max_failures: 5,
             failure_window: Duration::from_secs(60),
             max_tracked_clients: 100_000,
+            forward: None,
         }
     }
 }
@@ -211,6 +218,7 @@ pub struct AuthState {
     verified: DashMap<[u8; 32], (Identity, Instant)>,
     verify_slots: Arc<Semaphore>,
     failures: DashMap<IpAddr, (u32, Instant)>,
+    forward: ForwardCache,
 }
 
 /// Verified basic credentials are remembered this long.
@@ -229,6 +237,7 @@ impl Default for AuthState {
             verified: DashMap::new(),
             verify_slots: Arc::new(Semaphore::new(slots)),
             failures: DashMap::new(),
+            forward: ForwardCache::new(Sha256::digest(secret).into()),
         }
     }
 }
@@ -350,10 +359,13 @@ impl AuthState {
     }
 
     /// Drops expired failure windows and cache entries; returns the failure entries kept.
-    pub fn sweep(&self, window: Duration) -> usize {
+    pub fn sweep(&self, window: Duration, forward_ttl: Option<Duration>) -> usize {
         self.failures.retain(|_, v| v.1.elapsed() < window);
         self.failures.shrink_to_fit();
         self.verified.retain(|_, v| v.1.elapsed() < CACHE_TTL);
+        if let Some(f) = forward_ttl {
+            self.forward.sweep(f);
+        }
         self.failures.len()
     }
 
@@ -380,7 +392,7 @@ fn challenge(mode: AuthMode, realm: &str) -> Option<HeaderValue> {
     let v = match mode {
         AuthMode::Basic | AuthMode::Any => format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
         AuthMode::ApiKey => format!("Bearer realm=\"{realm}\""),
-        AuthMode::None => return None,
+        AuthMode::None | AuthMode::Forward => return None,
     };
     HeaderValue::from_str(&v).ok()
 }
@@ -401,6 +413,55 @@ fn throttled_response(ctx: &Ctx, wait: Duration, route: &str, ip: IpAddr) -> Ver
     let Verdict::Respond(mut res) = reject(Reason::AuthThrottled, ctx) else { return Verdict::Pass };
     res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     Verdict::Respond(res)
+}
+
+/// `auth = "forward"`: the `[auth.forward]` service decides (see [`forward_auth`]).
+async fn forwarded(
+    state: &AuthState,
+    req: &mut Request<Body>,
+    ctx: &Arc<Ctx>,
+    route: &crate::config::Route,
+) -> Verdict {
+    let Some(cfg) = ctx.config.auth.forward.clone() else {
+        // Validation refuses a forward route without [auth.forward]; never allow by default.
+        return reject(Reason::AuthUnavailable, ctx);
+    };
+    forward_auth::strip_claims(&cfg, req);
+    let decision = match forward_auth::prepare(&cfg, &state.forward, req, ctx) {
+        Ok(hit) => Decision::Allow(hit),
+        Err(question) => forward_auth::decide(&cfg, &state.forward, question).await,
+    };
+    let allowed = match decision {
+        Decision::Allow(a) => a,
+        Decision::Refuse(res) => {
+            tracing::warn!(
+                request_id = %ctx.id,
+                client_ip = %ctx.client_ip(),
+                route = %route.name,
+                status = res.status().as_u16(),
+                "forward auth refused the request"
+            );
+            return Verdict::Respond(res);
+        }
+        Decision::Unavailable(cause) => {
+            tracing::warn!(request_id = %ctx.id, route = %route.name, cause = %cause, "forward auth unavailable");
+            return reject(Reason::AuthUnavailable, ctx);
+        }
+    };
+    if let Some(user) = &allowed.user {
+        let _ = ctx.user.set(user.clone());
+    }
+    if let Some(needed) = &route.roles {
+        if !needed.iter().any(|r| allowed.roles.contains(r)) {
+            tracing::warn!(request_id = %ctx.id, client_ip = %ctx.client_ip(), route = %route.name, user = allowed.user.as_deref(), "authenticated identity lacks the route's role");
+            return reject(Reason::Forbidden, ctx);
+        }
+    }
+    forward_auth::apply(&allowed, req);
+    if !route.forward_credentials {
+        strip_credentials(req);
+    }
+    Verdict::Pass
 }
 
 impl Policy for Auth {
@@ -429,6 +490,9 @@ impl Policy for Auth {
         }
         let state = &self.shared.auth;
         let ip = ctx.client_ip();
+        if mode == AuthMode::Forward {
+            return forwarded(state, req, ctx, &route).await;
+        }
         let key = client_key(ip, ctx.config.rate_limit.ipv6_prefix);
         let creds = presented(req);
         if creds.is_none() {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod body_limit;
 pub mod client_ip;
 pub mod cors;
+pub mod forward_auth;
 pub mod framing;
 pub mod rate_limit;
 pub mod request_id;
