@@ -84,6 +84,9 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             crate::policy::auth::AuthMode::Basic => no_users,
             crate::policy::auth::AuthMode::Any => no_keys && no_users,
             crate::policy::auth::AuthMode::Forward => false,
+            crate::policy::auth::AuthMode::Session => {
+                no_users && cfg.auth.session.as_ref().is_some_and(|s| s.backend_is_local())
+            }
         })
         .map(|r| r.name.as_str())
         .collect();

@@ -30,6 +30,8 @@ pub enum Command {
     },
     /// Read a password on stdin and print an argon2id hash for `[auth] basic`.
     HashPassword,
+    /// Print a new random key for `[auth.session] keys_file` (one line).
+    SessionKey,
     /// Probe the admin listener's /healthz; exit 0 when healthy, 1 otherwise.
     Health {
         /// Admin listener address.

@@ -57,6 +57,8 @@ pub struct Ctx {
     pub trusted_peer: bool,
     /// The `Origin` is allowed by the route's CORS policy (decided once, by the CORS layer).
     pub cors_allowed: OnceLock<bool>,
+    /// A re-sealed session cookie for the response (`auth = "session"`).
+    pub session_cookie: OnceLock<http::HeaderValue>,
 }
 
 impl Ctx {
@@ -76,6 +78,7 @@ impl Ctx {
             prefers_html: false,
             trusted_peer: false,
             cors_allowed: OnceLock::new(),
+            session_cookie: OnceLock::new(),
             origin: None,
             host: None,
             ratelimit: OnceLock::new(),

@@ -195,6 +195,11 @@ impl ProxyError {
     }
 }
 
+/// Marks an HTML page moat serves itself (the sign-in page): it keeps its
+/// own `Content-Security-Policy` instead of the route's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MoatPage;
+
 /// Marks a response moat wrote itself, with its reason (read by the access
 /// log and metrics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

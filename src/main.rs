@@ -30,6 +30,16 @@ fn main() -> ExitCode {
         },
         Command::Run { config } => run(config),
         Command::HashPassword => hash_password(),
+        Command::SessionKey => match moat::policy::session::new_key_text() {
+            Ok(k) => {
+                println!("{k}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("moat: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Health { admin } => health(&admin),
         Command::Schema => schema(),
         Command::Completions { shell } => {

@@ -244,6 +244,9 @@ fn forward_auth_config_mistakes_are_named() {
         std::fs::write(&p, text).unwrap();
         moat_cmd(&["check", "--config", p.to_str().unwrap()], &[])
     };
+    let (code, _, err) = check("[auth]\ndefault = \"forward\"\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("auth.default") && err.contains("[auth.forward]"), "{err}");
     let (code, _, err) = check("[[routes]]\nname = \"a\"\npath = \"/a\"\nauth = \"forward\"\n");
     assert_ne!(code, 0);
     assert!(err.contains("routes[0].auth") && err.contains("[auth.forward]"), "{err}");

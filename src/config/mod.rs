@@ -188,8 +188,13 @@ impl Config {
         let mut v: Vec<PathBuf> = std::iter::once(&self.upstream)
             .chain(self.upstreams.values())
             .chain(self.auth.forward.iter().map(|f| &f.service))
+            .chain(self.auth.session.iter().filter_map(|s| match &s.backend {
+                crate::policy::session::Backend::Paperless(p) => Some(&p.service),
+                crate::policy::session::Backend::Local => None,
+            }))
             .flat_map(|u| u.tls_files.iter().cloned())
             .chain(self.includes.iter().cloned())
+            .chain(self.auth.session.iter().map(|s| s.keys_file.clone()))
             .collect();
         v.sort();
         v.dedup();

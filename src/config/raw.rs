@@ -198,7 +198,7 @@ pub struct RawAuth {
     /// Realm in `WWW-Authenticate`.
     pub realm: Option<String>,
     /// Auth of routes that set none.
-    #[schemars(extend("enum" = ["none", "api_key", "basic", "any", "forward"]))]
+    #[schemars(extend("enum" = ["none", "api_key", "basic", "any", "forward", "session"]))]
     pub default: Option<String>,
     /// `{ count = 5, per = "1m" }`
     pub max_failures: Option<RawMaxFailures>,
@@ -207,6 +207,58 @@ pub struct RawAuth {
     /// `[auth.forward]`: routes with `auth = "forward"` ask this service
     /// (Authelia, Authentik, oauth2-proxy) about every request.
     pub forward: Option<RawForwardAuth>,
+    /// `[auth.session]`: routes with `auth = "session"` need a sign-in on moat's own page.
+    pub session: Option<RawSession>,
+    /// `[auth.paperless]`: paperless-ngx as the sign-in backend of `[auth.session]`.
+    pub paperless: Option<RawPaperless>,
+}
+
+/// `[auth.session]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct RawSession {
+    /// A file of session keys, one per line (`moat session-key`): the first seals, all open.
+    pub keys_file: Option<String>,
+    /// A session unused this long ends.
+    #[schemars(with = "Option<DurationText>", extend("default" = "1h"))]
+    pub idle_timeout: Option<Scalar>,
+    /// A session ends this long after sign-in.
+    #[schemars(with = "Option<DurationText>", extend("default" = "12h"))]
+    pub lifetime: Option<Scalar>,
+    /// The sign-in page.
+    #[schemars(extend("default" = "/.moat/login"))]
+    pub login_path: Option<String>,
+    /// The sign-out page.
+    #[schemars(extend("default" = "/.moat/logout"))]
+    pub logout_path: Option<String>,
+    /// Who checks the password: "local" (the [auth] basic users) or "paperless" ([auth.paperless]).
+    #[schemars(extend("default" = "local", "enum" = ["local", "paperless"]))]
+    pub backend: Option<String>,
+}
+
+/// `[auth.paperless]`
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct RawPaperless {
+    /// paperless-ngx's base URL, e.g. `http://paperless-ngx:8000`.
+    pub url: Option<String>,
+    /// Only members of this paperless group may sign in (its name).
+    pub group: Option<String>,
+    /// Time for paperless-ngx's answers.
+    #[schemars(with = "Option<DurationText>", extend("default" = "10s"))]
+    pub timeout: Option<Scalar>,
+    /// https: PEM bundle of the CAs paperless-ngx's certificate must chain to.
+    pub ca: Option<String>,
+    /// https: SNI and verification name (default: the URL's host).
+    pub server_name: Option<String>,
+    /// https: client certificate chain (PEM).
+    pub client_cert: Option<String>,
+    /// https: the client certificate's private key (PEM).
+    pub client_key: Option<String>,
+    /// https: lowest TLS version, "1.2" or "1.3".
+    pub min_version: Option<String>,
 }
 
 /// `[auth.forward]`
@@ -529,7 +581,7 @@ pub struct RawRoute {
     /// This route's CORS policy.
     pub cors: Option<RawCors>,
     /// `none`, `api_key`, `basic` or `any`.
-    #[schemars(extend("enum" = ["none", "api_key", "basic", "any", "forward"]))]
+    #[schemars(extend("enum" = ["none", "api_key", "basic", "any", "forward", "session"]))]
     pub auth: Option<String>,
     /// Roles the identity needs (one of).
     pub roles: Option<Vec<String>>,

@@ -10,8 +10,8 @@ use std::time::Duration;
 use http::Method;
 
 use super::raw::{
-    RawApiKey, RawAuth, RawBasic, RawConfig, RawCors, RawCredentialFile, RawForwardAuth, RawRoute, RawRule,
-    RawRuleOrOff, RawScan, RawSecurityHeaders, RawUpload, RawUpstream,
+    RawApiKey, RawAuth, RawBasic, RawConfig, RawCors, RawCredentialFile, RawForwardAuth, RawPaperless, RawRoute,
+    RawRule, RawRuleOrOff, RawScan, RawSecurityHeaders, RawUpload, RawUpstream,
 };
 use super::units::{self, Scalar};
 use super::{Config, HostRule, Limits, Listen, PathPattern, Problems, Route, Tls, TlsVersion, Upstream};
@@ -790,9 +790,17 @@ fn unsafe_routes(p: &mut Problems, raw: &[RawRoute], routes: &[Arc<Route>], auth
     let index = |name: &str| raw.iter().position(|r| r.name.as_deref() == Some(name)).unwrap_or(0);
     for (n, r) in routes.iter().enumerate() {
         let i = index(&r.name);
-        if r.auth.unwrap_or(auth.default) == AuthMode::Forward && auth.forward.is_none() {
-            let key = if r.auth.is_some() { format!("routes[{i}].auth") } else { "auth.default".to_string() };
-            p.push(key, format!("route \"{}\" uses forward auth but [auth.forward] has no url", r.name));
+        if r.auth == Some(AuthMode::Forward) && auth.forward.is_none() {
+            p.push(
+                format!("routes[{i}].auth"),
+                format!("route \"{}\" uses forward auth but [auth.forward] has no url", r.name),
+            );
+        }
+        if r.auth == Some(AuthMode::Session) && auth.session.is_none() {
+            p.push(
+                format!("routes[{i}].auth"),
+                format!("route \"{}\" uses sign-in sessions but there is no [auth.session]", r.name),
+            );
         }
         if r.roles.is_some() && r.auth.unwrap_or(auth.default) == AuthMode::None {
             p.push(
@@ -1035,8 +1043,12 @@ fn auth_mode(p: &mut Problems, key: &str, m: &str) -> Option<AuthMode> {
         "basic" => Some(AuthMode::Basic),
         "any" => Some(AuthMode::Any),
         "forward" => Some(AuthMode::Forward),
+        "session" => Some(AuthMode::Session),
         other => {
-            p.push(key, format!("\"{other}\": use \"none\", \"api_key\", \"basic\", \"any\" or \"forward\""));
+            p.push(
+                key,
+                format!("\"{other}\": use \"none\", \"api_key\", \"basic\", \"any\", \"forward\" or \"session\""),
+            );
             None
         }
     }
@@ -1129,12 +1141,22 @@ fn auth(p: &mut Problems, raw: &RawAuth, base: Option<&Path>) -> AuthConfig {
     }
     let mf = raw.max_failures.clone().unwrap_or_default();
     let forward = raw.forward.as_ref().and_then(|f| forward_auth(p, f, base)).map(Arc::new);
+    let paperless = raw.paperless.as_ref().and_then(|r| paperless(p, r, base)).map(Arc::new);
+    let session = raw.session.as_ref().and_then(|s| session(p, s, base, paperless)).map(Arc::new);
+    let default = raw.default.as_deref().and_then(|m| auth_mode(p, "auth.default", m)).unwrap_or(d.default);
+    if default == AuthMode::Forward && forward.is_none() && raw.forward.is_none() {
+        p.push("auth.default", "\"forward\" needs [auth.forward] with the auth service's url");
+    }
+    if default == AuthMode::Session && session.is_none() && raw.session.is_none() {
+        p.push("auth.default", "\"session\" needs [auth.session] (keys_file, backend)");
+    }
     AuthConfig {
+        default,
         forward,
+        session,
         api_keys: keys,
         basic: users,
         realm: raw.realm.clone().unwrap_or(d.realm),
-        default: raw.default.as_deref().and_then(|m| auth_mode(p, "auth.default", m)).unwrap_or(d.default),
         max_failures: count(p, "auth.max_failures.count", mf.count, d.max_failures as u64, 1, 1_000_000) as u32,
         failure_window: dur(p, "auth.max_failures.per", &mf.per, d.failure_window),
         max_tracked_clients: count(
@@ -1259,4 +1281,104 @@ fn forward_auth(
         cache_ttl: dur(p, "auth.forward.cache_ttl", &raw.cache_ttl, Duration::ZERO),
         cache_max: count(p, "auth.forward.cache_max", raw.cache_max, 10_000, 1, 10_000_000) as usize,
     })
+}
+
+/// `[auth.paperless]`: paperless-ngx as an upstream of its own.
+fn paperless(
+    p: &mut Problems,
+    raw: &RawPaperless,
+    base: Option<&Path>,
+) -> Option<crate::policy::session::PaperlessConfig> {
+    let Some(url) = raw.url.as_deref() else {
+        p.push("auth.paperless.url", "missing: paperless-ngx's base URL, e.g. http://paperless-ngx:8000");
+        return None;
+    };
+    if url.starts_with("unix:") {
+        p.push("auth.paperless.url", "use http://HOST:PORT or https://HOST:PORT");
+        return None;
+    }
+    let as_upstream = RawUpstream {
+        url: Some(url.to_string()),
+        ca: raw.ca.clone(),
+        server_name: raw.server_name.clone(),
+        client_cert: raw.client_cert.clone(),
+        client_key: raw.client_key.clone(),
+        min_version: raw.min_version.clone(),
+        ..RawUpstream::default()
+    };
+    let service = Arc::new(upstream_section(p, "auth.paperless", "auth-paperless", &as_upstream, base, true));
+    let timeout = dur(p, "auth.paperless.timeout", &raw.timeout, Duration::from_secs(10));
+    if timeout.is_zero() {
+        p.push("auth.paperless.timeout", "must be more than 0s");
+    }
+    let group = raw.group.as_deref().map(str::trim).filter(|g| !g.is_empty()).map(str::to_string);
+    Some(crate::policy::session::PaperlessConfig { service, group, timeout })
+}
+
+/// `[auth.session]`: the keys are read now, so a missing or bad key file fails at start.
+fn session(
+    p: &mut Problems,
+    raw: &super::raw::RawSession,
+    base: Option<&Path>,
+    paperless: Option<Arc<crate::policy::session::PaperlessConfig>>,
+) -> Option<crate::policy::session::SessionConfig> {
+    use crate::policy::session::{parse_keys, Backend, SessionConfig};
+    let backend = match raw.backend.as_deref() {
+        None | Some("local") => Backend::Local,
+        Some("paperless") => match paperless {
+            Some(pc) => Backend::Paperless(pc),
+            None => {
+                p.push("auth.session.backend", "\"paperless\" needs [auth.paperless] url");
+                Backend::Local
+            }
+        },
+        Some(b) => {
+            p.push("auth.session.backend", format!("\"{b}\": use \"local\" or \"paperless\""));
+            Backend::Local
+        }
+    };
+    let path_of = |p: &mut Problems, key: &str, v: &Option<String>, default: &str| -> String {
+        let v = v.as_deref().unwrap_or(default);
+        if !v.starts_with('/') || v.contains(['?', '#', ' ']) || v.parse::<http::uri::PathAndQuery>().is_err() {
+            p.push(key, format!("\"{v}\" must be a path starting with / (no query)"));
+        }
+        v.to_string()
+    };
+    let login_path = path_of(p, "auth.session.login_path", &raw.login_path, "/.moat/login");
+    let logout_path = path_of(p, "auth.session.logout_path", &raw.logout_path, "/.moat/logout");
+    if login_path == logout_path {
+        p.push("auth.session.logout_path", "must differ from login_path");
+    }
+    let idle_timeout = dur(p, "auth.session.idle_timeout", &raw.idle_timeout, Duration::from_secs(3600));
+    let lifetime = dur(p, "auth.session.lifetime", &raw.lifetime, Duration::from_secs(12 * 3600));
+    if idle_timeout < Duration::from_secs(1) {
+        p.push("auth.session.idle_timeout", "must be at least 1s");
+    }
+    if lifetime < idle_timeout {
+        p.push("auth.session.lifetime", "must be at least idle_timeout");
+    }
+    let Some(file) = raw.keys_file.as_deref() else {
+        p.push("auth.session.keys_file", "missing: a file with one key per line (make one with `moat session-key`)");
+        return None;
+    };
+    let keys_file = super::resolve_relative(base, file);
+    let text = match std::fs::read_to_string(&keys_file) {
+        Ok(t) => t,
+        Err(e) => {
+            p.push("auth.session.keys_file", format!("{}: cannot read: {e}", keys_file.display()));
+            return None;
+        }
+    };
+    let keys = match parse_keys(&text) {
+        Ok(k) => k,
+        Err((0, why)) => {
+            p.push("auth.session.keys_file", format!("{}: {why}", keys_file.display()));
+            return None;
+        }
+        Err((line, why)) => {
+            p.push("auth.session.keys_file", format!("{}: line {line}: {why}", keys_file.display()));
+            return None;
+        }
+    };
+    Some(SessionConfig { keys, keys_file, idle_timeout, lifetime, login_path, logout_path, backend })
 }

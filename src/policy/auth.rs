@@ -48,6 +48,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
 use super::forward_auth::{self, Decision, ForwardAuthConfig, ForwardCache};
+use super::session::{self, SessionConfig};
 use super::{reject, Policy, Verdict};
 use crate::body::Body;
 use crate::ctx::Ctx;
@@ -68,6 +69,8 @@ pub enum AuthMode {
     Any,
     /// The `[auth.forward]` service decides.
     Forward,
+    /// A `[auth.session]` sign-in session.
+    Session,
 }
 
 impl AuthMode {
@@ -79,6 +82,7 @@ impl AuthMode {
             AuthMode::Basic => "basic",
             AuthMode::Any => "any",
             AuthMode::Forward => "forward",
+            AuthMode::Session => "session",
         }
     }
 }
@@ -124,6 +128,8 @@ pub struct AuthConfig {
     pub max_tracked_clients: usize,
     /// `[auth.forward]`, when set.
     pub forward: Option<Arc<ForwardAuthConfig>>,
+    /// `[auth.session]`, when set.
+    pub session: Option<Arc<SessionConfig>>,
 }
 
 impl Default for AuthConfig {
@@ -137,6 +143,7 @@ impl Default for AuthConfig {
             failure_window: Duration::from_secs(60),
             max_tracked_clients: 100_000,
             forward: None,
+            session: None,
         }
     }
 }
@@ -260,7 +267,7 @@ impl AuthState {
     }
 
     /// Basic credentials: cache, else argon2 on the blocking pool.
-    async fn verify_basic(&self, cfg: &AuthConfig, user: &str, pass: &str) -> Option<Identity> {
+    pub(crate) async fn verify_basic(&self, cfg: &AuthConfig, user: &str, pass: &str) -> Option<Identity> {
         let entry = cfg.basic.iter().find(|b| bool::from(b.user.as_bytes().ct_eq(user.as_bytes())));
         let hash = entry.map(|e| e.hash.clone()).unwrap_or_else(|| DUMMY_HASH.clone());
         let key = self.cache_key(user, pass, &hash);
@@ -321,7 +328,7 @@ impl AuthState {
 
     /// Counts an attempt before it is verified: `Err(wait)` when the client
     /// has no attempts left in its window.
-    fn begin_attempt(&self, key: IpAddr, cfg: &AuthConfig) -> Result<(), Duration> {
+    pub(crate) fn begin_attempt(&self, key: IpAddr, cfg: &AuthConfig) -> Result<(), Duration> {
         if !self.failures.contains_key(&key) && self.failures.len() >= cfg.max_tracked_clients {
             self.evict(cfg);
         }
@@ -337,7 +344,7 @@ impl AuthState {
     }
 
     /// Gives back an attempt that succeeded.
-    fn end_attempt_ok(&self, key: IpAddr) {
+    pub(crate) fn end_attempt_ok(&self, key: IpAddr) {
         if let Some(mut e) = self.failures.get_mut(&key) {
             e.0 = e.0.saturating_sub(1);
         }
@@ -392,7 +399,7 @@ fn challenge(mode: AuthMode, realm: &str) -> Option<HeaderValue> {
     let v = match mode {
         AuthMode::Basic | AuthMode::Any => format!("Basic realm=\"{realm}\", charset=\"UTF-8\""),
         AuthMode::ApiKey => format!("Bearer realm=\"{realm}\""),
-        AuthMode::None | AuthMode::Forward => return None,
+        AuthMode::None | AuthMode::Forward | AuthMode::Session => return None,
     };
     HeaderValue::from_str(&v).ok()
 }
@@ -465,11 +472,20 @@ async fn forwarded(
 }
 
 impl Policy for Auth {
+    fn response(&self, res: &mut http::Response<Body>, ctx: &Arc<Ctx>) {
+        if let Some(v) = ctx.session_cookie.get() {
+            res.headers_mut().append(header::SET_COOKIE, v.clone());
+        }
+    }
+
     fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
         // A route without authentication is decided at once; the others may
         // verify a password (argon2 off the runtime) in `request`.
         let route = ctx.route();
         if route.auth.unwrap_or(ctx.config.auth.default) != AuthMode::None {
+            return None;
+        }
+        if ctx.config.auth.session.as_ref().is_some_and(|s| session::is_own_page(s, req.uri().path())) {
             return None;
         }
         if !route.forward_credentials {
@@ -481,6 +497,9 @@ impl Policy for Auth {
     async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let route = ctx.route().clone();
         let cfg = &ctx.config.auth;
+        if let Some(s) = cfg.session.as_ref().filter(|s| session::is_own_page(s, req.uri().path())) {
+            return session::serve(&self.shared.auth, s, req, ctx).await;
+        }
         let mode = route.auth.unwrap_or(cfg.default);
         if mode == AuthMode::None {
             if !route.forward_credentials {
@@ -492,6 +511,14 @@ impl Policy for Auth {
         let ip = ctx.client_ip();
         if mode == AuthMode::Forward {
             return forwarded(state, req, ctx, &route).await;
+        }
+        if mode == AuthMode::Session {
+            let Some(s) = &cfg.session else { return reject(Reason::AuthFailed, ctx) };
+            let verdict = session::check(s, cfg, req, ctx, &route);
+            if matches!(verdict, Verdict::Pass) && !route.forward_credentials {
+                strip_credentials(req);
+            }
+            return verdict;
         }
         let key = client_key(ip, ctx.config.rate_limit.ipv6_prefix);
         let creds = presented(req);

@@ -17,6 +17,7 @@ pub mod rescue;
 pub mod route;
 pub mod sanitize;
 pub mod security_headers;
+pub mod session;
 pub mod upload;
 
 use std::future::Future;

@@ -256,6 +256,18 @@ impl Routing {
                 method = m;
             }
         }
+        if let Some(s) = &ctx.config.auth.session {
+            // The sign-in pages are moat's own: the default route's policy, on any host.
+            if crate::policy::session::is_own_page(s, &path.matched) {
+                if path.matched != req.uri().path() {
+                    match with_path(req.uri(), &path.matched) {
+                        Some(u) => *req.uri_mut() = u,
+                        None => return reject(Reason::PathRejected, ctx),
+                    }
+                }
+                return Verdict::Pass;
+            }
+        }
         let host = ctx.host.as_deref().map(crate::config::host_name);
         match find(&ctx.config, host.as_deref(), &path.matched, &method) {
             Match::Route(r) => {

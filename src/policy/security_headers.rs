@@ -83,6 +83,7 @@ impl Policy for Hardening {
             }
         }
         let sh = ctx.route().security_headers.as_ref().unwrap_or(&ctx.config.security_headers);
+        let own_page = res.extensions().get::<crate::error::MoatPage>().is_some();
         let h = res.headers_mut();
         strip_leaky(h);
         if ctx.conn.tls {
@@ -97,7 +98,7 @@ impl Policy for Hardening {
         if let Some(v) = &sh.referrer_policy {
             h.insert(header::REFERRER_POLICY, v.clone());
         }
-        if let Some(v) = &sh.csp {
+        if let Some(v) = sh.csp.as_ref().filter(|_| !own_page) {
             h.insert(header::CONTENT_SECURITY_POLICY, v.clone());
         }
     }
