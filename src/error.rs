@@ -196,7 +196,9 @@ impl ProxyError {
 }
 
 /// Marks an HTML page moat serves itself (the sign-in page): it keeps its
-/// own `Content-Security-Policy` instead of the route's.
+/// own `Content-Security-Policy` and `Referrer-Policy` instead of the
+/// route's (its form needs the browser to send its `Origin`, which
+/// `no-referrer` turns into `null` on a POST).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MoatPage;
 

@@ -508,3 +508,189 @@ async fn paperless_accounts_sign_in_through_the_token_endpoint() {
     assert_eq!(r.status(), 503);
     assert!(set_cookie(&r, SESSION).is_none());
 }
+
+// ---------------------------------------------------------------- a real browser
+
+/// A W3C WebDriver session on chromedriver (headless Chromium), spoken over
+/// plain HTTP on 127.0.0.1.
+struct Browser {
+    driver: std::process::Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    /// None when chromedriver is not installed (outside CI).
+    async fn start() -> Option<Self> {
+        let _ = chromium()?;
+        let bin = ["chromedriver", "/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|b| std::process::Command::new(b).arg("--version").output().is_ok_and(|o| o.status.success()));
+        let Some(bin) = bin else {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("chromedriver is required under CI=true (apt-get install chromium-driver)");
+            }
+            eprintln!("SKIPPED: chromedriver is not installed (apt-get install chromium-driver)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = std::process::Command::new(bin)
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{base}/status")).send().await {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&r.bytes().await.unwrap_or_default()).unwrap_or_default();
+                if v["value"]["ready"] == true {
+                    break;
+                }
+            }
+            assert!(std::time::Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {"args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", "--no-first-run", "--ignore-certificate-errors",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]}
+        }}});
+        let r = http
+            .post(format!("{base}/session"))
+            .header("content-type", "application/json")
+            .body(caps.to_string())
+            .send()
+            .await
+            .unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        let session =
+            r["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no WebDriver session: {r}")).to_string();
+        Some(Self { driver, base, session, http, _profile: profile })
+    }
+
+    async fn cmd(&self, method: http::Method, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut req = self.http.request(method.clone(), url);
+        if method != http::Method::GET {
+            req = req.header("content-type", "application/json").body(body.to_string());
+        }
+        let r = req.send().await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert!(v["value"].get("error").is_none(), "WebDriver {path}: {v}");
+        v["value"].clone()
+    }
+
+    async fn go(&self, url: &str) {
+        self.cmd(http::Method::POST, "/url", serde_json::json!({ "url": url })).await;
+    }
+
+    async fn url(&self) -> String {
+        self.cmd(http::Method::GET, "/url", serde_json::Value::Null).await.as_str().unwrap().to_string()
+    }
+
+    async fn source(&self) -> String {
+        self.cmd(http::Method::GET, "/source", serde_json::Value::Null).await.as_str().unwrap().to_string()
+    }
+
+    async fn refresh(&self) {
+        self.cmd(http::Method::POST, "/refresh", serde_json::json!({})).await;
+    }
+
+    async fn element(&self, css: &str) -> String {
+        let v =
+            self.cmd(http::Method::POST, "/element", serde_json::json!({"using": "css selector", "value": css})).await;
+        v[ELEMENT].as_str().unwrap_or_else(|| panic!("no element {css}: {v}")).to_string()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.element(css).await;
+        self.cmd(http::Method::POST, &format!("/element/{e}/value"), serde_json::json!({ "text": text })).await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.element(css).await;
+        self.cmd(http::Method::POST, &format!("/element/{e}/click"), serde_json::json!({})).await;
+    }
+
+    /// Waits (bounded) until the page's URL contains `part`.
+    async fn wait_url(&self, part: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let u = self.url().await;
+            if u.contains(part) {
+                return u;
+            }
+            assert!(std::time::Instant::now() < deadline, "the browser is at {u}, not at {part}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Signs in through the page as a person would, reaches the app, reloads,
+/// signs out and is sent back to the sign-in page.
+async fn browser_round_trip(b: &Browser, m: &Moat, user: &str, pass: &str) {
+    b.go(&m.url("/documents?tag=inbox")).await;
+    let at = b.wait_url("/.moat/login").await;
+    assert!(at.contains("rd=%2Fdocuments%3Ftag%3Dinbox"), "{at}");
+    b.type_into("#username", user).await;
+    b.type_into("#password", pass).await;
+    b.click("#sign-in").await;
+    let at = b.wait_url("/documents").await;
+    assert!(at.ends_with("/documents?tag=inbox"), "{at}");
+    assert!(b.source().await.contains("id=\"app\""), "the app's page after sign-in");
+    b.refresh().await;
+    assert!(b.source().await.contains("id=\"app\""), "still signed in after a reload");
+    assert!(!b.url().await.contains("/.moat/login"));
+    b.go(&m.url("/.moat/logout")).await;
+    b.click("#sign-out").await;
+    b.wait_url("/.moat/login").await;
+    b.go(&m.url("/documents")).await;
+    b.wait_url("/.moat/login?rd=%2Fdocuments").await;
+    assert!(b.source().await.contains("id=\"sign-in\""), "signed out: the sign-in page again");
+}
+
+#[tokio::test]
+async fn a_real_browser_signs_in_reloads_and_signs_out_with_both_backends() {
+    let Some(browser) = Browser::start().await else { return };
+    init_crypto();
+    let pki = Pki::new();
+    let up = Upstream::start(app()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("session.keys");
+    std::fs::write(&keys, format!("{}\n", new_key())).unwrap();
+
+    let m = Moat::start(&local_config(&pki, &up, &keys, ""));
+    browser_round_trip(&browser, &m, "alice", "correct horse battery").await;
+    drop(m);
+
+    let ngx = paperless().await;
+    let m = Moat::start(&paperless_config(&pki, &up, &ngx, &keys));
+    browser_round_trip(&browser, &m, "alice", "paperless-pass").await;
+    assert!(ngx.seen().iter().any(|s| s.uri.ends_with("/api/token/")));
+    for s in up.seen() {
+        let text = format!("{:?}", s.headers);
+        assert!(!text.contains(SESSION) && !text.contains("tok-alice"), "{text}");
+    }
+}

@@ -95,7 +95,7 @@ impl Policy for Hardening {
         if let Some(v) = &sh.frame_options {
             h.insert(header::X_FRAME_OPTIONS, v.clone());
         }
-        if let Some(v) = &sh.referrer_policy {
+        if let Some(v) = sh.referrer_policy.as_ref().filter(|_| !own_page) {
             h.insert(header::REFERRER_POLICY, v.clone());
         }
         if let Some(v) = sh.csp.as_ref().filter(|_| !own_page) {

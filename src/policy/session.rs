@@ -762,6 +762,7 @@ fn page(cfg: &SessionConfig, status: StatusCode, form: Form<'_>, csrf: &str) -> 
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     if let Ok(v) = HeaderValue::from_str(&format!(
         "default-src 'none'; style-src 'sha256-{style_hash}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     )) {
