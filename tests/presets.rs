@@ -549,7 +549,7 @@ async fn paperless_json_routes_refuse_other_media_types_and_cross_site_posts() {
 
     // As admin, so that the media type is what decides.
     let r = c
-        .post(m.url("/api/prompts"))
+        .post(m.url("/api/analyze-documents"))
         .basic_auth("root", Some(ROOT_PW))
         .header("content-type", "text/plain")
         .body(prompt)
@@ -571,7 +571,7 @@ async fn paperless_json_routes_refuse_other_media_types_and_cross_site_posts() {
 
     // A cross-site request carrying (browser-cached) credentials.
     let r = c
-        .post(m.url("/api/prompts"))
+        .post(m.url("/api/analyze-documents"))
         .basic_auth("root", Some(ROOT_PW))
         .header("origin", "https://evil.example")
         .header("content-type", "application/json")
@@ -583,7 +583,7 @@ async fn paperless_json_routes_refuse_other_media_types_and_cross_site_posts() {
     assert!(!seen_at(&up, "/api/prompts").iter().any(|s| s.method == "POST"));
 
     let r = c
-        .post(m.url("/api/prompts"))
+        .post(m.url("/api/analyze-documents"))
         .basic_auth("root", Some(ROOT_PW))
         .header("content-type", "application/json")
         .body(prompt)
@@ -804,4 +804,77 @@ async fn paperless_stack_serves_paperless_ngx_and_paperless_gpt_on_two_host_name
     assert!(statuses[5..].iter().all(|&s| s == 429), "{statuses:?}");
     // The password typed into paperless-ngx's form is not in moat's log.
     assert!(!m.log_lines().iter().any(|l| l.contains("guess") || l.contains("ngx-api-token")));
+}
+
+#[tokio::test]
+async fn paperless_gpt_session_variant_signs_its_users_in_on_a_page() {
+    init_crypto();
+    let pki = Pki::new();
+    let gpt = named_upstream("gpt").await;
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("basic-users.toml");
+    std::fs::write(&users, format!("basic = [{{ user = \"alice\", hash = \"{}\", roles = [] }}]\n", phc(ALICE_PW)))
+        .unwrap();
+    let keys = dir.path().join("session.keys");
+    let (code, key, err) = moat_cmd(&["session-key"], &[]);
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(&keys, key).unwrap();
+    // The variant as the preset's comment and the README show it.
+    let preset = format!("{}/config/paperless-gpt.toml", env!("CARGO_MANIFEST_DIR"));
+    let (users, url) = (users.display().to_string(), gpt.url());
+    let m = Moat::start_env(
+        &format!(
+            "include = [\"{preset}\"]\n[listen]\nhttps = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\n{}[auth]\ndefault = \"session\"\n\
+             [auth.session]\nkeys_file = \"{}\"\nbackend = \"local\"\n",
+            pki.tls_toml(),
+            keys.display()
+        ),
+        &[("MOAT_UPSTREAM__URL", url.as_str()), ("MOAT_AUTH__BASIC_FILE", users.as_str())],
+    );
+    let c = pki.builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = c.get(m.url("/")).header("accept", "text/html").send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/.moat/login?rd=%2F");
+    // The preset is in allowlist mode; the sign-in page is moat's own and still served.
+    let page = c.get(m.url("/.moat/login?rd=%2F")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csrf = page
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("__Host-moat_csrf="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .unwrap();
+    let body = format!("csrf={csrf}&rd=%2F&username=alice&password={}", ALICE_PW.replace(' ', "+"));
+    let r = c
+        .post(m.url("/.moat/login"))
+        .header("cookie", format!("__Host-moat_csrf={csrf}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let session = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("__Host-moat_session="))
+        .map(|v| v.split(';').next().unwrap().to_string())
+        .unwrap();
+    let r = c.get(m.url("/")).header("cookie", format!("__Host-moat_session={session}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(gpt.seen().iter().all(|s| !format!("{:?}", s.headers).contains("moat_session")));
+    // The admin-only routes keep needing the admin role.
+    let r = c
+        .post(m.url("/api/analyze-documents"))
+        .header("cookie", format!("__Host-moat_session={session}"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
 }

@@ -426,7 +426,7 @@ async fn paperless() -> Upstream {
                 None => json(401, serde_json::json!({"detail": "Invalid token."})),
                 Some((name, groups)) => json(
                     200,
-                    serde_json::json!({"user": {"id": 1, "username": name, "is_staff": false, "is_superuser": false, "groups": groups}, "settings": {}, "permissions": []}),
+                    serde_json::json!({"user": {"id": 1, "username": name, "is_staff": false, "is_superuser": name == "alice", "groups": groups}, "settings": {}, "permissions": []}),
                 ),
             },
             _ => json(404, serde_json::json!({"detail": "Not found."})),
@@ -439,7 +439,8 @@ fn paperless_config(pki: &Pki, up: &Upstream, ngx: &Upstream, keys: &std::path::
     format!(
         "[upstream]\nurl = \"{}\"\n{}[auth]\ndefault = \"session\"\n[auth.session]\nkeys_file = \"{}\"\nbackend = \"paperless\"\n\
          [auth.paperless]\nurl = \"{}\"\ngroup = \"gpt-users\"\n\
-         [[routes]]\nname = \"gpt-admin\"\npath = \"/admin\"\nroles = [\"gpt-users\"]\n",
+         [[routes]]\nname = \"gpt-users\"\npath = \"/members\"\nroles = [\"gpt-users\"]\n\
+         [[routes]]\nname = \"gpt-admin\"\npath = \"/admin\"\nroles = [\"admin\"]\n",
         up.url(),
         pki.tls_toml(),
         keys.display(),
@@ -471,6 +472,11 @@ async fn paperless_accounts_sign_in_through_the_token_endpoint() {
     assert_eq!(r.status(), 401, "carol needs her one-time code");
     let r = sign_in(&c, &m, &[("username", "carol"), ("password", "paperless-pass"), ("code", "123456")]).await;
     assert_eq!(r.status(), 303);
+    let carol = session_of(&r);
+    let r = c.get(m.url("/members/x")).header("cookie", format!("{SESSION}={carol}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = c.get(m.url("/admin/x")).header("cookie", format!("{SESSION}={carol}")).send().await.unwrap();
+    assert_eq!(r.status(), 403, "carol is no superuser");
 
     let r = sign_in(&c, &m, &[("username", "alice"), ("password", "paperless-pass")]).await;
     assert_eq!(r.status(), 303);
@@ -480,8 +486,10 @@ async fn paperless_accounts_sign_in_through_the_token_endpoint() {
     let session = session_of(&r);
     let body = r.text().await.unwrap();
     assert!(!body.contains("tok-alice"));
-    let r = c.get(m.url("/admin/x")).header("cookie", format!("{SESSION}={session}")).send().await.unwrap();
+    let r = c.get(m.url("/members/x")).header("cookie", format!("{SESSION}={session}")).send().await.unwrap();
     assert_eq!(r.status(), 200, "the paperless group is a role");
+    let r = c.get(m.url("/admin/x")).header("cookie", format!("{SESSION}={session}")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "a paperless superuser is an admin");
     let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(m.access_line(&id).await["user"], "alice");
 

@@ -14,10 +14,12 @@
 //!   a same-origin path (`/x`, never `//host`, `/\host` or a URL), else `/`.
 //! - Backends: `local` checks the `[auth] basic` users (argon2id, verified
 //!   for unknown users too, so a name cannot be probed by timing);
-//!   `paperless` asks paperless-ngx's `POST /api/token/` (and, with
-//!   `[auth.paperless] group`, that the user belongs to that group). The
-//!   paperless token is used for that check and dropped: the browser never
-//!   sees it.
+//!   `paperless` asks paperless-ngx's `POST /api/token/` (with the
+//!   one-time code of an account that uses MFA), reads the account with that
+//!   token (`/api/ui_settings/`) and, with `[auth.paperless] group`, checks
+//!   that it belongs to that group. Roles: `paperless`, the group, and
+//!   `admin` for a paperless superuser. The token is used for those checks
+//!   and dropped: the browser never sees it.
 //! - The cookie `__Host-moat_session` (`Secure; HttpOnly; SameSite=Lax;
 //!   Path=/`) holds the user, roles and times, sealed with AES-256-GCM under
 //!   a key from `keys_file`: the first key seals, every key opens, so keys
@@ -615,9 +617,18 @@ async fn paperless_sign_in(p: &PaperlessConfig, user: &str, pass: &str, code: &s
         let Some(token) = token.filter(|t| !t.is_empty()) else {
             return Err(Refusal::Unavailable("paperless token endpoint answered without a token".into()));
         };
+        let me = call(svc, Method::GET, "/api/ui_settings/", Some(&token), None).await?;
+        if !me.0.is_success() {
+            return Err(Refusal::Unavailable(format!("paperless /api/ui_settings/ answered {}", me.0)));
+        }
+        let account = &me.1["user"];
+        let name = account["username"].as_str().filter(|n| !n.is_empty()).unwrap_or(user).to_string();
         let mut roles = vec!["paperless".to_string()];
+        if account["is_superuser"] == true {
+            roles.push("admin".to_string());
+        }
         let Some(group) = &p.group else {
-            return Ok(Identity { name: user.to_string(), roles });
+            return Ok(Identity { name, roles });
         };
         let q: String = url::form_urlencoded::byte_serialize(group.as_bytes()).collect();
         let groups = call(svc, Method::GET, &format!("/api/groups/?name__iexact={q}"), Some(&token), None).await?;
@@ -636,18 +647,14 @@ async fn paperless_sign_in(p: &PaperlessConfig, user: &str, pass: &str, code: &s
                     .collect()
             })
             .unwrap_or_default();
-        let me = call(svc, Method::GET, "/api/ui_settings/", Some(&token), None).await?;
-        if !me.0.is_success() {
-            return Err(Refusal::Unavailable(format!("paperless /api/ui_settings/ answered {}", me.0)));
-        }
-        let member = me.1["user"]["groups"]
+        let member = account["groups"]
             .as_array()
             .is_some_and(|ids| ids.iter().filter_map(|i| i.as_i64()).any(|i| wanted.contains(&i)));
         if !member {
             return Err(Refusal::NotMember);
         }
         roles.push(group.clone());
-        Ok(Identity { name: user.to_string(), roles })
+        Ok(Identity { name, roles })
     };
     match tokio::time::timeout(p.timeout, work).await {
         Ok(r) => r,
