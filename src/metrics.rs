@@ -91,6 +91,8 @@ pub struct Metrics {
     address_up: Family<AddressLabel, Gauge>,
     /// Upload scans (`[scan]`).
     pub scans: Arc<ScanMetrics>,
+    /// Log lines dropped because stdout fell behind (brought up to date at each scrape).
+    log_dropped: Counter,
 }
 
 /// `moat_scans_total{result}` and `moat_scan_duration_seconds`.
@@ -226,6 +228,12 @@ impl Metrics {
             address_up.clone(),
         );
         let scans = Arc::new(ScanMetrics::register(&mut registry));
+        let log_dropped = Counter::default();
+        registry.register(
+            "moat_log_lines_dropped",
+            "Log lines dropped because stdout could not keep up (never waited for)",
+            log_dropped.clone(),
+        );
         // Series that alerts watch exist from the start, at zero.
         for result in ["ok", "error"] {
             drop(reloads.get_or_create(&ResultLabel { result }));
@@ -245,6 +253,7 @@ impl Metrics {
             upstream_ready,
             address_up,
             scans,
+            log_dropped,
         }
     }
 
@@ -306,6 +315,11 @@ impl Metrics {
 
     /// The text exposition, with process metrics read from /proc at scrape time.
     pub fn encode(&self) -> String {
+        let dropped = crate::telemetry::dropped_lines();
+        let counted = self.log_dropped.get();
+        if dropped > counted {
+            self.log_dropped.inc_by(dropped - counted);
+        }
         let mut s = String::with_capacity(8192);
         if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
             s.clear();

@@ -1,6 +1,7 @@
 //! The request path as one tower stack, outermost first. Each layer says why
-//! it sits where it does; `../shared/DESIGN.md` numbers are kept in the
-//! comments so the order can be checked against the design.
+//! it sits where it does; the numbers are the layer numbers of the project's
+//! design document (kept outside this repository), so the order can be
+//! checked against it. `src/lib.rs` maps each layer to its file.
 
 use std::sync::Arc;
 

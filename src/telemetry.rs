@@ -2,7 +2,9 @@
 //! `MOAT_LOG_FORMAT=pretty`), filtered by `MOAT_LOG` (default `info,rustls=error`:
 //! rustls reports odd but harmless client hellos at warn, one line per connection).
 //! Writes go through a non-blocking writer so a slow stdout never stalls a
-//! request. As a last line of defence, fields named like credentials
+//! request: when stdout falls behind by more than 64k lines, further lines
+//! are dropped rather than waited for, and counted in
+//! `moat_log_lines_dropped_total`. As a last line of defence, fields named like credentials
 //! (`authorization`, `cookie`, `set_cookie`, `x_api_key`, `password`,
 //! `secret`, `token`, `api_key`) are always written as `[redacted]`.
 
@@ -186,12 +188,21 @@ where
     }
 }
 
+/// Lines the non-blocking writer dropped because stdout fell behind.
+static DROPPED: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> = std::sync::OnceLock::new();
+
+/// Log lines dropped so far (stdout too slow), for `moat_log_lines_dropped_total`.
+pub fn dropped_lines() -> u64 {
+    DROPPED.get().map(|c| c.dropped_lines() as u64).unwrap_or(0)
+}
+
 /// Installs the global subscriber. Keep the guard alive until exit: it flushes the log.
 pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_env("MOAT_LOG").unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(64 * 1024)
         .finish(std::io::stdout());
+    let _ = DROPPED.set(writer.error_counter());
     let pretty = std::env::var("MOAT_LOG_FORMAT").is_ok_and(|v| v == "pretty");
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
     let res = if pretty { builder.try_init() } else { builder.event_format(JsonLines).try_init() };

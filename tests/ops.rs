@@ -84,6 +84,8 @@ async fn metrics_count_requests_and_rejections_with_bounded_labels() {
         assert!(text.contains(family), "{family} missing");
     }
     assert!(sample(&scrape, "moat_tls_cert_not_after_seconds", &[]).unwrap() > 1.7e9);
+    // A test reads stdout as fast as moat writes: no line was dropped, and the counter says so.
+    assert_eq!(sample(&scrape, "moat_log_lines_dropped_total", &[]), Some(0.0));
 
     // The public listener does not serve moat's metrics: /metrics is just another upstream path.
     let r = c.get(m.url("/metrics")).send().await.unwrap();

@@ -549,7 +549,7 @@ async fn paperless_json_routes_refuse_other_media_types_and_cross_site_posts() {
 
     // As admin, so that the media type is what decides.
     let r = c
-        .post(m.url("/api/analyze-documents"))
+        .post(m.url("/api/prompts"))
         .basic_auth("root", Some(ROOT_PW))
         .header("content-type", "text/plain")
         .body(prompt)
@@ -571,7 +571,7 @@ async fn paperless_json_routes_refuse_other_media_types_and_cross_site_posts() {
 
     // A cross-site request carrying (browser-cached) credentials.
     let r = c
-        .post(m.url("/api/analyze-documents"))
+        .post(m.url("/api/prompts"))
         .basic_auth("root", Some(ROOT_PW))
         .header("origin", "https://evil.example")
         .header("content-type", "application/json")
@@ -583,7 +583,7 @@ async fn paperless_json_routes_refuse_other_media_types_and_cross_site_posts() {
     assert!(!seen_at(&up, "/api/prompts").iter().any(|s| s.method == "POST"));
 
     let r = c
-        .post(m.url("/api/analyze-documents"))
+        .post(m.url("/api/prompts"))
         .basic_auth("root", Some(ROOT_PW))
         .header("content-type", "application/json")
         .body(prompt)

@@ -877,8 +877,8 @@ impl Config {
         load_with_env(None, &[])
     }
 
-    /// The route a request belongs to: first route whose pattern and (if set) methods match,
-    /// else `None` (the caller applies `deny_unmatched` or the defaults).
+    /// The first route whose path pattern matches `path`, else `None`. Only
+    /// the path: methods and hosts are the router's (`policy/route.rs`).
     pub fn match_route(&self, path: &str) -> Option<&Arc<Route>> {
         self.routes.iter().find(|r| r.path.as_ref().is_some_and(|p| p.matches(path)))
     }

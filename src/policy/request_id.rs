@@ -1,6 +1,8 @@
 //! Layer 1: the request id and the per-request context.
 //!
-//! Every request, rejections included, gets an id: a UUIDv7 (time-ordered),
+//! Every request, rejections included, gets an id: 32 hex characters laid
+//! out like a UUIDv7 (a millisecond timestamp first, so ids sort by time;
+//! the rest from a per-thread generator seeded from the OS),
 //! sent to the upstream and back to the client in `x-request-id`. An incoming
 //! `x-request-id` is kept only from a trusted proxy and only if it is 1–64
 //! characters of `[A-Za-z0-9._-]`; otherwise it is replaced. This layer also
