@@ -337,7 +337,8 @@ impl Metrics {
 fn process_metrics() -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let ticks = 100.0; // USER_HZ on Linux
+    // The kernel's clock tick (USER_HZ) and page size, as the auxiliary vector gives them.
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
     if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
         // Fields after the command name, which is in parentheses and may hold spaces.
         if let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) {
@@ -345,7 +346,7 @@ fn process_metrics() -> String {
             let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
             let cpu = (num(11) + num(12)) / ticks;
             let _ = writeln!(out, "# HELP process_cpu_seconds Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total {cpu}");
-            let page = 4096.0;
+            let page = rustix::param::page_size() as f64;
             let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}", num(21) * page);
             let _ = writeln!(out, "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes {}", num(20));
             if let Ok(uptime) = std::fs::read_to_string("/proc/uptime") {
