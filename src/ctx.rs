@@ -57,6 +57,9 @@ pub struct Ctx {
     pub trusted_peer: bool,
     /// The `Origin` is allowed by the route's CORS policy (decided once, by the CORS layer).
     pub cors_allowed: OnceLock<bool>,
+    /// Which configured API key the request presents (index into
+    /// `auth.api_keys`), hashed and matched once for rate limit and auth.
+    pub api_key: OnceLock<Option<usize>>,
     /// A re-sealed session cookie for the response (`auth = "session"`).
     pub session_cookie: OnceLock<http::HeaderValue>,
 }
@@ -79,6 +82,7 @@ impl Ctx {
             trusted_peer: false,
             cors_allowed: OnceLock::new(),
             session_cookie: OnceLock::new(),
+            api_key: OnceLock::new(),
             origin: None,
             host: None,
             ratelimit: OnceLock::new(),

@@ -195,6 +195,14 @@ impl ProxyError {
     }
 }
 
+/// Asks an HTTP/1 client's connection to close after `res`: the request body
+/// was not read to its end, so the next request's bytes cannot be found.
+/// The one place that says so, for rejections before the body (body limits)
+/// and while it streams (rescue).
+pub fn close_after(res: &mut Response<Body>) {
+    res.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+}
+
 /// Marks an HTML page moat serves itself (the sign-in page): it keeps its
 /// own `Content-Security-Policy` and `Referrer-Policy` instead of the
 /// route's (its form needs the browser to send its `Origin`, which

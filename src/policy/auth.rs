@@ -187,14 +187,24 @@ fn presented(req: &Request<Body>) -> Option<Presented> {
 
 /// The API key matching `key`, compared in constant time with every configured digest.
 pub fn match_api_key<'a>(keys: &'a [ApiKey], key: &str) -> Option<&'a ApiKey> {
+    match_api_key_index(keys, key).and_then(|i| keys.get(i))
+}
+
+fn match_api_key_index(keys: &[ApiKey], key: &str) -> Option<usize> {
     let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
     let mut found = None;
-    for k in keys {
+    for (i, k) in keys.iter().enumerate() {
         if bool::from(k.sha256.ct_eq(&digest)) {
-            found = Some(k);
+            found = Some(i);
         }
     }
     found
+}
+
+/// The configured API key a request presents: hashed and compared once per
+/// request, whichever layer asks first (the rate limiter for its key, or auth).
+fn api_key_of<'a>(cfg: &'a AuthConfig, key: &str, ctx: &Ctx) -> Option<&'a ApiKey> {
+    ctx.api_key.get_or_init(|| match_api_key_index(&cfg.api_keys, key)).and_then(|i| cfg.api_keys.get(i))
 }
 
 /// A real argon2id hash of a random password, verified for unknown users so
@@ -296,10 +306,10 @@ impl AuthState {
 
     /// The identity of a request if it can be known without argon2 work
     /// (an API key, or cached basic credentials). Used for rate-limit keys.
-    pub fn cheap_identity(&self, req: &Request<Body>, cfg: &AuthConfig) -> Option<Identity> {
+    pub fn cheap_identity(&self, req: &Request<Body>, cfg: &AuthConfig, ctx: &Ctx) -> Option<Identity> {
         match presented(req)? {
             Presented::Key(k) => {
-                match_api_key(&cfg.api_keys, &k).map(|k| Identity { name: k.name.clone(), roles: k.roles.clone() })
+                api_key_of(cfg, &k, ctx).map(|k| Identity { name: k.name.clone(), roles: k.roles.clone() })
             }
             Presented::Basic { user, pass } => {
                 let entry = cfg.basic.iter().find(|b| b.user == user)?;
@@ -530,10 +540,9 @@ impl Policy for Auth {
             return throttled_response(ctx, wait, &route.name, ip);
         }
         let (identity, user_hint) = match &creds {
-            Some(Presented::Key(k)) if matches!(mode, AuthMode::ApiKey | AuthMode::Any) => (
-                match_api_key(&cfg.api_keys, k).map(|k| Identity { name: k.name.clone(), roles: k.roles.clone() }),
-                None,
-            ),
+            Some(Presented::Key(k)) if matches!(mode, AuthMode::ApiKey | AuthMode::Any) => {
+                (api_key_of(cfg, k, ctx).map(|k| Identity { name: k.name.clone(), roles: k.roles.clone() }), None)
+            }
             Some(Presented::Basic { user, pass }) if matches!(mode, AuthMode::Basic | AuthMode::Any) => {
                 (state.verify_basic(cfg, user, pass).await, Some(state.user_tag(user)))
             }

@@ -44,7 +44,7 @@ pub fn refuse(reason: Reason, ctx: &Ctx, h1: bool) -> Verdict {
         return Verdict::Pass;
     };
     if h1 {
-        res.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        crate::error::close_after(&mut res);
     }
     Verdict::Respond(res)
 }

@@ -134,7 +134,7 @@ where
                 )
             {
                 // The request body was not read to its end: the connection cannot be reused.
-                res.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+                crate::error::close_after(&mut res);
             }
             Ok(res)
         })

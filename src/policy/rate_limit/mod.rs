@@ -306,7 +306,7 @@ impl RateLimit {
             KeyKind::Route => RlKey::Route,
             // The identity, when it is known without argon2 work (an API key or a
             // cached login); auth proper runs after this layer.
-            KeyKind::ApiKey => match self.shared.auth.cheap_identity(req, &ctx.config.auth) {
+            KeyKind::ApiKey => match self.shared.auth.cheap_identity(req, &ctx.config.auth, ctx) {
                 Some(id) => RlKey::Id(Arc::from(id.name.as_str())),
                 None => RlKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),
             },
