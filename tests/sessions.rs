@@ -105,15 +105,21 @@ fn local_config(pki: &Pki, up: &Upstream, keys: &std::path::Path, extra: &str) -
     )
 }
 
-#[tokio::test]
-async fn local_users_sign_in_with_a_sealed_cookie_and_sign_out() {
+/// moat with local sessions (one fresh key) in front of the app page.
+async fn start_local(extra: &str) -> (Pki, Upstream, Moat, tempfile::TempDir) {
     init_crypto();
     let pki = Pki::new();
     let up = Upstream::start(app()).await;
     let dir = tempfile::tempdir().unwrap();
     let keys = dir.path().join("session.keys");
     std::fs::write(&keys, format!("{}\n", new_key())).unwrap();
-    let m = Moat::start(&local_config(&pki, &up, &keys, ""));
+    let m = Moat::start(&local_config(&pki, &up, &keys, extra));
+    (pki, up, m, dir)
+}
+
+#[tokio::test]
+async fn local_users_sign_in_with_a_sealed_cookie_and_sign_out() {
+    let (pki, up, m, _dir) = start_local("").await;
     let c = client(&pki);
 
     // Not signed in: a browser is sent to the sign-in page with where it was going; an API client gets 401.
@@ -254,13 +260,7 @@ async fn local_users_sign_in_with_a_sealed_cookie_and_sign_out() {
 
 #[tokio::test]
 async fn wrong_passwords_are_throttled_even_before_the_right_one() {
-    init_crypto();
-    let pki = Pki::new();
-    let up = Upstream::start(app()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("session.keys");
-    std::fs::write(&keys, format!("{}\n", new_key())).unwrap();
-    let m = Moat::start(&local_config(&pki, &up, &keys, ""));
+    let (pki, _up, m, _dir) = start_local("").await;
     let c = client(&pki);
     for _ in 0..3 {
         assert_eq!(sign_in(&c, &m, &[("username", "alice"), ("password", "guess")]).await.status(), 401);
@@ -324,13 +324,7 @@ async fn session_keys_rotate_without_signing_anyone_out_and_sessions_expire() {
 
 #[tokio::test]
 async fn idle_sessions_and_old_sessions_end() {
-    init_crypto();
-    let pki = Pki::new();
-    let up = Upstream::start(app()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("session.keys");
-    std::fs::write(&keys, format!("{}\n", new_key())).unwrap();
-    let m = Moat::start(&local_config(&pki, &up, &keys, "idle_timeout = \"2s\"\nlifetime = \"2s\"\n"));
+    let (pki, _up, m, _dir) = start_local("idle_timeout = \"2s\"\nlifetime = \"2s\"\n").await;
     let c = client(&pki);
     let session = session_of(&sign_in(&c, &m, &[("username", "alice"), ("password", "correct horse battery")]).await);
     let get = || {

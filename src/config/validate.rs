@@ -1170,6 +1170,14 @@ fn auth(p: &mut Problems, raw: &RawAuth, base: Option<&Path>) -> AuthConfig {
     }
 }
 
+/// A service moat asks (the forward-auth service, paperless-ngx) as an
+/// upstream section: its URL and the TLS keys it shares with `[upstream]`
+/// (`ca`, `server_name`, `client_cert`, `client_key`, `min_version`).
+fn service_section(url: String, tls: [&Option<String>; 5]) -> RawUpstream {
+    let [ca, server_name, client_cert, client_key, min_version] = tls.map(Clone::clone);
+    RawUpstream { url: Some(url), ca, server_name, client_cert, client_key, min_version, ..RawUpstream::default() }
+}
+
 /// `[auth.forward]`: the check URL becomes an upstream of its own (its
 /// client, TLS settings and address), its path and query are kept aside.
 fn forward_auth(
@@ -1201,15 +1209,10 @@ fn forward_auth(
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    let as_upstream = RawUpstream {
-        url: Some(parsed.origin().ascii_serialization()),
-        ca: raw.ca.clone(),
-        server_name: raw.server_name.clone(),
-        client_cert: raw.client_cert.clone(),
-        client_key: raw.client_key.clone(),
-        min_version: raw.min_version.clone(),
-        ..RawUpstream::default()
-    };
+    let as_upstream = service_section(
+        parsed.origin().ascii_serialization(),
+        [&raw.ca, &raw.server_name, &raw.client_cert, &raw.client_key, &raw.min_version],
+    );
     let timeout = dur(p, "auth.forward.timeout", &raw.timeout, Duration::from_secs(5));
     if timeout.is_zero() {
         p.push("auth.forward.timeout", "must be more than 0s");
@@ -1297,15 +1300,10 @@ fn paperless(
         p.push("auth.paperless.url", "use http://HOST:PORT or https://HOST:PORT");
         return None;
     }
-    let as_upstream = RawUpstream {
-        url: Some(url.to_string()),
-        ca: raw.ca.clone(),
-        server_name: raw.server_name.clone(),
-        client_cert: raw.client_cert.clone(),
-        client_key: raw.client_key.clone(),
-        min_version: raw.min_version.clone(),
-        ..RawUpstream::default()
-    };
+    let as_upstream = service_section(
+        url.to_string(),
+        [&raw.ca, &raw.server_name, &raw.client_cert, &raw.client_key, &raw.min_version],
+    );
     let service = Arc::new(upstream_section(p, "auth.paperless", "auth-paperless", &as_upstream, base, true));
     let timeout = dur(p, "auth.paperless.timeout", &raw.timeout, Duration::from_secs(10));
     if timeout.is_zero() {
