@@ -290,9 +290,25 @@ pub fn reject_response(reason: Reason, ctx: &crate::ctx::Ctx) -> Response<Body> 
     problem_response(reason.status(), reason.detail(), ctx, Some(reason))
 }
 
+/// `s` escaped for HTML text and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
 /// A minimal HTML page with the same facts as the problem+json.
 pub fn html_page(status: StatusCode, detail: &str, request_id: &str) -> String {
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let esc = html_escape;
     let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or("Error"));
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title></head>\n<body><h1>{t}</h1>\n<p>{d}</p>\n<p>Request id: <code>{id}</code></p></body></html>\n",

@@ -36,9 +36,11 @@ use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use sha2::{Digest, Sha256};
 
+use super::request_id::X_REQUEST_ID;
 use crate::body::{self, Body};
 use crate::config::Upstream;
 use crate::ctx::Ctx;
+use crate::proxy::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 
 /// `[auth.forward]`, validated.
 #[derive(Debug, Clone)]
@@ -77,13 +79,9 @@ const PASSED_BACK: [HeaderName; 5] =
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
 
 static X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
-static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-original-url");
 static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What an allowing answer grants.
 #[derive(Debug, Clone)]

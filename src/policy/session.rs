@@ -51,7 +51,7 @@ use super::{reject, Verdict};
 use crate::body::{self, Body};
 use crate::config::Upstream;
 use crate::ctx::Ctx;
-use crate::error::{MoatPage, Reason};
+use crate::error::{html_escape as esc, MoatPage, Reason};
 
 /// The session cookie.
 pub const COOKIE: &str = "__Host-moat_session";
@@ -701,21 +701,6 @@ async fn call(
 enum Form<'a> {
     SignIn { rd: &'a str, message: Option<&'a str> },
     SignOut,
-}
-
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            c => o.push(c),
-        }
-    }
-    o
 }
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f5f7;margin:0;display:flex;min-height:100vh;align-items:center;justify-content:center}\
