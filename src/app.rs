@@ -149,14 +149,7 @@ impl App {
         let tracker = TaskTracker::new();
         let cfg = shared.config.load_full();
         let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        tracing::info!(
-            https = %bound(&https),
-            admin = %bound(&admin),
-            http_redirect = redirect.as_ref().map(bound),
-            upstream = %cfg.upstream.display_url(),
-            config = %cfg.source,
-            "moat is serving"
-        );
+        let serving = (bound(&https), bound(&admin), redirect.as_ref().map(bound));
         let https_port = https.local_addr().map(|a| a.port()).unwrap_or(cfg.listen.https.port());
         let svc = crate::server::HttpService::new(crate::stack::build(&shared));
         let workers = start_workers(https, acceptor, &shared, svc, &shutdown, &tracker);
@@ -241,6 +234,17 @@ impl App {
                 }
             }
         });
+
+        // Announced once the watchers are in place and the files' digest is
+        // taken: a file changed from here on is a reload.
+        tracing::info!(
+            https = %serving.0,
+            admin = %serving.1,
+            http_redirect = serving.2,
+            upstream = %cfg.upstream.display_url(),
+            config = %cfg.source,
+            "moat is serving"
+        );
 
         // Active health checks: every address of an upstream with
         // `health_interval`, probed concurrently; a failure takes it out of
