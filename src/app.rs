@@ -73,7 +73,7 @@ pub enum StartError {
 pub struct App {
     /// Shared state.
     pub shared: Arc<Shared>,
-    https: TcpListener,
+    https: Vec<TcpListener>,
     admin: TcpListener,
     redirect: Option<TcpListener>,
     acceptor: TlsAcceptor,
@@ -102,7 +102,8 @@ impl App {
         let store = Arc::new(CertStore::with_sni(ck, sni));
         let not_after = store.earliest_not_after();
         let tls_cfg = crate::listener::tls::server_config(&config.tls, store.clone())?;
-        let https = crate::listener::bind(config.listen.https, "listen.https").await?;
+        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 64);
+        let https = crate::listener::bind_each(config.listen.https, workers, "listen.https")?;
         let admin = crate::listener::bind(config.listen.admin, "listen.admin").await?;
         let redirect = match config.listen.http_redirect {
             Some(a) => Some(crate::listener::bind(a, "listen.http_redirect").await?),
@@ -134,7 +135,10 @@ impl App {
 
     /// The bound HTTPS address (useful with port 0).
     pub fn https_addr(&self) -> std::io::Result<std::net::SocketAddr> {
-        self.https.local_addr()
+        match self.https.first() {
+            Some(l) => l.local_addr(),
+            None => Err(std::io::Error::other("no HTTPS listener")),
+        }
     }
 
     /// The bound admin address.
@@ -149,8 +153,10 @@ impl App {
         let tracker = TaskTracker::new();
         let cfg = shared.config.load_full();
         let bound = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        let serving = (bound(&https), bound(&admin), redirect.as_ref().map(bound));
-        let https_port = https.local_addr().map(|a| a.port()).unwrap_or(cfg.listen.https.port());
+        let https_addr = https.first().and_then(|l| l.local_addr().ok());
+        let serving =
+            (https_addr.map(|a| a.to_string()).unwrap_or_default(), bound(&admin), redirect.as_ref().map(bound));
+        let https_port = https_addr.map_or(cfg.listen.https.port(), |a| a.port());
         let svc = crate::server::HttpService::new(crate::stack::build(&shared));
         let workers = start_workers(https, acceptor, &shared, svc, &shutdown, &tracker);
 
@@ -330,13 +336,15 @@ impl App {
     }
 }
 
-/// Starts one worker thread per CPU, each with its own single-threaded
-/// runtime accepting on the HTTPS socket: a request and its upstream exchange
-/// stay on one thread (no cross-thread wake-ups), like nginx's workers. The
-/// connection cap, config, limiters and metrics are shared. A worker keeps
-/// its runtime until the drain is over, so in-flight requests finish.
+/// Starts one worker thread per HTTPS socket (one per CPU, see
+/// [`crate::listener::bind_each`]), each with its own single-threaded
+/// runtime accepting on its own socket: the kernel spreads new connections
+/// over the sockets, and a request and its upstream exchange stay on one
+/// thread (no cross-thread wake-ups), like nginx's workers with `reuseport`.
+/// The connection cap, config, limiters and metrics are shared. A worker
+/// keeps its runtime until the drain is over, so in-flight requests finish.
 fn start_workers(
-    https: TcpListener,
+    https: Vec<TcpListener>,
     acceptor: TlsAcceptor,
     shared: &Arc<Shared>,
     svc: crate::server::HttpService,
@@ -345,31 +353,26 @@ fn start_workers(
 ) -> Vec<std::thread::JoinHandle<()>> {
     let cfg = shared.config.load_full();
     let slots = Arc::new(tokio::sync::Semaphore::new(cfg.limits.max_connections));
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 64);
-    let std_listener = match https.into_std() {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot hand the HTTPS socket to the workers");
-            shutdown.cancel();
-            return Vec::new();
-        }
-    };
-    let mut handles = Vec::with_capacity(workers);
-    for i in 0..workers {
-        let listener = match std_listener.try_clone() {
+    let mut handles = Vec::with_capacity(https.len());
+    for (i, listener) in https.into_iter().enumerate() {
+        // Detach from the runtime that bound it; the worker registers it with its own.
+        let listener = match listener.into_std() {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(error = %e, "cannot share the HTTPS socket with a worker");
+                tracing::error!(error = %e, "cannot hand an HTTPS socket to its worker");
+                shutdown.cancel();
                 continue;
             }
         };
         let (acceptor, shared, svc, slots) = (acceptor.clone(), shared.clone(), svc.clone(), slots.clone());
-        let (shutdown, tracker) = (shutdown.clone(), tracker.clone());
+        let (stop, tracker) = (shutdown.clone(), tracker.clone());
         let spawned = std::thread::Builder::new().name(format!("moat-worker-{i}")).spawn(move || {
+            let shutdown = stop;
             let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot start a worker runtime");
+                    shutdown.cancel();
                     return;
                 }
             };
@@ -378,6 +381,7 @@ fn start_workers(
                     Ok(l) => l,
                     Err(e) => {
                         tracing::error!(error = %e, "worker cannot register the HTTPS socket");
+                        shutdown.cancel();
                         return;
                     }
                 };
@@ -389,7 +393,10 @@ fn start_workers(
         });
         match spawned {
             Ok(h) => handles.push(h),
-            Err(e) => tracing::error!(error = %e, "cannot start a worker thread"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start a worker thread");
+                shutdown.cancel();
+            }
         }
     }
     handles

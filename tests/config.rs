@@ -138,3 +138,36 @@ fn includes_merge_under_the_including_file_and_bad_ones_are_named() {
     let (_, _, err) = moat_cmd(&["check", "--config", &p], &[]);
     assert!(err.contains("limits.max_bodyy: unknown key"), "{err}");
 }
+
+#[test]
+fn https_port_held_by_another_moat_fails_at_start() {
+    // The HTTPS sockets share their port between moat's own workers only: a
+    // second moat on a port the first one serves must not join it silently.
+    let first = Moat::start_no_config(&[("MOAT_LISTEN__HTTPS", "127.0.0.1:0"), ("MOAT_LISTEN__ADMIN", "127.0.0.1:0")]);
+    let https = first.https.to_string();
+    let mut second = std::process::Command::new(moat_bin())
+        .arg("run")
+        .env_remove("MOAT_CONFIG")
+        .env("MOAT_LISTEN__HTTPS", &https)
+        .env("MOAT_LISTEN__ADMIN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = second.try_wait().unwrap() {
+            break Some(st);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    let status = status.unwrap_or_else(|| panic!("a second moat started on {https}: {err}"));
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("cannot listen on") && err.contains("listen.https"), "{err}");
+}

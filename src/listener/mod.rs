@@ -26,6 +26,32 @@ pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, std::io::
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}")))
 }
 
+/// Binds `n` listening sockets on one address with `SO_REUSEPORT`, one per
+/// worker, so the kernel spreads new connections evenly over the workers
+/// instead of waking them all for each one (with port 0, the first socket's
+/// port is used for the others). A probe bound first without
+/// `SO_REUSEPORT` makes a port another process already listens on (even
+/// another moat of the same user) fail at start, as without the option.
+pub fn bind_each(addr: SocketAddr, n: usize, what: &str) -> Result<Vec<TcpListener>, std::io::Error> {
+    let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"));
+    let fresh = || if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
+    let at = {
+        let probe = fresh().map_err(named)?;
+        probe.set_reuseaddr(true).map_err(named)?;
+        probe.bind(addr).map_err(named)?;
+        probe.local_addr().map_err(named)?
+    };
+    let mut out: Vec<TcpListener> = Vec::with_capacity(n);
+    for _ in 0..n.max(1) {
+        let socket = fresh().map_err(named)?;
+        socket.set_reuseaddr(true).map_err(named)?;
+        socket.set_reuseport(true).map_err(named)?;
+        socket.bind(at).map_err(named)?;
+        out.push(socket.listen(1024).map_err(named)?);
+    }
+    Ok(out)
+}
+
 async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     match listener.accept().await {
         Ok((s, a)) => {
