@@ -67,8 +67,8 @@ async fn accept(listener: &TcpListener) -> Option<(TcpStream, SocketAddr)> {
     }
 }
 
-/// Accepts connections while a connection slot is free, until `shutdown`,
-/// and hands each one (with its slot) to `on_conn`.
+/// Accepts connections until `shutdown` and hands each one, once a
+/// connection slot is free, to `on_conn` with its slot.
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
     slots: Arc<Semaphore>,
@@ -80,13 +80,21 @@ async fn accept_loop<F, Fut>(
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.cancelled() => break,
-        };
         let (tcp, peer) = tokio::select! {
             a = accept(&listener) => match a { Some(x) => x, None => continue },
             _ = shutdown.cancelled() => break,
+        };
+        // Accept, then wait for a slot: each worker has its own socket, so a
+        // worker that waited for a slot before accepting could take a slot
+        // freed elsewhere while the waiting connection sits in another
+        // worker's queue. At the cap a worker holds at most this one
+        // connection, not yet handshaken.
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.cancelled() => break,
+            },
         };
         let conn = on_conn(tcp, peer);
         tracker.spawn(async move {
@@ -97,7 +105,7 @@ async fn accept_loop<F, Fut>(
 }
 
 /// Serves HTTPS on `listener` until `shutdown`. `slots` is the connection
-/// cap shared by every worker accepting on the same socket.
+/// cap shared by every worker (each accepting on its own socket).
 pub async fn serve_tls(
     listener: TcpListener,
     acceptor: TlsAcceptor,
