@@ -357,7 +357,7 @@ impl ConnHandle {
 type HandleFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
 fn handle(
-    mut svc: HttpService,
+    svc: &Mutex<HttpService>,
     act: Arc<Activity>,
     info: ConnInfo,
     send_timeout: Duration,
@@ -372,8 +372,14 @@ fn handle(
     let body = if h1 { crate::body::boxed(body) } else { crate::body::boxed(Lingering::new(body)) };
     let req = Request::from_parts(parts, body);
     // Every service of the stack is always ready; calling directly keeps the
-    // generic service type out of the future.
-    let fut = svc.call(req);
+    // generic service type out of the future. The stack is the connection's
+    // own (no clone per request); the lock is only held while the request's
+    // synchronous policies decide, never across an await, and only this
+    // connection's task takes it.
+    let fut = match svc.lock() {
+        Ok(mut svc) => svc.call(req),
+        Err(poisoned) => poisoned.into_inner().call(req),
+    };
     Box::pin(async move {
         let watch = if h1 { act.send.clone() } else { STREAM_WATCH.with(|w| w.borrow().clone()).unwrap_or_default() };
         let res = match fut.await {
@@ -446,9 +452,9 @@ pub(crate) async fn serve_evictable<I>(
     let started = Instant::now();
     let act = activity.clone();
     let send_timeout = limits.send_timeout;
-    let hyper_svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        handle(svc.clone(), act.clone(), info, send_timeout, req)
-    });
+    let svc = Mutex::new(svc);
+    let hyper_svc =
+        hyper::service::service_fn(move |req: Request<Incoming>| handle(&svc, act.clone(), info, send_timeout, req));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), hyper_svc);
     tokio::pin!(conn);
     let tick = (limits.idle_timeout.min(limits.header_read_timeout) / 4)

@@ -113,7 +113,10 @@ where
             Some(v) if trusted && valid_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
             _ => new_id(),
         };
-        let hv = HeaderValue::from_str(&id).ok();
+        // Unique to the request: never indexed in HTTP/2's header table (see `never_indexed`).
+        let hv = HeaderValue::from_str(&id).ok().map(crate::policy::rate_limit::never_indexed);
+        // Room for this and the forwarding headers the proxy adds, in one allocation.
+        let _ = req.headers_mut().try_reserve(8);
         if let Some(hv) = &hv {
             req.headers_mut().insert(X_REQUEST_ID.clone(), hv.clone());
         }

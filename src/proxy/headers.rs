@@ -20,37 +20,46 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// Whether `n` is hop-by-hop by name (the names `connection` lists aside).
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    *n == header::CONNECTION
+        || *n == header::UPGRADE
+        || *n == header::TE
+        || *n == header::TRAILER
+        || *n == header::TRANSFER_ENCODING
+        || *n == header::PROXY_AUTHENTICATE
+        || *n == header::PROXY_AUTHORIZATION
+        || *n == KEEP_ALIVE
+        || *n == PROXY_CONNECTION
+}
+
 /// Removes hop-by-hop headers. When `keep_upgrade` is set (an upgrade
 /// handshake being forwarded), `connection: upgrade` and `upgrade` are kept.
 pub fn remove_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    if let Some(conn) = h.get(header::CONNECTION).cloned() {
-        if let Ok(s) = conn.to_str() {
-            for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
-                    continue;
-                }
-                if let Ok(n) = HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()) {
-                    h.remove(n);
-                }
+    // Most messages carry none: one pass over the names (no hashing) tells.
+    // Without `connection` no other header can be named hop-by-hop.
+    if !keep_upgrade && !h.keys().any(is_hop_by_hop) {
+        return;
+    }
+    let kept = |n: &HeaderName| keep_upgrade && (*n == header::CONNECTION || *n == header::UPGRADE);
+    // Only the names present are removed (each removal hashes its name).
+    let mut doomed: Vec<HeaderName> = h.keys().filter(|n| is_hop_by_hop(n) && !kept(n)).cloned().collect();
+    // Every `connection` header counts: a second one must not hide a name.
+    for v in h.get_all(header::CONNECTION) {
+        let Ok(s) = v.to_str() else { continue };
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            // `from_bytes` lowercases.
+            let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else { continue };
+            if !is_hop_by_hop(&n) && !doomed.contains(&n) && h.contains_key(&n) {
+                doomed.push(n);
             }
         }
     }
-    for n in [
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::PROXY_AUTHENTICATE,
-    ] {
+    for n in doomed {
         h.remove(n);
     }
-    h.remove(header::PROXY_AUTHORIZATION);
     if keep_upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        h.remove(header::CONNECTION);
-        h.remove(header::UPGRADE);
     }
 }
 
@@ -114,7 +123,6 @@ pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: 
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    h.remove(&X_FORWARDED_HOST);
     let prev = match (trusted, h.get(header::FORWARDED).and_then(|v| v.to_str().ok())) {
         (true, Some(prev)) if !prev.trim().is_empty() => prev,
         _ => "",
@@ -133,10 +141,16 @@ pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: 
         }
         IpAddr::V6(a) => write!(fwd, "for=\"[{a}]\";proto=https"),
     };
-    if let Some(host) = host {
-        if let Ok(v) = HeaderValue::from_str(host) {
+    // Inserting replaces the client's own; without a host there is none.
+    match host.map(HeaderValue::from_str) {
+        Some(Ok(v)) => {
             h.insert(X_FORWARDED_HOST.clone(), v);
         }
+        _ => {
+            h.remove(&X_FORWARDED_HOST);
+        }
+    }
+    if let Some(host) = host {
         if host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
             fwd.push_str(";host=\"");
             fwd.push_str(host);
@@ -169,6 +183,28 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn hop_by_hop_named_in_any_connection_header_any_case_removed() {
+        let mut h = HeaderMap::new();
+        h.append("connection", "keep-alive".parse().unwrap());
+        h.append("connection", "X-Secret-Hop, Upgrade".parse().unwrap());
+        h.insert("x-secret-hop", "1".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        h.insert("proxy-authorization", "Basic eA==".parse().unwrap());
+        h.insert("x-keep", "1".parse().unwrap());
+        let mut upgrading = h.clone();
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
+        remove_hop_by_hop(&mut upgrading, true);
+        assert_eq!(upgrading["connection"], "upgrade");
+        assert_eq!(upgrading["upgrade"], "websocket");
+        assert!(!upgrading.contains_key("x-secret-hop") && !upgrading.contains_key("proxy-authorization"));
+        let mut none = HeaderMap::new();
+        none.insert("x-keep", "1".parse().unwrap());
+        remove_hop_by_hop(&mut none, false);
+        assert_eq!(none.len(), 1);
     }
 
     #[test]

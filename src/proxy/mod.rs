@@ -30,6 +30,9 @@ use crate::ctx::Ctx;
 use crate::error::{BoxError, ProxyError};
 use crate::policy::{ctx_of, BoxFuture};
 
+/// About how many headers the layers add to an upstream response.
+const RESPONSE_HEADERS_ADDED: usize = 12;
+
 static HTTP2_SETTINGS: header::HeaderName = header::HeaderName::from_static("http2-settings");
 
 /// The innermost service.
@@ -49,20 +52,21 @@ thread_local! {
     /// One pooled client per worker thread: its connections are driven by the
     /// worker's own runtime, so an exchange never hops threads.
     static CLIENT: std::cell::OnceCell<client::UpstreamClient> = const { std::cell::OnceCell::new() };
+    /// Whether this thread is a worker (asked once per thread).
+    static ON_WORKER: bool = std::thread::current().name().is_some_and(|n| n.starts_with("moat-worker-"));
 }
 
-/// The client for `up`: for a plain-HTTP default upstream on a worker
-/// thread, that thread's own; else the upstream's pool.
-fn client(shared: &Shared, up: &Upstream) -> client::UpstreamClient {
+/// Sends `req` with the client for `up`: for a plain-HTTP default upstream
+/// on a worker thread, that thread's own; else the upstream's pool.
+fn send(shared: &Shared, up: &Upstream, req: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
     let plain_default = up.tls.is_none() && up.unix.is_none() && &*up.name == "default";
-    let on_worker = std::thread::current().name().is_some_and(|n| n.starts_with("moat-worker-"));
     if !plain_default {
-        return up.client.clone();
+        return up.client.request(req);
     }
-    if !on_worker {
-        return shared.client.clone();
+    if !ON_WORKER.with(|w| *w) {
+        return shared.client.request(req);
     }
-    CLIENT.with(|c| c.get_or_init(|| client::for_upstream(up)).clone())
+    CLIENT.with(|c| c.get_or_init(|| client::for_upstream(up)).request(req))
 }
 
 /// The upstream a request's route forwards to.
@@ -161,7 +165,6 @@ impl Service<Request<Body>> for Proxy {
             let mut at = pool.pick(None);
             prepare(&mut req, &ctx, ctx.trusted_peer, upgrade, &pool.addrs()[at].authority)?;
             let route = ctx.route().clone();
-            let up = client(&shared, target);
             // A request with no body can go to another address when the
             // first refuses the connection: nothing of it was sent.
             let retry = (!upgrade && pool.addrs().len() > 1 && http_body::Body::is_end_stream(req.body()))
@@ -174,7 +177,7 @@ impl Service<Request<Body>> for Proxy {
                     return Err(ProxyError::Upstream("no request to send".into()).into());
                 };
                 let in_flight = pool.enter(at);
-                let sent = tokio::time::timeout_at(deadline, up.request(req)).await;
+                let sent = tokio::time::timeout_at(deadline, send(&shared, target, req)).await;
                 drop(in_flight);
                 match &sent {
                     Ok(Err(e)) if e.is_connect() => {
@@ -260,6 +263,9 @@ impl Service<Request<Body>> for Proxy {
             }
             let (mut parts, body) = res.into_parts();
             headers::remove_hop_by_hop(&mut parts.headers, false);
+            // Room for the headers the layers above add (CORS, rate limit,
+            // security headers, request id) in one allocation.
+            let _ = parts.headers.try_reserve(RESPONSE_HEADERS_ADDED);
             Ok(Response::from_parts(parts, crate::body::boxed(body)))
         })
     }
