@@ -57,13 +57,63 @@ use crate::body::{Body, Observed};
 use crate::config::Limits;
 use crate::ctx::ConnInfo;
 use crate::error::BoxError;
+use crate::policy::BoxFuture;
 
 /// During shutdown, a connection with nothing in flight is closed this long
 /// after GOAWAY / close was signalled, even if the client keeps it open.
 const DRAIN_IDLE_CUTOFF: Duration = Duration::from_millis(500);
 
-/// The service type every listener serves.
-pub type HttpService = tower::util::BoxCloneSyncService<Request<Body>, Response<Body>, BoxError>;
+/// The service every listener serves: a stack with its concrete type
+/// erased. Unlike tower's boxed services it keeps the stack's own boxed
+/// future instead of boxing it a second time.
+pub struct HttpService(Box<dyn ErasedService>);
+
+trait ErasedService: Send + Sync {
+    fn call(&mut self, req: Request<Body>) -> BoxFuture;
+    fn clone_box(&self) -> Box<dyn ErasedService>;
+}
+
+impl<S> ErasedService for S
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    fn call(&mut self, req: Request<Body>) -> BoxFuture {
+        Service::call(self, req)
+    }
+    fn clone_box(&self) -> Box<dyn ErasedService> {
+        Box::new(self.clone())
+    }
+}
+
+impl HttpService {
+    /// Erases `svc`'s type. Like every service of the stack it must always be
+    /// ready: `poll_ready` is never called.
+    pub fn new<S>(svc: S) -> Self
+    where
+        S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+    {
+        Self(Box::new(svc))
+    }
+
+    /// Handles `req`.
+    pub fn call(&mut self, req: Request<Body>) -> BoxFuture {
+        self.0.call(req)
+    }
+}
+
+impl Clone for HttpService {
+    fn clone(&self) -> Self {
+        Self(self.0.clone_box())
+    }
+}
 
 /// Milliseconds since a process-wide base instant (0 is never a real time).
 fn now_ms() -> u64 {

@@ -158,6 +158,21 @@ impl OriginRule {
         Ok(OriginRule::Exact { scheme: o.scheme, host: o.host, port: o.port })
     }
 
+    /// Whether `raw` is this exact origin serialized the way browsers do it
+    /// (lowercase, the port only when given), so it matches without parsing.
+    /// Never true where [`OriginRule::matches`] on the parsed value is false.
+    fn is_serialized(&self, raw: &str) -> bool {
+        let OriginRule::Exact { scheme, host, port } = self else { return false };
+        let Some(rest) = raw.strip_prefix(scheme.as_str()).and_then(|r| r.strip_prefix("://")) else {
+            return false;
+        };
+        match rest.strip_prefix(host.as_str()) {
+            Some("") => default_port(scheme) == Some(*port),
+            Some(after) => after.strip_prefix(':').and_then(port_number) == Some(*port),
+            None => false,
+        }
+    }
+
     /// Whether `origin` (the raw `Origin` header value) matches.
     pub fn matches(&self, raw: &str, parsed: Option<&Origin>) -> bool {
         match (self, parsed) {
@@ -231,6 +246,10 @@ impl Default for CorsPolicy {
 impl CorsPolicy {
     /// Whether the raw `Origin` value is allowed by the list.
     pub fn allows(&self, raw: &str) -> bool {
+        // What browsers send: an allowed origin exactly as it serializes.
+        if self.origins.iter().any(|r| r.is_serialized(raw)) {
+            return true;
+        }
         let parsed = parse_origin(raw);
         self.origins.iter().any(|r| r.matches(raw, parsed.as_ref()))
     }
@@ -439,6 +458,38 @@ mod tests {
         let p =
             CorsPolicy { origins: rules.iter().map(|r| OriginRule::parse(r).unwrap()).collect(), ..Default::default() };
         p.allows(origin)
+    }
+
+    #[test]
+    fn the_unparsed_fast_path_never_allows_what_parsing_refuses() {
+        let rules: Vec<OriginRule> = ["https://docs.example.com", "http://[::1]:8080", "https://a.example.org:8443"]
+            .iter()
+            .map(|r| OriginRule::parse(r).unwrap())
+            .collect();
+        let raws = [
+            "https://docs.example.com",
+            "https://docs.example.com:443",
+            "https://docs.example.com:",
+            "https://docs.example.com:0443",
+            "https://docs.example.com:+443",
+            "https://docs.example.com.evil.com",
+            "https://docs.example.com/",
+            "https://docs.example.com@evil.com",
+            "http://[::1]:8080",
+            "http://[::1]",
+            "http://[::1]:80800",
+            "https://a.example.org:8443",
+            "https://a.example.org",
+            "https://a.example.org:8443:1",
+        ];
+        for rule in &rules {
+            for raw in raws {
+                if rule.is_serialized(raw) {
+                    assert!(rule.matches(raw, parse_origin(raw).as_ref()), "{rule:?} {raw}");
+                }
+            }
+        }
+        assert!(rules[0].is_serialized("https://docs.example.com") && rules[1].is_serialized("http://[::1]:8080"));
     }
 
     #[test]
