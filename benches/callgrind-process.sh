@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Instructions per request of the whole proxy process (user space: TLS,
+# HTTP/2 or HTTP/1.1 server, policies, upstream client, runtime), moat beside
+# a hardened nginx, each under valgrind's callgrind on 127.0.0.1. Unlike
+# wall-clock figures these repeat on a shared, noisy machine (to about 0.1 %),
+# so a change to the request path can be judged by them.
+#
+# Setup as in benches/compare.sh: an nginx upstream answering 1 KiB on
+# 127.0.0.1:9000; moat with the policies of compare.sh (rate limit that never
+# rejects, CORS allowlist, body limit, security headers, error replacement),
+# access log off; nginx-hardened with the directives of the shared anchors
+# script (limit_req, content-type allowlist, CORS map, intercepted errors),
+# one process (`master_process off`). Each proxy is warmed up, then
+# instrumentation is switched on for a fixed load (h2: `h2load -n $N -c 10
+# -m 10`; h1: `wrk -t1 -c10 -d${H1_SECONDS}s`, requests counted by wrk) and
+# off again; the count is divided by the requests served. Kernel time is not
+# counted (callgrind sees user space only).
+#
+# Needs root for nginx's `user root` and: valgrind nginx wrk nghttp2-client
+# openssl curl (apt-get install). Ports 9000, 8443 and 8446 must be free.
+#   bash benches/callgrind-process.sh            # h2 and h1, moat and nginx
+#   MODES=h2 N=2000 bash benches/callgrind-process.sh
+#   MOAT_BIN=/path/to/other/moat bash benches/callgrind-process.sh   # compare builds
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-4000}
+H1_SECONDS=${H1_SECONDS:-10}
+MODES=${MODES:-"h2 h1"}
+ORIGIN=https://app.example.com
+if [ -z "${MOAT_BIN:-}" ]; then
+  cargo build --release --locked --bin moat >&2
+  MOAT_BIN=$(pwd)/target/release/moat
+fi
+for c in valgrind callgrind_control nginx wrk h2load openssl curl; do
+  command -v "$c" >/dev/null || { echo "needs $c" >&2; exit 1; }
+done
+W=$(mktemp -d /tmp/moat-callgrind.XXXXXX)
+mkdir -p "$W"/{logs,tmp,errors,out}
+cleanup() {
+  [ -f "$W/upstream.pid" ] && kill "$(cat "$W/upstream.pid")" 2>/dev/null || true
+  pkill -9 -f "$W/" 2>/dev/null || true
+  rm -f /tmp/vgdb-pipe-*-"${VG_PID:-none}"-* 2>/dev/null || true
+}
+trap cleanup EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$W/key.pem" \
+  -out "$W/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+echo '<html><body>error</body></html>' > "$W/errors/__error.html"
+BODY=$(head -c 1024 /dev/zero | tr '\0' x)
+common() {
+  cat <<EOF
+  access_log off; server_tokens off; tcp_nodelay on; keepalive_requests 1000000; keepalive_timeout 75s;
+  client_body_temp_path $W/tmp/b; proxy_temp_path $W/tmp/p; fastcgi_temp_path $W/tmp/f;
+  uwsgi_temp_path $W/tmp/u; scgi_temp_path $W/tmp/s;
+EOF
+}
+cat > "$W/upstream.conf" <<EOF
+user root root; worker_processes 1; pid $W/upstream.pid; error_log $W/logs/upstream.err warn;
+events { worker_connections 8192; }
+http {
+$(common)
+  server { listen 127.0.0.1:9000 default_server; location / { default_type text/plain; return 200 "$BODY"; } }
+}
+EOF
+cat > "$W/hardened.conf" <<EOF
+user root root; worker_processes 1; master_process off; daemon off; pid $W/hardened.pid;
+error_log $W/logs/hardened.err warn;
+events { worker_connections 8192; }
+http {
+$(common)
+  ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; ssl_protocols TLSv1.3;
+  upstream app { server 127.0.0.1:9000; keepalive 512; keepalive_requests 1000000; keepalive_timeout 75s; }
+  limit_req_zone \$binary_remote_addr zone=perip:10m rate=1000000r/s;
+  limit_req_status 429;
+  map \$http_origin \$cors_allow_origin { default ""; "$ORIGIN" \$http_origin; "https://admin.example.com" \$http_origin; }
+  map \$content_type \$ct_ok { default 0; "" 1; ~*^application/octet-stream 1; ~*^application/json 1;
+    ~*^multipart/form-data 1; ~*^image/(png|jpeg|webp) 1; }
+  server {
+    listen 127.0.0.1:8443 ssl http2; server_name localhost;
+    client_max_body_size 100m; proxy_request_buffering off;
+    limit_req zone=perip burst=1000000 nodelay;
+    if (\$ct_ok = 0) { return 415; }
+    proxy_intercept_errors on;
+    error_page 400 403 404 405 413 415 429 500 502 503 504 /__error.html;
+    location = /__error.html { internal; root $W/errors; }
+    location / {
+      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto https;
+      proxy_hide_header X-Powered-By; proxy_hide_header Server;
+      add_header Access-Control-Allow-Origin \$cors_allow_origin always; add_header Vary Origin always;
+    }
+  }
+}
+EOF
+nginx -c "$W/upstream.conf"
+
+# measure NAME PORT MODE CMD... : instructions per request of CMD under callgrind.
+measure() {
+  local name=$1 port=$2 mode=$3; shift 3
+  local out="$W/out/callgrind.$name.$mode" url="https://127.0.0.1:$port/" n i
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out.%p" "$@" >"$W/logs/$name.$mode.log" 2>&1 &
+  VG_PID=$!
+  for i in $(seq 300); do curl -sk -o /dev/null "$url" && break; sleep 0.2; done
+  load() {
+    if [ "$mode" = h2 ]; then
+      timeout 600 h2load -n "$1" -c 10 -m 10 -H "Origin: $ORIGIN" "$url" >"$W/out/load.txt" 2>&1
+    else
+      timeout 600 wrk -t1 -c10 -d"$2"s -H "Origin: $ORIGIN" "$url" >"$W/out/load.txt" 2>&1
+    fi
+  }
+  load 1000 2
+  callgrind_control -i on "$VG_PID" >/dev/null
+  load "$N" "$H1_SECONDS"
+  callgrind_control -i off "$VG_PID" >/dev/null
+  callgrind_control -d "$VG_PID" >/dev/null
+  if [ "$mode" = h2 ]; then
+    n=$(grep -oP '\K[0-9]+(?= succeeded)' "$W/out/load.txt")
+  else
+    n=$(grep -oP '^\s+\K[0-9]+(?= requests in)' "$W/out/load.txt")
+  fi
+  kill -TERM "$VG_PID" 2>/dev/null || true
+  for i in $(seq 100); do kill -0 "$VG_PID" 2>/dev/null || break; sleep 0.3; done
+  local total
+  total=$(cat "$out".* | sed -n 's/^totals: //p' | awk '{s += $1} END {print s}')
+  if [ -z "$n" ] || [ "$n" = 0 ] || [ -z "$total" ] || [ "$total" = 0 ]; then
+    printf '%-16s %-3s measurement failed (see %s)\n' "$name" "$mode" "$W/logs/$name.$mode.log"
+    return 0
+  fi
+  printf '%-16s %-3s %8d requests %10d instr/request\n' "$name" "$mode" "$n" $(( total / n ))
+}
+
+moat_env() {
+  export MOAT_LISTEN__HTTPS=127.0.0.1:8446 MOAT_LISTEN__ADMIN=127.0.0.1:9911 MOAT_UPSTREAM__URL=http://127.0.0.1:9000 \
+    MOAT_TLS__CERT="$W/cert.pem" MOAT_TLS__KEY="$W/key.pem" MOAT_TLS__MIN_VERSION=1.3 MOAT_LOG=warn \
+    MOAT_RATE_LIMIT__DEFAULT='{ rate = "1000000/s", burst = 1000000 }' \
+    MOAT_CORS__ALLOWED_ORIGINS="[\"$ORIGIN\"]" MOAT_LIMITS__MAX_BODY=200MiB
+}
+for mode in $MODES; do
+  # The environment is set before valgrind starts: it does not follow an exec.
+  ( moat_env; measure moat 8446 "$mode" "$MOAT_BIN" run )
+  measure nginx-hardened 8443 "$mode" nginx -c "$W/hardened.conf"
+done
+echo "profiles: $W/out (callgrind_annotate --inclusive=yes FILE); removed on the next run only"
+trap - EXIT
+kill "$(cat "$W/upstream.pid")" 2>/dev/null || true
