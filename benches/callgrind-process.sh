@@ -21,6 +21,7 @@
 #   bash benches/callgrind-process.sh            # h2 and h1, moat and nginx
 #   MODES=h2 N=2000 bash benches/callgrind-process.sh
 #   MOAT_BIN=/path/to/other/moat bash benches/callgrind-process.sh   # compare builds
+#   MOAT_LOG=info MODES=h1 bash benches/callgrind-process.sh          # moat with its access log on
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-4000}
@@ -131,7 +132,7 @@ measure() {
 
 moat_env() {
   export MOAT_LISTEN__HTTPS=127.0.0.1:8446 MOAT_LISTEN__ADMIN=127.0.0.1:9911 MOAT_UPSTREAM__URL=http://127.0.0.1:9000 \
-    MOAT_TLS__CERT="$W/cert.pem" MOAT_TLS__KEY="$W/key.pem" MOAT_TLS__MIN_VERSION=1.3 MOAT_LOG=warn \
+    MOAT_TLS__CERT="$W/cert.pem" MOAT_TLS__KEY="$W/key.pem" MOAT_TLS__MIN_VERSION=1.3 MOAT_LOG="${MOAT_LOG:-warn}" \
     MOAT_RATE_LIMIT__DEFAULT='{ rate = "1000000/s", burst = 1000000 }' \
     MOAT_CORS__ALLOWED_ORIGINS="[\"$ORIGIN\"]" MOAT_LIMITS__MAX_BODY=200MiB
 }

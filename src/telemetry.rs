@@ -81,9 +81,15 @@ impl Fields<'_, '_> {
     fn key(&mut self, field: &Field) -> bool {
         let name = field.name();
         let secret = SECRET_FIELDS.contains(&name);
+        // Field names are identifiers: escaped only if one ever is not.
+        let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
         self.res = self.res.and_then(|()| {
             self.w.write_str(",\"")?;
-            escape(self.w, name)?;
+            if plain {
+                self.w.write_str(name)?;
+            } else {
+                escape(self.w, name)?;
+            }
             self.w.write_str(if secret { "\":\"[redacted]\"" } else { "\":" })
         });
         !secret

@@ -84,10 +84,11 @@ where
                 let upstream_status = ctx.upstream_status.load(Ordering::Relaxed);
                 tracing::info!(
                     target: "moat::access",
-                    request_id = %ctx.id,
+                    // Strings as `&str` (no formatting machinery per field).
+                    request_id = ctx.id.as_str(),
                     client_ip = %ctx.client_ip(),
-                    method = %method,
-                    path = %path,
+                    method = method.as_str(),
+                    path = path.as_str(),
                     route = route,
                     status = status,
                     upstream_status = (upstream_status != 0).then_some(upstream_status),
