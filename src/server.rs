@@ -68,19 +68,28 @@ const DRAIN_IDLE_CUTOFF: Duration = Duration::from_millis(500);
 /// future instead of boxing it a second time.
 pub struct HttpService(Box<dyn ErasedService>);
 
+/// What a served stack is: a service of moat's request and response types
+/// whose future is the stack's [`BoxFuture`].
+pub trait StackService:
+    Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + Sync + 'static
+{
+}
+
+impl<S> StackService for S where
+    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 trait ErasedService: Send + Sync {
     fn call(&mut self, req: Request<Body>) -> BoxFuture;
     fn clone_box(&self) -> Box<dyn ErasedService>;
 }
 
-impl<S> ErasedService for S
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-{
+impl<S: StackService> ErasedService for S {
     fn call(&mut self, req: Request<Body>) -> BoxFuture {
         Service::call(self, req)
     }
@@ -92,14 +101,7 @@ where
 impl HttpService {
     /// Erases `svc`'s type. Like every service of the stack it must always be
     /// ready: `poll_ready` is never called.
-    pub fn new<S>(svc: S) -> Self
-    where
-        S: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-    {
+    pub fn new<S: StackService>(svc: S) -> Self {
         Self(Box::new(svc))
     }
 

@@ -114,7 +114,7 @@ where
             _ => new_id(),
         };
         // Unique to the request: never indexed in HTTP/2's header table (see `never_indexed`).
-        let hv = HeaderValue::from_str(&id).ok().map(crate::policy::rate_limit::never_indexed);
+        let hv = HeaderValue::from_str(&id).ok().map(crate::proxy::headers::never_indexed);
         // Room for this and the forwarding headers the proxy adds, in one allocation.
         let _ = req.headers_mut().try_reserve(8);
         if let Some(hv) = &hv {

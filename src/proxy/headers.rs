@@ -50,7 +50,7 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             // `from_bytes` lowercases.
             let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else { continue };
-            if !is_hop_by_hop(&n) && !doomed.contains(&n) && h.contains_key(&n) {
+            if !is_hop_by_hop(&n) && !doomed.contains(&n) {
                 doomed.push(n);
             }
         }
@@ -70,6 +70,14 @@ pub fn wants_upgrade(h: &HeaderMap) -> bool {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade")))
+}
+
+/// `v`, marked so that HPACK never adds it to HTTP/2's header table: for
+/// values that change from response to response, which would only evict the
+/// stable headers every response repeats.
+pub fn never_indexed(mut v: HeaderValue) -> HeaderValue {
+    v.set_sensitive(true);
+    v
 }
 
 /// A header value that owns `s` (no copy; invalid bytes → `None`).

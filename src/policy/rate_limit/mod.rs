@@ -279,19 +279,11 @@ impl Limiters {
     }
 }
 
-/// `v`, marked so that HPACK never adds it to the header table.
-pub fn never_indexed(mut v: HeaderValue) -> HeaderValue {
-    v.set_sensitive(true);
-    v
-}
-
 fn set_headers(res: &mut Response<Body>, d: &Decision) {
     let h = res.headers_mut();
     h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(d.limit));
-    // Values that change from response to response are kept out of the
-    // HTTP/2 header table (never indexed): inserting them would only evict
-    // the stable headers (security headers, CORS) every response repeats.
-    h.insert(RATELIMIT_REMAINING.clone(), never_indexed(HeaderValue::from(d.remaining)));
+    // Changes every response: kept out of HTTP/2's header table.
+    h.insert(RATELIMIT_REMAINING.clone(), crate::proxy::headers::never_indexed(HeaderValue::from(d.remaining)));
     h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(ceil_secs(d.reset)));
 }
 
