@@ -8,7 +8,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{Method, Request};
 use moat::config::Config;
-use moat::ctx::{ConnInfo, Ctx};
+use moat::net::ConnInfo;
+use moat::policy::ctx::Ctx;
 
 fn request() -> Request<moat::body::Body> {
     Request::builder()
@@ -62,9 +63,9 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             || request().into_parts().0.headers,
             |mut h| {
-                moat::proxy::headers::remove_hop_by_hop(&mut h, false);
+                moat::headers::remove_hop_by_hop(&mut h, false);
                 let ip = "192.0.2.10".parse().unwrap();
-                moat::proxy::headers::set_forwarding(&mut h, ip, ip, false, Some("docs.example.com"));
+                moat::headers::set_forwarding(&mut h, ip, ip, false, Some("docs.example.com"));
                 black_box(h)
             },
             criterion::BatchSize::SmallInput,
@@ -84,7 +85,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("request_id", |b| b.iter(|| black_box(moat::policy::request_id::new_id())));
 
     c.bench_function("problem_json_body", |b| {
-        b.iter(|| black_box(moat::error::problem(moat::error::Reason::RateLimited, "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6")))
+        let r = moat::error::Reason::RateLimited;
+        b.iter(|| {
+            black_box(moat::error::problem(r.status(), r.detail(), "0192f3a4b5c6d7e8f9a0b1c2d3e4f5a6", false, Some(r)))
+        })
     });
 }
 

@@ -17,10 +17,10 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 
-use crate::app::Shared;
 use crate::body::{self, Body};
 use crate::config::Upstream;
 use crate::error::BoxError;
+use crate::stack::Shared;
 
 fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(body::full(body));

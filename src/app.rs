@@ -1,10 +1,8 @@
 //! Building and running moat: the shared state that survives reloads, the
 //! listeners, the certificate watcher, signal handling, and the drain.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -12,48 +10,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::listener::certs::{self, CertStore};
-use crate::metrics::Metrics;
-use crate::proxy::client::{self, UpstreamClient};
 
 /// The longest header-read, idle and send timeout of an admin connection.
 const ADMIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// State shared by every request, built once and kept across reloads.
-pub struct Shared {
-    /// The current config; each request takes a snapshot.
-    pub config: ArcSwap<Config>,
-    /// The pooled upstream client.
-    pub client: UpstreamClient,
-    /// Metric families.
-    pub metrics: Metrics,
-    /// The served certificate.
-    pub certs: Arc<CertStore>,
-    /// Rate-limit buckets and in-flight semaphores (kept across reloads).
-    pub limiters: crate::policy::rate_limit::Limiters,
-    /// Verified-credential cache and failed-attempt counters.
-    pub auth: crate::policy::auth::AuthState,
-}
-
-impl Shared {
-    /// Shared state for `config` serving `certs`.
-    pub fn new(config: Config, certs: Arc<CertStore>) -> Arc<Self> {
-        let metrics = Metrics::new();
-        metrics.init_upstreams(config.upstream_names());
-        Arc::new(Shared {
-            client: client::for_upstream(&config.upstream),
-            config: ArcSwap::from_pointee(config),
-            metrics,
-            certs,
-            limiters: Default::default(),
-            auth: Default::default(),
-        })
-    }
-
-    /// Whether `ip` is a trusted proxy whose forwarding headers are believed.
-    pub fn is_trusted_peer(&self, cfg: &Config, ip: IpAddr) -> bool {
-        crate::policy::client_ip::in_nets(&cfg.client_ip.trusted_proxies, ip)
-    }
-}
+pub use crate::stack::Shared;
 
 /// Why moat could not start.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +70,7 @@ impl App {
             Some(a) => Some(crate::listener::bind(a, "listen.http_redirect").await?),
             None => None,
         };
-        let shared = Shared::new(config, store.clone());
+        let shared = Shared::new(config);
         if let Some(t) = not_after {
             shared.metrics.cert_not_after.set(t);
         }
@@ -386,7 +347,13 @@ fn start_workers(
                     }
                 };
                 let grace = shared.config.load().limits.shutdown_grace;
-                crate::listener::serve_tls(listener, acceptor, shared, svc, slots, shutdown, tracker.clone()).await;
+                let serving = crate::listener::TlsServing {
+                    acceptor,
+                    config: shared.config.load_full(),
+                    metrics: shared.metrics.clone(),
+                    svc,
+                };
+                crate::listener::serve_tls(listener, serving, slots, shutdown, tracker.clone()).await;
                 // Keep this runtime (and the connections it drives) alive until the drain ends.
                 let _ = tokio::time::timeout(grace, tracker.wait()).await;
             });

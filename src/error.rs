@@ -3,7 +3,10 @@
 //! `application/problem+json`). This is the one place where causes become
 //! responses; the `detail` never carries upstream text, an address, a path, a
 //! Rust error string or a config value. The real cause goes to the log,
-//! with the request id, so an operator can find it.
+//! with the request id, so an operator can find it. A leaf below the
+//! policies: it knows reasons and response shapes, not requests.
+
+use std::borrow::Cow;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
@@ -115,6 +118,23 @@ impl Reason {
         }
     }
 
+    /// Whether an error for this reason can leave the request body unread
+    /// (moat cut it, or stopped reading it): an HTTP/1 connection is then
+    /// closed after the response (see [`close_after`]).
+    pub fn leaves_body_unread(self) -> bool {
+        matches!(
+            self,
+            Reason::BodyTooLarge
+                | Reason::RequestTimeout
+                | Reason::BadRequest
+                | Reason::UploadType
+                | Reason::UploadName
+                | Reason::UploadCount
+                | Reason::UploadMalware
+                | Reason::ScanUnavailable
+        )
+    }
+
     /// The fixed public explanation.
     pub fn detail(self) -> &'static str {
         match self {
@@ -169,8 +189,7 @@ pub enum ProxyError {
     Panic,
 }
 
-/// The boxed error type of the stack.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::body::BoxError;
 
 impl ProxyError {
     /// The reason a failure is answered with.
@@ -197,8 +216,9 @@ impl ProxyError {
 
 /// Asks an HTTP/1 client's connection to close after `res`: the request body
 /// was not read to its end, so the next request's bytes cannot be found.
-/// The one place that says so, for rejections before the body (body limits)
-/// and while it streams (rescue).
+/// Used for refusals before the body is read (the body limit's
+/// `refuse`, which every such refusal goes through) and for errors whose
+/// reason [leaves the body unread](Reason::leaves_body_unread) (rescue).
 pub fn close_after(res: &mut Response<Body>) {
     res.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
 }
@@ -229,13 +249,9 @@ fn json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-/// Builds the problem+json body.
-pub fn problem_body(status: StatusCode, detail: &str, request_id: &str) -> String {
-    problem_body_with(status, detail, request_id, false)
-}
-
-/// [`problem_body`], optionally with an `"error": detail` member.
-pub fn problem_body_with(status: StatusCode, detail: &str, request_id: &str, error_field: bool) -> String {
+/// Builds the problem+json body; `error_field` adds an `"error": detail`
+/// member (`errors.error_field`, for clients that read that name).
+pub fn problem_body(status: StatusCode, detail: &str, request_id: &str, error_field: bool) -> String {
     let mut s = String::with_capacity(200);
     s.push_str("{\"type\":\"about:blank\",\"title\":");
     json_str(&mut s, status.canonical_reason().unwrap_or("Error"));
@@ -260,19 +276,25 @@ pub struct ProblemDoc {
     /// Status.
     pub status: StatusCode,
     /// Fixed public detail.
-    pub detail: std::borrow::Cow<'static, str>,
+    pub detail: Cow<'static, str>,
 }
 
-/// A problem+json response for a request (honours `errors.error_field`).
-/// `reason` marks it as a rejection for the log and metrics.
-pub fn problem_response(
+/// The one builder of moat's own error responses: problem+json (RFC 9457)
+/// with `cache-control: no-store`, a [`ProblemDoc`] for the HTML rendering,
+/// and, when `reason` is given, a [`Rejected`] mark for the log and
+/// metrics. `detail` is one of moat's fixed texts, never upstream or
+/// request text. (Within the stack, [`Ctx::reject`](crate::policy::ctx::Ctx::reject)
+/// and [`Ctx::problem`](crate::policy::ctx::Ctx::problem) call this with
+/// the request's id and error settings.)
+pub fn problem(
     status: StatusCode,
-    detail: impl Into<std::borrow::Cow<'static, str>>,
-    ctx: &crate::ctx::Ctx,
+    detail: impl Into<Cow<'static, str>>,
+    request_id: &str,
+    error_field: bool,
     reason: Option<Reason>,
 ) -> Response<Body> {
     let detail = detail.into();
-    let body = problem_body_with(status, &detail, &ctx.id, ctx.config.errors.error_field);
+    let body = problem_body(status, &detail, request_id, error_field);
     let mut res = Response::new(body::full(Bytes::from(body)));
     *res.status_mut() = status;
     let h = res.headers_mut();
@@ -283,11 +305,6 @@ pub fn problem_response(
         res.extensions_mut().insert(Rejected(r));
     }
     res
-}
-
-/// The rejection response for `reason` in the context of a request.
-pub fn reject_response(reason: Reason, ctx: &crate::ctx::Ctx) -> Response<Body> {
-    problem_response(reason.status(), reason.detail(), ctx, Some(reason))
 }
 
 /// `s` escaped for HTML text and attribute values.
@@ -318,31 +335,13 @@ pub fn html_page(status: StatusCode, detail: &str, request_id: &str) -> String {
     )
 }
 
-/// The response for a reason: problem+json, `cache-control: no-store`, and
-/// a [`Rejected`] extension for the log.
-pub fn problem(reason: Reason, request_id: &str) -> Response<Body> {
-    problem_with_detail(reason, reason.detail(), request_id)
-}
-
-/// [`problem`] with a detail from moat's own fixed texts (e.g. with a retry delay).
-pub fn problem_with_detail(reason: Reason, detail: &str, request_id: &str) -> Response<Body> {
-    let status = reason.status();
-    let mut res = Response::new(body::full(Bytes::from(problem_body(status, detail, request_id))));
-    *res.status_mut() = status;
-    let h = res.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.extensions_mut().insert(Rejected(reason));
-    res
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn body_is_valid_json() {
-        let b = problem_body(StatusCode::TOO_MANY_REQUESTS, "a \"q\" \\ \n", "01J-x");
+        let b = problem_body(StatusCode::TOO_MANY_REQUESTS, "a \"q\" \\ \n", "01J-x", false);
         let v: serde_json::Value = serde_json::from_str(&b).unwrap();
         assert_eq!(v["status"], 429);
         assert_eq!(v["title"], "Too Many Requests");

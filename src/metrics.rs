@@ -124,15 +124,11 @@ impl ScanMetrics {
         Self { scans, duration }
     }
 
-    /// Records a verdict (or a failure) that took `took` after the file's last byte.
-    pub fn observe(&self, outcome: crate::scan::Outcome, took: Duration) {
-        let result = match outcome {
-            crate::scan::Outcome::Clean => "clean",
-            crate::scan::Outcome::Infected => "infected",
-            crate::scan::Outcome::Failed => "error",
-        };
+    /// Records a scan's `result` (`clean`, `infected`, `error`); a verdict
+    /// (`took` after the file's last byte) also goes into the duration histogram.
+    pub fn observe(&self, result: &'static str, verdict: Option<Duration>) {
         self.scans.get_or_create(&ResultLabel { result }).inc();
-        if outcome != crate::scan::Outcome::Failed {
+        if let Some(took) = verdict {
             self.duration.observe(took.as_secs_f64());
         }
     }

@@ -1,6 +1,15 @@
-//! Address helpers.
+//! Connection facts and address helpers.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+
+/// Facts about the client connection, inserted by the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
 
 /// IPv4-mapped IPv6 addresses (`::ffff:1.2.3.4`) become IPv4.
 pub fn canonical(ip: IpAddr) -> IpAddr {

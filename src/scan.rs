@@ -304,6 +304,17 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The `result` label of `moat_scans_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Clean => "clean",
+            Outcome::Infected => "infected",
+            Outcome::Failed => "error",
+        }
+    }
+}
+
 enum Msg {
     Data(Bytes),
     End,
@@ -474,7 +485,7 @@ impl Task {
             }
             Ok(reply) => self.read_reply(&reply),
         };
-        self.metrics.observe(outcome, took);
+        self.metrics.observe(outcome.label(), (outcome != Outcome::Failed).then_some(took));
         let _ = verdict.send(outcome);
     }
 

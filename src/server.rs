@@ -55,8 +55,8 @@ use tower::Service;
 
 use crate::body::{Body, Observed};
 use crate::config::Limits;
-use crate::ctx::ConnInfo;
 use crate::error::BoxError;
+use crate::policy::ctx::ConnInfo;
 use crate::policy::BoxFuture;
 
 /// During shutdown, a connection with nothing in flight is closed this long
@@ -438,7 +438,8 @@ fn handle(
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "unhandled error reached the connection");
-                crate::error::problem(crate::error::Reason::Internal, "")
+                let r = crate::error::Reason::Internal;
+                crate::error::problem(r.status(), r.detail(), "", false, Some(r))
             }
         };
         let (parts, body) = res.into_parts();

@@ -1,38 +1,79 @@
 //! The request path as one tower stack, outermost first. Each layer says why
-//! it sits where it does; the numbers are the layer numbers of the project's
-//! design document (kept outside this repository), so the order can be
-//! checked against it. `src/lib.rs` maps each layer to its file.
+//! it sits where it does; the numbers are the layer numbers of the design
+//! document's layer order, so the order can be checked against it.
+//! `src/lib.rs` maps each layer to its file.
+//!
+//! [`Shared`] is the state that outlives a config reload (the live config,
+//! limiter tables, the credential cache, metrics, the default upstream's
+//! client); each layer is given only the parts it uses.
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use http::{Request, Response};
 use tower::{Service, ServiceBuilder};
 
-use crate::app::Shared;
 use crate::body::Body;
+use crate::config::Config;
 use crate::error::BoxError;
+use crate::metrics::Metrics;
 use crate::policy::access_log::AccessLogLayer;
 use crate::policy::auth::Auth;
+use crate::policy::auth::AuthState;
 use crate::policy::body_limit::BodyLimit;
 use crate::policy::client_ip::ClientIp;
 use crate::policy::cors::Cors;
 use crate::policy::framing::Framing;
+use crate::policy::rate_limit::Limiters;
 use crate::policy::rate_limit::RateLimit;
 use crate::policy::request_id::RequestIdLayer;
 use crate::policy::rescue::RescueLayer;
 use crate::policy::route::Routing;
 use crate::policy::sanitize::SanitizeLayer;
-use crate::policy::security_headers::Hardening;
+use crate::policy::security_headers::ResponseHeaders;
 use crate::policy::upload::Upload;
-use crate::policy::{BoxFuture, PolicyLayer};
+use crate::policy::{AlwaysReady, BoxFuture, PolicyLayer};
 use crate::proxy::Proxy;
+use crate::upstream::client::UpstreamClient;
+
+/// State kept across reloads, built once by `App::build`.
+pub struct Shared {
+    /// The current config; each request takes a snapshot (request-id layer).
+    pub config: Arc<ArcSwap<Config>>,
+    /// The default upstream's client, for requests handled off the workers.
+    pub client: UpstreamClient,
+    /// Metric families.
+    pub metrics: Arc<Metrics>,
+    /// Rate-limit buckets and in-flight semaphores.
+    pub limiters: Arc<Limiters>,
+    /// Verified-credential cache and failed-attempt counters.
+    pub auth: Arc<AuthState>,
+}
+
+impl Shared {
+    /// The state for serving `config`.
+    pub fn new(config: Config) -> Arc<Self> {
+        let metrics = Metrics::new();
+        metrics.init_upstreams(config.upstream_names());
+        Arc::new(Shared {
+            client: config.upstream.new_client(),
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            metrics: Arc::new(metrics),
+            limiters: Default::default(),
+            auth: Default::default(),
+        })
+    }
+}
 
 /// Builds the public listener's service.
 pub fn build(
     shared: &Arc<Shared>,
-) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static
-{
-    build_with(shared, Proxy::new(shared.clone()))
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
+       + AlwaysReady
+       + Clone
+       + Send
+       + 'static {
+    build_with(shared, Proxy::new(shared.client.clone()))
 }
 
 /// The same stack around another innermost service in place of the proxy
@@ -40,19 +81,28 @@ pub fn build(
 pub fn build_with<U>(
     shared: &Arc<Shared>,
     upstream: U,
-) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
+       + AlwaysReady
+       + Clone
+       + Send
+       + 'static
 where
-    U: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + 'static,
+    U: Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture>
+        + AlwaysReady
+        + Clone
+        + Send
+        + 'static,
 {
     ServiceBuilder::new()
         // 1. Everything below, rejections included, carries an id and runs under one config snapshot.
-        .layer(RequestIdLayer::new(shared.clone()))
+        .layer(RequestIdLayer::new(shared.config.clone()))
         // 2. Sees the final status of every request, including those made by rescue.
-        .layer(AccessLogLayer::new(shared.clone()))
-        // 3. Every response, moat's own too, gets the security headers and loses leaky ones.
-        .layer(PolicyLayer::new(Hardening))
+        .layer(AccessLogLayer::new(shared.metrics.clone()))
+        // 3. Every response, moat's own too: CORS headers (cors.rs), HTML error pages for
+        //    browsers (error_page.rs), security headers in and leaky ones out (security_headers.rs).
+        .layer(PolicyLayer::new(ResponseHeaders))
         // 4. The one place errors and panics become problem+json responses.
-        .layer(RescueLayer::new(shared.clone()))
+        .layer(RescueLayer::new(shared.metrics.clone()))
         // 5. Framing first: a request two parsers could read differently is refused before anything trusts it.
         .layer(PolicyLayer::new(Framing))
         // 5. Normalize the path and pick the route every later policy reads.
@@ -62,9 +112,9 @@ where
         // 7. CORS before rate limit and auth, so a browser can read a 429 or 401; preflights end here.
         .layer(PolicyLayer::new(Cors))
         // 8. Cheap refusals before expensive work: buckets, then in-flight caps.
-        .layer(PolicyLayer::new(RateLimit::new(shared.clone())))
+        .layer(PolicyLayer::new(RateLimit::new(shared.limiters.clone(), shared.auth.clone(), shared.metrics.clone())))
         // 9. Who is asking: headers only, so nothing has read the body yet.
-        .layer(PolicyLayer::new(Auth::new(shared.clone())))
+        .layer(PolicyLayer::new(Auth::new(shared.auth.clone())))
         // 10. Body limits wrap the stream before anything reads it.
         .layer(PolicyLayer::new(BodyLimit))
         // 10. Upload inspection wraps the already-limited stream: what the bytes are, as they pass.

@@ -20,8 +20,8 @@ use criterion::{criterion_group, Criterion};
 use http::{Method, Request, Response};
 use http_body_util::BodyExt;
 use moat::body::Body;
-use moat::ctx::ConnInfo;
 use moat::error::BoxError;
+use moat::net::ConnInfo;
 use moat::policy::BoxFuture;
 use tower::{Service, ServiceExt};
 
@@ -45,14 +45,13 @@ path = "/limited"
 rate_limit = { key = "ip", rate = "1/h", burst = 1 }
 "#;
 
-fn shared() -> Arc<moat::app::Shared> {
+fn shared() -> Arc<moat::stack::Shared> {
     let dir = std::env::temp_dir().join(format!("moat-bench-stack-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("moat.toml");
     std::fs::write(&p, CONFIG).unwrap();
     let cfg = moat::config::load_with_env(Some(&p), &[]).unwrap();
-    let certs = Arc::new(moat::listener::certs::CertStore::new(moat::listener::certs::self_signed().unwrap()));
-    moat::app::Shared::new(cfg, certs)
+    moat::stack::Shared::new(cfg)
 }
 
 /// An app behind moat: 200 with a small JSON body, or a 500 with a traceback on `/fail`.

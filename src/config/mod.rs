@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use http::Method;
 
+pub use crate::upstream::client::UpstreamTls;
 use validate::validate;
 
 /// Keys whose value may instead be read from a file named by `KEY_file`
@@ -137,7 +138,7 @@ pub struct Upstream {
     /// socket); the first of `urls`.
     pub origin: http::uri::Authority,
     /// Its addresses (one per `urls` entry) and their passive health.
-    pub pool: Arc<crate::proxy::balance::Pool>,
+    pub pool: Arc<crate::upstream::balance::Pool>,
     /// `https://`: how its certificate is verified.
     pub tls: Option<UpstreamTls>,
     /// `unix:/path`: the socket.
@@ -146,7 +147,7 @@ pub struct Upstream {
     /// `client_key`): watched, so a rotation is a reload.
     pub tls_files: Vec<PathBuf>,
     /// The pooled client that reaches it.
-    pub client: crate::proxy::client::UpstreamClient,
+    pub client: crate::upstream::client::UpstreamClient,
     /// Path prefix of the URL (no trailing slash; empty for `/`).
     pub base_path: String,
     /// TCP connect timeout.
@@ -165,15 +166,6 @@ pub struct Upstream {
     pub health_status: u16,
     /// Expected top-level JSON members of the probe's body.
     pub health_json: Option<serde_json::Map<String, serde_json::Value>>,
-}
-
-/// TLS settings of an `https://` upstream.
-#[derive(Debug, Clone)]
-pub struct UpstreamTls {
-    /// Roots, protocol versions, client certificate.
-    pub config: Arc<rustls::ClientConfig>,
-    /// SNI and the name its certificate must carry (`None`: each address's host).
-    pub server_name: Option<rustls_pki_types::ServerName<'static>>,
 }
 
 impl Config {
@@ -203,6 +195,17 @@ impl Config {
 }
 
 impl Upstream {
+    /// A new client of this upstream (its own pool), with its settings.
+    pub fn new_client(&self) -> crate::upstream::client::UpstreamClient {
+        crate::upstream::client::build(
+            self.tls.as_ref(),
+            self.unix.as_deref(),
+            self.connect_timeout,
+            self.pool_idle_timeout,
+            self.pool_max_idle,
+        )
+    }
+
     /// `http` or `https` (a unix socket speaks plain HTTP).
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() {

@@ -15,8 +15,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::Shared;
-use crate::ctx::ConnInfo;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::policy::ctx::ConnInfo;
 use crate::server::HttpService;
 
 /// Binds a TCP listener (with a clear error naming the address).
@@ -104,18 +105,28 @@ async fn accept_loop<F, Fut>(
     }
 }
 
+/// What a worker's HTTPS listener serves with.
+pub struct TlsServing {
+    /// The TLS acceptor (its certificate store reloads in place).
+    pub acceptor: TlsAcceptor,
+    /// The config the listener started with (connection limits, handshake timeout).
+    pub config: Arc<Config>,
+    /// Connection and handshake metrics.
+    pub metrics: Arc<Metrics>,
+    /// The request stack.
+    pub svc: HttpService,
+}
+
 /// Serves HTTPS on `listener` until `shutdown`. `slots` is the connection
 /// cap shared by every worker (each accepting on its own socket).
 pub async fn serve_tls(
     listener: TcpListener,
-    acceptor: TlsAcceptor,
-    shared: Arc<Shared>,
-    svc: HttpService,
+    serving: TlsServing,
     slots: Arc<Semaphore>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let cfg = shared.config.load_full();
+    let TlsServing { acceptor, config: cfg, metrics, svc } = serving;
     let limits = &cfg.limits;
     let builder = Arc::new(crate::server::builder(limits));
     let handshake_timeout = cfg.tls.handshake_timeout;
@@ -125,21 +136,21 @@ pub async fn serve_tls(
         let svc = svc.clone();
         let builder = builder.clone();
         let shutdown = shutdown.clone();
-        let shared = shared.clone();
+        let metrics = metrics.clone();
         async move {
-            shared.metrics.active_connections.inc();
+            metrics.active_connections.inc();
             let _gauge = scopeguard(|| {
-                shared.metrics.active_connections.dec();
+                metrics.active_connections.dec();
             });
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    shared.metrics.tls_handshake_errors.inc();
+                    metrics.tls_handshake_errors.inc();
                     tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
-                    shared.metrics.tls_handshake_errors.inc();
+                    metrics.tls_handshake_errors.inc();
                     tracing::debug!(peer = %peer, "TLS handshake timed out");
                     return;
                 }

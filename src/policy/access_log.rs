@@ -12,28 +12,28 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use super::{ctx_of, BoxFuture};
-use crate::app::Shared;
 use crate::body::{Body, Observed};
 use crate::error::{BoxError, Rejected};
+use crate::metrics::Metrics;
 use crate::sanitize::redact::redact_query;
 
 /// Logs every request.
 #[derive(Clone)]
 pub struct AccessLogLayer {
-    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
 }
 
 impl AccessLogLayer {
     /// The layer.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
     }
 }
 
 impl<S> Layer<S> for AccessLogLayer {
     type Service = AccessLog<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        AccessLog { inner, shared: self.shared.clone() }
+        AccessLog { inner, metrics: self.metrics.clone() }
     }
 }
 
@@ -41,8 +41,10 @@ impl<S> Layer<S> for AccessLogLayer {
 #[derive(Clone)]
 pub struct AccessLog<S> {
     inner: S,
-    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
 }
+
+impl<S: super::AlwaysReady> super::AlwaysReady for AccessLog<S> {}
 
 impl<S> Service<Request<Body>> for AccessLog<S>
 where
@@ -69,7 +71,7 @@ where
         };
         let ctx = ctx_of(&req);
         let fut = self.inner.call(req);
-        let shared = self.shared.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let ctx = ctx?;
             let res = fut.await?;
@@ -79,7 +81,7 @@ where
             let body = Observed::new(body, move |bytes_out, completed| {
                 let route = ctx.route();
                 let duration = ctx.start.elapsed();
-                shared.metrics.observe_request(&route.label, &method, status, duration, reject);
+                metrics.observe_request(&route.label, &method, status, duration, reject);
                 let route = route.name.as_str();
                 let upstream_status = ctx.upstream_status.load(Ordering::Relaxed);
                 tracing::info!(

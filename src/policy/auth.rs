@@ -51,8 +51,8 @@ use super::forward_auth::{self, Decision, ForwardAuthConfig, ForwardCache};
 use super::session::{self, SessionConfig};
 use super::{reject, Policy, Verdict};
 use crate::body::Body;
-use crate::ctx::Ctx;
 use crate::error::Reason;
+use crate::policy::ctx::Ctx;
 
 static X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 
@@ -394,13 +394,13 @@ impl AuthState {
 
 /// The policy.
 pub struct Auth {
-    shared: Arc<crate::app::Shared>,
+    state: Arc<AuthState>,
 }
 
 impl Auth {
-    /// The policy over the shared auth state.
-    pub fn new(shared: Arc<crate::app::Shared>) -> Self {
-        Self { shared }
+    /// The policy over the auth state kept across reloads.
+    pub fn new(state: Arc<AuthState>) -> Self {
+        Self { state }
     }
 }
 
@@ -511,7 +511,7 @@ impl Policy for Auth {
         let route = ctx.route().clone();
         let cfg = &ctx.config.auth;
         if let Some(s) = cfg.session.as_ref().filter(|s| session::is_own_page(s, req.uri().path())) {
-            return session::serve(&self.shared.auth, s, req, ctx).await;
+            return session::serve(&self.state, s, req, ctx).await;
         }
         let mode = route.auth.unwrap_or(cfg.default);
         if mode == AuthMode::None {
@@ -520,7 +520,7 @@ impl Policy for Auth {
             }
             return Verdict::Pass;
         }
-        let state = &self.shared.auth;
+        let state = &self.state;
         let ip = ctx.client_ip();
         if mode == AuthMode::Forward {
             return forwarded(state, req, ctx, &route).await;

@@ -12,15 +12,22 @@
 //! cut the same way (408). A broken client body (bad chunked framing) is the
 //! client's fault: 400, never counted as an upstream error. `content_types` on a route refuses other request media types (415).
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::Request;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 
-use super::{reject, Policy, Verdict};
-use crate::body::{Body, Guarded};
-use crate::ctx::Ctx;
-use crate::error::Reason;
+use super::ctx::Ctx;
+use super::{Policy, Verdict};
+use crate::body::{Body, BoxError};
+use crate::error::{ProxyError, Reason};
 
 /// The media type of a `Content-Type` value, lowercase, without parameters.
 pub fn essence(v: &http::HeaderValue) -> Option<String> {
@@ -40,9 +47,7 @@ pub fn has_body(req: &Request<Body>) -> bool {
 /// A rejection sent before the body was read: on HTTP/1 the connection is
 /// closed after it, since the unread body cannot be skipped safely.
 pub fn refuse(reason: Reason, ctx: &Ctx, h1: bool) -> Verdict {
-    let Verdict::Respond(mut res) = reject(reason, ctx) else {
-        return Verdict::Pass;
-    };
+    let mut res = ctx.reject(reason);
     if h1 {
         crate::error::close_after(&mut res);
     }
@@ -72,14 +77,8 @@ impl BodyLimit {
             }
         }
         let body = std::mem::replace(req.body_mut(), crate::body::empty());
-        let guarded = Guarded::new(
-            body,
-            route.max_body,
-            ctx.config.limits.body_read_timeout,
-            ctx.bytes_in.clone(),
-            ctx.body_verdict.clone(),
-        )
-        .with_total(route.body_timeout);
+        let guarded = Guarded::new(body, route.max_body, ctx.config.limits.body_read_timeout, ctx.clone())
+            .with_total(route.body_timeout);
         *req.body_mut() = crate::body::boxed(guarded);
         Verdict::Pass
     }
@@ -91,4 +90,110 @@ impl Policy for BodyLimit {
     }
 
     const ADJUSTS_RESPONSE: bool = false;
+}
+
+pin_project_lite::pin_project! {
+    /// Counts bytes, enforces a byte limit, a per-chunk read deadline and a
+    /// deadline for the whole body on a request body. On a violation it
+    /// records the reason in the request's context ([`Ctx::refuse_body`]) and
+    /// yields [`ProxyError::BodyRefused`], so the upstream request is aborted
+    /// and the upstream never receives a complete body. A failure of the
+    /// client's own body stream (bad chunked framing, a reset) is recorded as
+    /// [`Reason::BadRequest`]: it is the client's fault, not the upstream's.
+    pub struct Guarded<B> {
+        #[pin]
+        inner: B,
+        seen: u64,
+        limit: u64,
+        ctx: Arc<Ctx>,
+        gap: Duration,
+        #[pin]
+        deadline: Option<tokio::time::Sleep>,
+        total: Duration,
+        #[pin]
+        total_deadline: Option<tokio::time::Sleep>,
+    }
+}
+
+impl<B> Guarded<B> {
+    /// Wraps `inner`; the bytes read are added to `ctx.bytes_in` (for the access log).
+    pub fn new(inner: B, limit: u64, gap: Duration, ctx: Arc<Ctx>) -> Self {
+        Self { inner, seen: 0, limit, ctx, gap, deadline: None, total: Duration::MAX, total_deadline: None }
+    }
+
+    /// Also limits the time to receive the whole body, counted from the first read.
+    pub fn with_total(mut self, total: Duration) -> Self {
+        self.total = total;
+        self
+    }
+}
+
+/// Records why the body was cut and yields the error that aborts the stream.
+fn cut(ctx: &Ctx, reason: Reason) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ctx.refuse_body(reason);
+    Poll::Ready(Some(Err(Box::new(ProxyError::BodyRefused(reason)))))
+}
+
+impl<B> HttpBody for Guarded<B>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        if *this.total != Duration::MAX {
+            if this.total_deadline.is_none() {
+                this.total_deadline.set(Some(tokio::time::sleep(*this.total)));
+            }
+            if let Some(d) = this.total_deadline.as_mut().as_pin_mut() {
+                if d.poll(cx).is_ready() {
+                    return cut(this.ctx, Reason::RequestTimeout);
+                }
+            }
+        }
+        match this.inner.as_mut().poll_frame(cx) {
+            Poll::Pending => {
+                if this.deadline.is_none() {
+                    this.deadline.set(Some(tokio::time::sleep(*this.gap)));
+                }
+                if let Some(d) = this.deadline.as_mut().as_pin_mut() {
+                    if d.poll(cx).is_ready() {
+                        return cut(this.ctx, Reason::RequestTimeout);
+                    }
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                this.deadline.set(None);
+                if let Some(data) = frame.data_ref() {
+                    *this.seen += data.len() as u64;
+                    this.ctx.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    if *this.seen > *this.limit {
+                        return cut(this.ctx, Reason::BodyTooLarge);
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.ctx.refuse_body(Reason::BadRequest);
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Ready(None) => {
+                this.deadline.set(None);
+                this.total_deadline.set(None);
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

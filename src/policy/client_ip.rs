@@ -20,9 +20,10 @@ use ipnet::IpNet;
 
 use super::{reject, Policy, Verdict};
 use crate::body::Body;
-use crate::ctx::Ctx;
+use crate::config::Config;
 use crate::error::Reason;
 use crate::net::canonical;
+use crate::policy::ctx::Ctx;
 
 /// `[client_ip]` (and a route's `allow`/`deny`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,12 +50,26 @@ pub fn in_nets(nets: &[IpNet], ip: IpAddr) -> bool {
     nets.iter().any(|n| n.contains(&ip))
 }
 
+/// Whether the TCP peer `ip` is one of `client_ip.trusted_proxies`, whose
+/// forwarding headers (`X-Forwarded-For`, `X-Request-Id`) are believed. The
+/// one place this is decided; the request-id layer asks once per request
+/// and keeps the answer in `Ctx::trusted_peer`.
+pub fn is_trusted_peer(cfg: &Config, ip: IpAddr) -> bool {
+    in_nets(&cfg.client_ip.trusted_proxies, ip)
+}
+
 /// Resolves the client address from the peer and the forwarding chain.
 pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer = canonical(peer);
     if !in_nets(trusted, peer) {
         return peer;
     }
+    through_trusted(peer, headers, trusted)
+}
+
+/// The client address behind `peer`, a trusted proxy: the rightmost hop of
+/// `X-Forwarded-For` that is not itself a trusted proxy.
+fn through_trusted(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let mut client = peer;
     for v in headers.get_all("x-forwarded-for").iter().rev() {
         let Ok(s) = v.to_str() else { return client };
@@ -85,10 +100,11 @@ pub struct ClientIp;
 
 impl ClientIp {
     fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        let peer = canonical(ctx.conn.peer.ip());
         let ip = if ctx.trusted_peer {
-            resolve(ctx.conn.peer.ip(), req.headers(), &ctx.config.client_ip.trusted_proxies)
+            through_trusted(peer, req.headers(), &ctx.config.client_ip.trusted_proxies)
         } else {
-            canonical(ctx.conn.peer.ip())
+            peer
         };
         let _ = ctx.client_ip.set(ip);
         let rules = ctx.route().ip_rules.as_ref().unwrap_or(&ctx.config.client_ip.rules);

@@ -35,8 +35,8 @@ use http::{Method, Request, Response, StatusCode};
 
 use super::{reject, Policy, Verdict};
 use crate::body::Body;
-use crate::ctx::Ctx;
 use crate::error::Reason;
+use crate::policy::ctx::Ctx;
 
 /// One allowed origin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,7 +342,7 @@ pub fn decorate(res: &mut Response<Body>, ctx: &Ctx) {
         h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
     }
     if !policy.expose.is_empty() {
-        if let Some(v) = crate::proxy::headers::owned_value(policy.expose.join(", ")) {
+        if let Some(v) = crate::headers::owned_value(policy.expose.join(", ")) {
             h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
         }
     }

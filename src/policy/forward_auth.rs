@@ -39,8 +39,8 @@ use sha2::{Digest, Sha256};
 use super::request_id::X_REQUEST_ID;
 use crate::body::{self, Body};
 use crate::config::Upstream;
-use crate::ctx::Ctx;
-use crate::proxy::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::policy::ctx::Ctx;
 
 /// `[auth.forward]`, validated.
 #[derive(Debug, Clone)]

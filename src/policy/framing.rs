@@ -32,8 +32,8 @@ use http::{Method, Request, Version};
 
 use super::{Policy, Verdict};
 use crate::body::Body;
-use crate::ctx::Ctx;
 use crate::error::Reason;
+use crate::policy::ctx::Ctx;
 
 /// Why a request's framing or target is refused, if it is.
 pub fn problem<B>(req: &Request<B>) -> Option<&'static str> {

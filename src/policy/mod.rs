@@ -9,6 +9,8 @@ pub mod auth;
 pub mod body_limit;
 pub mod client_ip;
 pub mod cors;
+pub mod ctx;
+pub mod error_page;
 pub mod forward_auth;
 pub mod framing;
 pub mod rate_limit;
@@ -29,8 +31,23 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use crate::body::Body;
-use crate::ctx::Ctx;
 use crate::error::{BoxError, Reason};
+use crate::policy::ctx::Ctx;
+
+/// The readiness contract of the stack: every service in it is always
+/// ready (`poll_ready` returns `Ready(Ok(()))` at once and never polls the
+/// inner service), so a layer may call its inner service, or a clone of
+/// it, without asking first. Backpressure is done by policies that answer
+/// (429, 503) and by the listener's connection cap, never by `poll_ready`.
+///
+/// The contract is enforced where the stack is built: `stack::build_with`
+/// accepts only services that implement this marker, so a tower layer that
+/// relies on `poll_ready` (a concurrency limit, a buffer) cannot be added
+/// to the stack by mistake; it would need its own design.
+pub trait AlwaysReady {}
+
+impl<S: AlwaysReady, P> AlwaysReady for PolicyService<S, P> {}
+impl<F> AlwaysReady for tower::util::ServiceFn<F> {}
 
 /// The future every stack service returns.
 pub type BoxFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, BoxError>> + Send>>;
@@ -168,5 +185,5 @@ pub fn ctx_of<B>(req: &Request<B>) -> Result<Arc<Ctx>, BoxError> {
 
 /// A rejection response for `reason`, with the request id.
 pub fn reject(reason: Reason, ctx: &Ctx) -> Verdict {
-    Verdict::Respond(crate::error::reject_response(reason, ctx))
+    Verdict::Respond(ctx.reject(reason))
 }

@@ -17,10 +17,12 @@ use http::{HeaderName, Request, Response};
 use tower::{Layer, Service};
 
 use super::BoxFuture;
-use crate::app::Shared;
+use arc_swap::ArcSwap;
+
 use crate::body::Body;
-use crate::ctx::{ConnInfo, Ctx};
+use crate::config::Config;
 use crate::error::BoxError;
+use crate::policy::ctx::{ConnInfo, Ctx};
 
 /// `x-request-id`
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -65,20 +67,20 @@ pub fn new_id() -> String {
 /// Creates the [`Ctx`] and the request id.
 #[derive(Clone)]
 pub struct RequestIdLayer {
-    shared: Arc<Shared>,
+    config: Arc<ArcSwap<Config>>,
 }
 
 impl RequestIdLayer {
-    /// The layer.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// The layer, taking each request's config snapshot from `config`.
+    pub fn new(config: Arc<ArcSwap<Config>>) -> Self {
+        Self { config }
     }
 }
 
 impl<S> Layer<S> for RequestIdLayer {
     type Service = RequestId<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RequestId { inner, shared: self.shared.clone() }
+        RequestId { inner, config: self.config.clone() }
     }
 }
 
@@ -86,8 +88,10 @@ impl<S> Layer<S> for RequestIdLayer {
 #[derive(Clone)]
 pub struct RequestId<S> {
     inner: S,
-    shared: Arc<Shared>,
+    config: Arc<ArcSwap<Config>>,
 }
+
+impl<S: super::AlwaysReady> super::AlwaysReady for RequestId<S> {}
 
 impl<S> Service<Request<Body>> for RequestId<S>
 where
@@ -102,19 +106,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let config = self.shared.config.load_full();
+        let config = self.config.load_full();
         let conn = req
             .extensions()
             .get::<ConnInfo>()
             .copied()
             .unwrap_or(ConnInfo { peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)), tls: false });
-        let trusted = self.shared.is_trusted_peer(&config, conn.peer.ip());
+        let trusted = super::client_ip::is_trusted_peer(&config, conn.peer.ip());
         let id = match req.headers().get(&X_REQUEST_ID) {
             Some(v) if trusted && valid_id(v.as_bytes()) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
             _ => new_id(),
         };
         // Unique to the request: never indexed in HTTP/2's header table (see `never_indexed`).
-        let hv = HeaderValue::from_str(&id).ok().map(crate::proxy::headers::never_indexed);
+        let hv = HeaderValue::from_str(&id).ok().map(crate::headers::never_indexed);
         // Room for this and the forwarding headers the proxy adds, in one allocation.
         let _ = req.headers_mut().try_reserve(8);
         if let Some(hv) = &hv {

@@ -14,27 +14,27 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use super::{ctx_of, BoxFuture};
-use crate::app::Shared;
 use crate::body::Body;
 use crate::error::{BoxError, ProxyError, Reason};
+use crate::metrics::Metrics;
 
 /// See the module docs.
 #[derive(Clone)]
 pub struct RescueLayer {
-    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
 }
 
 impl RescueLayer {
     /// The layer.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
     }
 }
 
 impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Rescue { inner, shared: self.shared.clone() }
+        Rescue { inner, metrics: self.metrics.clone() }
     }
 }
 
@@ -42,7 +42,7 @@ impl<S> Layer<S> for RescueLayer {
 #[derive(Clone)]
 pub struct Rescue<S> {
     inner: S,
-    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
 }
 
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -63,9 +63,6 @@ pub fn classify(e: &BoxError) -> (Reason, Option<&'static str>) {
         if let Some(p) = c.downcast_ref::<ProxyError>() {
             return (p.reason(), p.upstream_kind());
         }
-        if let Some(b) = c.downcast_ref::<crate::body::BodyRefused>() {
-            return (b.0, None);
-        }
         if c.is::<tower::timeout::error::Elapsed>() {
             return (Reason::UpstreamTimeout, Some("timeout"));
         }
@@ -73,6 +70,8 @@ pub fn classify(e: &BoxError) -> (Reason, Option<&'static str>) {
     }
     (Reason::Internal, None)
 }
+
+impl<S: super::AlwaysReady> super::AlwaysReady for Rescue<S> {}
 
 impl<S> Service<Request<Body>> for Rescue<S>
 where
@@ -90,7 +89,7 @@ where
         let ctx = ctx_of(&req);
         let h1 = req.version() < http::Version::HTTP_2;
         let mut inner = self.inner.clone();
-        let shared = self.shared.clone();
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let ctx = ctx?;
             let fut = std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)));
@@ -107,7 +106,7 @@ where
             if let Some(kind) = kind {
                 let route = ctx.route();
                 let upstream = route.upstream.as_ref().map_or(&ctx.config.upstream.name, |u| &u.name);
-                shared.metrics.upstream_error(kind, upstream);
+                metrics.upstream_error(kind, upstream);
             }
             let level_warn = matches!(reason, Reason::Internal | Reason::UpstreamUnavailable | Reason::UpstreamTimeout);
             if level_warn {
@@ -115,24 +114,12 @@ where
             } else {
                 tracing::info!(request_id = %ctx.id, reason = reason.as_str(), error = %chain(err.as_ref()), "request refused");
             }
-            let mut res = crate::error::reject_response(reason, &ctx);
+            let mut res = ctx.reject(reason);
             if reason == Reason::ScanUnavailable {
                 // clamd restarts (and reloads its signatures) within about this long.
                 res.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("30"));
             }
-            if h1
-                && matches!(
-                    reason,
-                    Reason::BodyTooLarge
-                        | Reason::RequestTimeout
-                        | Reason::BadRequest
-                        | Reason::UploadType
-                        | Reason::UploadName
-                        | Reason::UploadCount
-                        | Reason::UploadMalware
-                        | Reason::ScanUnavailable
-                )
-            {
+            if h1 && reason.leaves_body_unread() {
                 // The request body was not read to its end: the connection cannot be reused.
                 crate::error::close_after(&mut res);
             }
@@ -145,24 +132,20 @@ where
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::listener::certs::{self_signed, CertStore};
     use crate::policy::request_id::RequestIdLayer;
     use tower::{ServiceBuilder, ServiceExt};
-
-    fn shared() -> Arc<Shared> {
-        Shared::new(Config::defaults().unwrap(), Arc::new(CertStore::new(self_signed().unwrap())))
-    }
 
     async fn run(
         inner: impl Fn() -> Result<Response<Body>, BoxError> + Clone + Send + Sync + 'static,
     ) -> Response<Body> {
-        let sh = shared();
-        let svc = ServiceBuilder::new().layer(RequestIdLayer::new(sh.clone())).layer(RescueLayer::new(sh)).service(
-            tower::service_fn(move |_req: Request<Body>| -> BoxFuture {
+        let config = Arc::new(arc_swap::ArcSwap::from_pointee(Config::defaults().unwrap()));
+        let svc = ServiceBuilder::new()
+            .layer(RequestIdLayer::new(config))
+            .layer(RescueLayer::new(Arc::new(Metrics::new())))
+            .service(tower::service_fn(move |_req: Request<Body>| -> BoxFuture {
                 let inner = inner.clone();
                 Box::pin(async move { inner() })
-            }),
-        );
+            }));
         svc.oneshot(Request::new(crate::body::empty())).await.unwrap()
     }
 

@@ -72,8 +72,8 @@ use http::{HeaderValue, Method, Request, Response, Uri};
 use super::{reject, Policy, Verdict};
 use crate::body::Body;
 use crate::config::{Config, Route};
-use crate::ctx::Ctx;
 use crate::error::Reason;
+use crate::policy::ctx::Ctx;
 
 /// Method-override headers removed from every request.
 pub static METHOD_OVERRIDE_HEADERS: [HeaderName; 3] = [
@@ -280,7 +280,7 @@ impl Routing {
             Match::Default => Verdict::Pass,
             Match::NotFound => reject(Reason::NotFound, ctx),
             Match::WrongMethod(ms) => {
-                let mut res: Response<Body> = crate::error::reject_response(Reason::MethodNotAllowed, ctx);
+                let mut res: Response<Body> = ctx.reject(Reason::MethodNotAllowed);
                 let allow = ms.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
                 if let Ok(v) = HeaderValue::from_str(&allow) {
                     res.headers_mut().insert(http::header::ALLOW, v);

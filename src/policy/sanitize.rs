@@ -46,8 +46,8 @@ use tower::{Layer, Service};
 
 use super::{ctx_of, BoxFuture};
 use crate::body::{self, Body};
-use crate::ctx::Ctx;
 use crate::error::BoxError;
+use crate::policy::ctx::Ctx;
 use crate::sanitize::redact;
 
 /// Largest 4xx body redacted in place.
@@ -119,7 +119,7 @@ async fn read_prefix(body: Body, max: usize) -> Bytes {
 }
 
 fn replaced(status: StatusCode, ctx: &Ctx, keep: &http::HeaderMap) -> Response<Body> {
-    let mut res = crate::error::problem_response(status, upstream_detail(status), ctx, None);
+    let mut res = ctx.problem(status, upstream_detail(status), None);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         if let Some(v) = keep.get(header::RETRY_AFTER) {
             res.headers_mut().insert(header::RETRY_AFTER, v.clone());
@@ -185,7 +185,7 @@ fn public_location(value: &HeaderValue, ctx: &Ctx) -> Option<HeaderValue> {
     }
     let parsed = if text.starts_with("//") { url::Url::parse(&format!("http:{text}")) } else { url::Url::parse(text) };
     let url = parsed.ok()?;
-    let up = crate::proxy::upstream_of(ctx);
+    let up = ctx.upstream();
     let host = match url.host() {
         Some(url::Host::Ipv6(a)) => format!("[{a}]"),
         Some(h) => h.to_string(),
@@ -390,6 +390,8 @@ fn replaced_keeping_location(status: StatusCode, ctx: &Ctx, keep: &HeaderMap) ->
     }
     res
 }
+
+impl<S: super::AlwaysReady> super::AlwaysReady for Sanitize<S> {}
 
 impl<S> Service<Request<Body>> for Sanitize<S>
 where

@@ -1,4 +1,12 @@
-//! Layer 3: response hardening on every response, moat's own included.
+//! Layer 3: the headers every response leaves with, moat's own included.
+//!
+//! [`ResponseHeaders`] is the layer; it applies, in this order, three
+//! response policies that must cover every response (rescue's and the
+//! early refusals of layers 4–6 too), each owned by its own module:
+//! moat's CORS headers in place of the upstream's ([`super::cors::decorate`];
+//! the request half of CORS is layer 7), the HTML rendering of moat's
+//! error responses for browsers ([`super::error_page::render`]), and the
+//! security headers of this module ([`apply`]).
 //!
 //! Removes headers that advertise the upstream's software or internals
 //! (`server`, `x-powered-by`, `x-aspnet-version`, `x-aspnetmvc-version`,
@@ -15,7 +23,7 @@ use http::{Request, Response};
 
 use super::{Policy, Verdict};
 use crate::body::Body;
-use crate::ctx::Ctx;
+use crate::policy::ctx::Ctx;
 
 /// The configured header values (`None` = do not set).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,43 +71,40 @@ pub fn strip_leaky(h: &mut http::HeaderMap) {
     }
 }
 
-/// The policy.
-pub struct Hardening;
+/// The layer's policy: see the module docs.
+pub struct ResponseHeaders;
 
-impl Policy for Hardening {
+impl Policy for ResponseHeaders {
     fn check(&self, _req: &mut Request<Body>, _ctx: &Arc<Ctx>) -> Option<Verdict> {
         Some(Verdict::Pass)
     }
 
     fn response(&self, res: &mut Response<Body>, ctx: &Arc<Ctx>) {
-        // moat's CORS policy replaces the upstream's on every response, rejections included.
         super::cors::decorate(res, ctx);
-        if ctx.prefers_html {
-            if let Some(doc) = res.extensions().get::<crate::error::ProblemDoc>() {
-                let page = crate::error::html_page(doc.status, &doc.detail, &ctx.id);
-                res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-                res.headers_mut().remove(header::CONTENT_LENGTH);
-                *res.body_mut() = crate::body::full(page);
-            }
+        super::error_page::render(res, ctx);
+        apply(res, ctx);
+    }
+}
+
+/// Leaky headers out, the route's security headers in.
+pub fn apply(res: &mut Response<Body>, ctx: &Ctx) {
+    let sh = ctx.route().security_headers.as_ref().unwrap_or(&ctx.config.security_headers);
+    let own_page = res.extensions().get::<crate::error::MoatPage>().is_some();
+    let h = res.headers_mut();
+    strip_leaky(h);
+    if ctx.conn.tls {
+        if let Some(v) = &sh.hsts {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
         }
-        let sh = ctx.route().security_headers.as_ref().unwrap_or(&ctx.config.security_headers);
-        let own_page = res.extensions().get::<crate::error::MoatPage>().is_some();
-        let h = res.headers_mut();
-        strip_leaky(h);
-        if ctx.conn.tls {
-            if let Some(v) = &sh.hsts {
-                h.insert(header::STRICT_TRANSPORT_SECURITY, v.clone());
-            }
-        }
-        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        if let Some(v) = &sh.frame_options {
-            h.insert(header::X_FRAME_OPTIONS, v.clone());
-        }
-        if let Some(v) = sh.referrer_policy.as_ref().filter(|_| !own_page) {
-            h.insert(header::REFERRER_POLICY, v.clone());
-        }
-        if let Some(v) = sh.csp.as_ref().filter(|_| !own_page) {
-            h.insert(header::CONTENT_SECURITY_POLICY, v.clone());
-        }
+    }
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if let Some(v) = &sh.frame_options {
+        h.insert(header::X_FRAME_OPTIONS, v.clone());
+    }
+    if let Some(v) = sh.referrer_policy.as_ref().filter(|_| !own_page) {
+        h.insert(header::REFERRER_POLICY, v.clone());
+    }
+    if let Some(v) = sh.csp.as_ref().filter(|_| !own_page) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v.clone());
     }
 }

@@ -50,8 +50,8 @@ use super::auth::{client_key, AuthState, Identity};
 use super::{reject, Verdict};
 use crate::body::{self, Body};
 use crate::config::Upstream;
-use crate::ctx::Ctx;
 use crate::error::{html_escape as esc, MoatPage, Reason};
+use crate::policy::ctx::Ctx;
 
 /// The session cookie.
 pub const COOKIE: &str = "__Host-moat_session";
@@ -378,7 +378,7 @@ fn sign_in_needed(cfg: &SessionConfig, req: &Request<Body>, ctx: &Ctx) -> Respon
     let browser = matches!(*req.method(), Method::GET | Method::HEAD)
         && req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(Ctx::accept_prefers_html);
     if !browser {
-        return crate::error::reject_response(Reason::AuthFailed, ctx);
+        return ctx.reject(Reason::AuthFailed);
     }
     let here = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let rd: String = url::form_urlencoded::byte_serialize(safe_return(here).as_bytes()).collect();
@@ -431,7 +431,7 @@ pub async fn serve(state: &AuthState, cfg: &SessionConfig, req: &mut Request<Bod
             Verdict::Respond(res)
         }
         _ => {
-            let mut res = crate::error::reject_response(Reason::MethodNotAllowed, ctx);
+            let mut res = ctx.reject(Reason::MethodNotAllowed);
             res.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
             Verdict::Respond(res)
         }
@@ -515,7 +515,7 @@ enum Refusal {
 async fn sign_in(state: &AuthState, cfg: &SessionConfig, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Response<Body> {
     let form = match read_form(req).await {
         Ok(f) => f,
-        Err(reason) => return crate::error::reject_response(reason, ctx),
+        Err(reason) => return ctx.reject(reason),
     };
     let field = |n: &str| form.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str()).unwrap_or("");
     let rd = safe_return(field("rd"));
@@ -579,7 +579,7 @@ async fn sign_in(state: &AuthState, cfg: &SessionConfig, req: &mut Request<Body>
     let claims = Claims { u: identity.name, r: identity.roles, i: now, s: now, b: cfg.backend.name().into(), f };
     let Some(cookie) = cfg.keys.first().and_then(|k| seal(k, &claims)).and_then(|v| session_cookie(&v, cfg.lifetime))
     else {
-        return crate::error::reject_response(Reason::Internal, ctx);
+        return ctx.reject(Reason::Internal);
     };
     tracing::info!(request_id = %ctx.id, client_ip = %ip, user = %claims.u, backend = cfg.backend.name(), "signed in");
     let mut res = Response::new(body::empty());

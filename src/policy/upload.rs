@@ -25,10 +25,10 @@ use http_body_util::BodyExt;
 
 use super::body_limit::refuse;
 use super::{Policy, Verdict};
-use crate::body::{Body, BodyRefused};
-use crate::ctx::Ctx;
-use crate::error::{BoxError, Reason};
+use crate::body::Body;
+use crate::error::{BoxError, ProxyError, Reason};
 use crate::metrics::ScanMetrics;
+use crate::policy::ctx::Ctx;
 use crate::scan::Scanning;
 use crate::upload::{classify, inspect, InspectError, Violation};
 
@@ -70,8 +70,7 @@ impl Policy for Upload {
             Err(v) => return refuse(reason(v), ctx, h1),
         };
         let body = std::mem::replace(req.body_mut(), crate::body::empty());
-        let verdict = ctx.body_verdict.clone();
-        let id = ctx.id.clone();
+        let record = ctx.clone();
         let scanning = match (&ctx.config.scan, rules.scan) {
             (Some(cfg), true) => Some(Scanning::new(cfg.clone(), self.scan_metrics.clone(), &ctx.id)),
             _ => None,
@@ -81,14 +80,14 @@ impl Policy for Upload {
                 InspectError::Violation(v, check) => {
                     let r = reason(v);
                     tracing::info!(
-                        request_id = %id,
+                        request_id = %record.id,
                         violation = ?v,
                         check,
                         reason = r.as_str(),
                         "upload refused while streaming"
                     );
-                    verdict.set(r);
-                    Box::new(BodyRefused(r))
+                    record.refuse_body(r);
+                    Box::new(ProxyError::BodyRefused(r))
                 }
                 InspectError::Inner(e) => e,
             }

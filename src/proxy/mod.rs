@@ -10,25 +10,25 @@
 //! routes with `websocket = true`); after the upstream's `101` both sides
 //! are joined byte for byte in the client connection's task.
 
-pub mod balance;
-pub mod client;
-pub mod headers;
 pub mod tunnel;
 
+// Kept at their former paths for the config validation code.
+pub use crate::upstream::{balance, client};
+
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use tower::Service;
 
-use crate::app::Shared;
 use crate::body::Body;
 use crate::config::Upstream;
-use crate::ctx::Ctx;
 use crate::error::{BoxError, ProxyError};
+use crate::headers;
+use crate::policy::ctx::Ctx;
 use crate::policy::{ctx_of, BoxFuture};
+use crate::upstream::client::UpstreamClient;
 
 /// About how many headers the layers add to an upstream response.
 const RESPONSE_HEADERS_ADDED: usize = 12;
@@ -38,40 +38,37 @@ static HTTP2_SETTINGS: header::HeaderName = header::HeaderName::from_static("htt
 /// The innermost service.
 #[derive(Clone)]
 pub struct Proxy {
-    shared: Arc<Shared>,
+    /// The default upstream's client, for requests served off the workers.
+    client: UpstreamClient,
 }
 
 impl Proxy {
-    /// The proxy.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// The proxy; `client` serves the default upstream outside the worker
+    /// threads (each worker has its own).
+    pub fn new(client: UpstreamClient) -> Self {
+        Self { client }
     }
 }
 
 thread_local! {
     /// One pooled client per worker thread: its connections are driven by the
     /// worker's own runtime, so an exchange never hops threads.
-    static CLIENT: std::cell::OnceCell<client::UpstreamClient> = const { std::cell::OnceCell::new() };
+    static CLIENT: std::cell::OnceCell<UpstreamClient> = const { std::cell::OnceCell::new() };
     /// Whether this thread is a worker (asked once per thread).
     static ON_WORKER: bool = std::thread::current().name().is_some_and(|n| n.starts_with("moat-worker-"));
 }
 
 /// Sends `req` with the client for `up`: for a plain-HTTP default upstream
 /// on a worker thread, that thread's own; else the upstream's pool.
-fn send(shared: &Shared, up: &Upstream, req: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
+fn send(fallback: &UpstreamClient, up: &Upstream, req: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
     let plain_default = up.tls.is_none() && up.unix.is_none() && &*up.name == "default";
     if !plain_default {
         return up.client.request(req);
     }
     if !ON_WORKER.with(|w| *w) {
-        return shared.client.request(req);
+        return fallback.request(req);
     }
-    CLIENT.with(|c| c.get_or_init(|| client::for_upstream(up)).request(req))
-}
-
-/// The upstream a request's route forwards to.
-pub fn upstream_of(ctx: &Ctx) -> &Upstream {
-    ctx.route().upstream.as_deref().unwrap_or(&ctx.config.upstream)
+    CLIENT.with(|c| c.get_or_init(|| up.new_client()).request(req))
 }
 
 /// The upstream URI for a request, to the upstream address `authority`.
@@ -82,7 +79,7 @@ pub fn upstream_uri(ctx: &Ctx, uri: &Uri, authority: &http::uri::Authority) -> R
         (Some(p), true) => p.strip(path),
         _ => path,
     };
-    let up = upstream_of(ctx);
+    let up = ctx.upstream();
     let mut pq = String::with_capacity(up.base_path.len() + path.len() + 64);
     pq.push_str(&up.base_path);
     pq.push_str(path);
@@ -134,6 +131,8 @@ pub fn prepare(
     Ok(())
 }
 
+impl crate::policy::AlwaysReady for Proxy {}
+
 impl Service<Request<Body>> for Proxy {
     type Response = Response<Body>;
     type Error = BoxError;
@@ -144,7 +143,7 @@ impl Service<Request<Body>> for Proxy {
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let shared = self.shared.clone();
+        let fallback = self.client.clone();
         Box::pin(async move {
             let ctx = ctx_of(&req)?;
             let asks_upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
@@ -152,7 +151,7 @@ impl Service<Request<Body>> for Proxy {
                 && match tunnel::decide(req.method(), req.headers(), &ctx) {
                     tunnel::Upgrade::Forward => true,
                     tunnel::Upgrade::Strip => false,
-                    tunnel::Upgrade::Refuse(reason) => return Ok(crate::error::reject_response(reason, &ctx)),
+                    tunnel::Upgrade::Refuse(reason) => return Ok(ctx.reject(reason)),
                 };
             if !upgrade {
                 // Never offered to the upstream: h2c's settings travel with its upgrade.
@@ -160,7 +159,7 @@ impl Service<Request<Body>> for Proxy {
             }
             let client_upgrade = if upgrade { Some(hyper::upgrade::on(&mut req)) } else { None };
             let conn = req.extensions().get::<crate::server::ConnHandle>().cloned();
-            let target = upstream_of(&ctx);
+            let target = ctx.upstream();
             let pool = target.pool.clone();
             let mut at = pool.pick(None);
             prepare(&mut req, &ctx, ctx.trusted_peer, upgrade, &pool.addrs()[at].authority)?;
@@ -177,7 +176,7 @@ impl Service<Request<Body>> for Proxy {
                     return Err(ProxyError::Upstream("no request to send".into()).into());
                 };
                 let in_flight = pool.enter(at);
-                let sent = tokio::time::timeout_at(deadline, send(&shared, target, req)).await;
+                let sent = tokio::time::timeout_at(deadline, send(&fallback, target, req)).await;
                 drop(in_flight);
                 match &sent {
                     Ok(Err(e)) if e.is_connect() => {
@@ -212,13 +211,13 @@ impl Service<Request<Body>> for Proxy {
             };
             let mut res = match sent {
                 Err(_) => {
-                    if let Some(r) = ctx.body_verdict.get() {
+                    if let Some(r) = ctx.body_refused() {
                         return Err(ProxyError::BodyRefused(r).into());
                     }
                     return Err(ProxyError::UpstreamTimeout.into());
                 }
                 Ok(Err(e)) => {
-                    if let Some(r) = ctx.body_verdict.get() {
+                    if let Some(r) = ctx.body_refused() {
                         return Err(ProxyError::BodyRefused(r).into());
                     }
                     if e.is_connect() {

@@ -27,8 +27,8 @@ use http::header::{self, HeaderMap};
 use http::Method;
 use hyper_util::rt::TokioIo;
 
-use crate::ctx::Ctx;
 use crate::error::Reason;
+use crate::policy::ctx::Ctx;
 use crate::server::TrackedIo;
 
 /// What to do with a request that asks for an upgrade.

@@ -20,7 +20,8 @@ use governor::state::keyed::ShrinkableKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed, StateStore};
 use governor::{Quota, RateLimiter};
 
-use super::{Decision, RlKey, Rule};
+use super::{RlKey, Rule};
+use crate::policy::ctx::BucketState;
 
 /// A bounded keyed state store (see the module docs).
 pub struct CappedStore {
@@ -118,17 +119,23 @@ impl MemoryLimiter {
     }
 
     /// Decides one request.
-    pub fn check(&self, key: &RlKey) -> Decision {
+    pub fn check(&self, key: &RlKey) -> BucketState {
         let limit = self.rule.burst;
         match self.limiter.check_key(key) {
             Ok(snapshot) => {
                 let remaining = snapshot.remaining_burst_capacity();
                 let used = limit.saturating_sub(remaining);
-                Decision { allowed: true, limit, remaining, reset: self.interval * used, retry_after: Duration::ZERO }
+                BucketState {
+                    allowed: true,
+                    limit,
+                    remaining,
+                    reset: self.interval * used,
+                    retry_after: Duration::ZERO,
+                }
             }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
-                Decision { allowed: false, limit, remaining: 0, reset: self.interval * limit, retry_after: wait }
+                BucketState { allowed: false, limit, remaining: 0, reset: self.interval * limit, retry_after: wait }
             }
         }
     }

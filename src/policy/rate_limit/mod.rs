@@ -31,8 +31,10 @@ use tokio::sync::Semaphore;
 use super::{Policy, Verdict};
 use crate::body::Body;
 use crate::config::units::Rate;
-use crate::ctx::Ctx;
 use crate::error::Reason;
+use crate::metrics::Metrics;
+use crate::policy::auth::AuthState;
+use crate::policy::ctx::{BucketState, Ctx};
 
 static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
@@ -155,21 +157,6 @@ pub fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-/// A rate-limit decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    /// Whether the request may pass.
-    pub allowed: bool,
-    /// The bucket size.
-    pub limit: u32,
-    /// Requests left now.
-    pub remaining: u32,
-    /// Time until the bucket is full again.
-    pub reset: Duration,
-    /// When refused: time until one request is allowed.
-    pub retry_after: Duration,
-}
-
 /// Whole seconds, rounded up.
 pub fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
@@ -279,23 +266,26 @@ impl Limiters {
     }
 }
 
-fn set_headers(res: &mut Response<Body>, d: &Decision) {
+fn set_headers(res: &mut Response<Body>, d: &BucketState) {
     let h = res.headers_mut();
     h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(d.limit));
     // Changes every response: kept out of HTTP/2's header table.
-    h.insert(RATELIMIT_REMAINING.clone(), crate::proxy::headers::never_indexed(HeaderValue::from(d.remaining)));
+    h.insert(RATELIMIT_REMAINING.clone(), crate::headers::never_indexed(HeaderValue::from(d.remaining)));
     h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(ceil_secs(d.reset)));
 }
 
 /// The policy.
 pub struct RateLimit {
-    shared: Arc<crate::app::Shared>,
+    limiters: Arc<Limiters>,
+    auth: Arc<AuthState>,
+    metrics: Arc<Metrics>,
 }
 
 impl RateLimit {
-    /// The policy over the shared limiter state.
-    pub fn new(shared: Arc<crate::app::Shared>) -> Self {
-        Self { shared }
+    /// The policy over the limiter state kept across reloads; `auth` tells
+    /// who a request is when that is known without password work.
+    pub fn new(limiters: Arc<Limiters>, auth: Arc<AuthState>, metrics: Arc<Metrics>) -> Self {
+        Self { limiters, auth, metrics }
     }
 }
 
@@ -307,7 +297,7 @@ impl RateLimit {
             KeyKind::Route => RlKey::Route,
             // The identity, when it is known without argon2 work (an API key or a
             // cached login); auth proper runs after this layer.
-            KeyKind::ApiKey => match self.shared.auth.cheap_identity(req, &ctx.config.auth, ctx) {
+            KeyKind::ApiKey => match self.auth.cheap_identity(req, &ctx.config.auth, ctx) {
                 Some(id) => RlKey::Id(Arc::from(id.name.as_str())),
                 None => RlKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),
             },
@@ -317,19 +307,14 @@ impl RateLimit {
 
     /// The verdict once the bucket has answered (`None`: no bucket, or no
     /// answer and the request is let through): 429, or the in-flight caps.
-    fn finish(&self, decision: Option<Decision>, route: &crate::config::Route, ctx: &Ctx) -> Verdict {
+    fn finish(&self, decision: Option<BucketState>, route: &crate::config::Route, ctx: &Ctx) -> Verdict {
         if let Some(d) = decision {
             let _ = ctx.ratelimit.set(d);
             if !d.allowed {
                 let secs = ceil_secs(d.retry_after).max(1);
                 let detail =
                     format!("Rate limit exceeded; retry after {secs} second{}.", if secs == 1 { "" } else { "s" });
-                let mut res = crate::error::problem_response(
-                    Reason::RateLimited.status(),
-                    detail,
-                    ctx,
-                    Some(Reason::RateLimited),
-                );
+                let mut res = ctx.problem(Reason::RateLimited.status(), detail, Some(Reason::RateLimited));
                 res.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
                 return Verdict::Respond(res);
             }
@@ -337,14 +322,14 @@ impl RateLimit {
 
         let global = ctx.config.limits.max_in_flight;
         if global.is_some() || route.max_in_flight.is_some() {
-            match self.shared.limiters.inflight(global, &route.name, route.max_in_flight) {
+            match self.limiters.inflight(global, &route.name, route.max_in_flight) {
                 Some(permits) => {
                     if let Ok(mut held) = ctx.permits.lock() {
                         held.extend(permits);
                     }
                 }
                 None => {
-                    let mut res = crate::error::reject_response(Reason::Overloaded, ctx);
+                    let mut res = ctx.reject(Reason::Overloaded);
                     res.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
                     return Verdict::Respond(res);
                 }
@@ -364,7 +349,7 @@ impl Policy for RateLimit {
             Some(_) if cfg.backend == Backend::Redis && cfg.redis_url.is_some() => return None,
             Some(rule) => {
                 let key = self.key(req, ctx, &rule);
-                Some(self.shared.limiters.memory_for(&route.name, &rule, cfg.max_keys).check(&key))
+                Some(self.limiters.memory_for(&route.name, &rule, cfg.max_keys).check(&key))
             }
         };
         Some(self.finish(decision, route, ctx))
@@ -373,7 +358,7 @@ impl Policy for RateLimit {
     async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let route = ctx.route().clone();
         let cfg = &ctx.config.rate_limit;
-        let lim = &self.shared.limiters;
+        let lim = &self.limiters;
 
         let mut decision = None;
         if let Some(rule) = route.rate_limit.unwrap_or(cfg.default) {
@@ -391,7 +376,7 @@ impl Policy for RateLimit {
                     match checked {
                         Ok(d) => Some(d),
                         Err(e) => {
-                            self.shared.metrics.ratelimit_backend_error();
+                            self.metrics.ratelimit_backend_error();
                             match cfg.on_backend_error {
                                 OnBackendError::Allow => {
                                     tracing::warn!(request_id = %ctx.id, error = %e, "rate-limit backend failed; request allowed (on_backend_error = allow)");
@@ -399,7 +384,7 @@ impl Policy for RateLimit {
                                 }
                                 OnBackendError::Deny => {
                                     tracing::warn!(request_id = %ctx.id, error = %e, "rate-limit backend failed; request refused (on_backend_error = deny)");
-                                    let mut res = crate::error::reject_response(Reason::Overloaded, ctx);
+                                    let mut res = ctx.reject(Reason::Overloaded);
                                     res.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static("1"));
                                     return Verdict::Respond(res);
                                 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Decision, Rule};
+use super::Rule;
+use crate::policy::ctx::BucketState;
 
 /// GCRA in Redis. KEYS[1] = bucket; ARGV[1] = emission interval (µs);
 /// ARGV[2] = burst. Returns {allowed, remaining, retry_after_us, reset_us}.
@@ -64,7 +65,7 @@ impl RedisLimiter {
     }
 
     /// Decides one request for `key` under `rule`.
-    pub async fn check(&self, key: &str, rule: &Rule) -> Result<Decision, BackendError> {
+    pub async fn check(&self, key: &str, rule: &Rule) -> Result<BucketState, BackendError> {
         let interval_us = rule.interval().as_micros().max(1) as u64;
         let mut conn = self.conn.clone();
         let mut inv = self.script.key(key);
@@ -72,7 +73,7 @@ impl RedisLimiter {
         let call = inv.invoke_async::<(i64, i64, i64, i64)>(&mut conn);
         let (allowed, remaining, retry_us, reset_us) =
             tokio::time::timeout(self.timeout, call).await.map_err(|_| BackendError::Timeout)??;
-        Ok(Decision {
+        Ok(BucketState {
             allowed: allowed == 1,
             limit: rule.burst,
             remaining: remaining.max(0) as u32,

@@ -21,7 +21,6 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 use crate::body::Body;
-use crate::config::{Upstream, UpstreamTls};
 
 /// A client for one upstream.
 #[derive(Clone, Debug)]
@@ -52,11 +51,6 @@ fn tcp(connect_timeout: Duration, tls: bool) -> HttpConnector {
     conn.enforce_http(!tls);
     conn.set_keepalive(Some(Duration::from_secs(60)));
     conn
-}
-
-/// A client of `up` (a new pool).
-pub fn for_upstream(up: &Upstream) -> UpstreamClient {
-    build(up.tls.as_ref(), up.unix.as_deref(), up.connect_timeout, up.pool_idle_timeout, up.pool_max_idle)
 }
 
 /// Builds a client: over TLS with `tls`, to the socket `unix`, else plain TCP.
@@ -146,6 +140,15 @@ pub fn tls_config(
 pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
     let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
     ServerName::try_from(bare.to_owned()).map_err(|e| format!("\"{name}\": {e}"))
+}
+
+/// TLS settings of an `https://` upstream.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// Roots, protocol versions, client certificate.
+    pub config: Arc<rustls::ClientConfig>,
+    /// SNI and the name its certificate must carry (`None`: each address's host).
+    pub server_name: Option<ServerName<'static>>,
 }
 
 impl UpstreamTls {

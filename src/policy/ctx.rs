@@ -1,22 +1,36 @@
 //! Per-request context, created by the request-id layer and shared (one
 //! `Arc`) by every layer below it and by the access log that runs when the
-//! response body ends.
+//! response body ends. Each fact is computed once, by the layer named on
+//! its field, and read by the others. The context also writes moat's own
+//! responses for a request ([`Ctx::reject`], [`Ctx::problem`]): they carry
+//! its id and follow its config's `[errors]` settings.
 
-use std::net::{IpAddr, SocketAddr};
+use std::borrow::Cow;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::body::BodyVerdict;
-use crate::config::{Config, Route};
+use http::{Response, StatusCode};
 
-/// Facts about the client connection, inserted by the listener.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnInfo {
-    /// The TCP peer.
-    pub peer: SocketAddr,
-    /// Whether the connection is TLS.
-    pub tls: bool,
+use crate::body::Body;
+use crate::config::{Config, Route, Upstream};
+use crate::error::Reason;
+pub use crate::net::ConnInfo;
+
+/// A rate-limit bucket's answer, kept for the `ratelimit-*` response headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketState {
+    /// Whether the request may pass.
+    pub allowed: bool,
+    /// The bucket size.
+    pub limit: u32,
+    /// Requests left now.
+    pub remaining: u32,
+    /// Time until the bucket is full again.
+    pub reset: Duration,
+    /// When refused: time until one request is allowed.
+    pub retry_after: Duration,
 }
 
 /// Everything layers learn about a request, for later layers and the log.
@@ -36,14 +50,16 @@ pub struct Ctx {
     pub client_ip: OnceLock<IpAddr>,
     /// The authenticated identity.
     pub user: OnceLock<String>,
-    /// Request body bytes read.
-    pub bytes_in: Arc<AtomicU64>,
+    /// Request body bytes read (counted by the body limit's stream wrapper).
+    pub bytes_in: AtomicU64,
     /// The upstream's status, 0 if none.
     pub upstream_status: AtomicU16,
-    /// Why the request body stream was cut, if it was.
-    pub body_verdict: BodyVerdict,
-    /// The rate-limit decision, for the response headers.
-    pub ratelimit: OnceLock<crate::policy::rate_limit::Decision>,
+    /// Why moat cut the request body stream, if it did (set by the body
+    /// wrapper that cut it, read by the proxy when the upstream call fails
+    /// because of the cut).
+    body_refused: OnceLock<Reason>,
+    /// The rate-limit bucket's answer, for the response headers.
+    pub ratelimit: OnceLock<BucketState>,
     /// In-flight permits, released when the request ends (the context is dropped
     /// after the response body has been sent).
     pub permits: std::sync::Mutex<Vec<tokio::sync::OwnedSemaphorePermit>>,
@@ -75,9 +91,9 @@ impl Ctx {
             route: OnceLock::new(),
             client_ip: OnceLock::new(),
             user: OnceLock::new(),
-            bytes_in: Arc::new(AtomicU64::new(0)),
+            bytes_in: AtomicU64::new(0),
             upstream_status: AtomicU16::new(0),
-            body_verdict: BodyVerdict::default(),
+            body_refused: OnceLock::new(),
             prefers_html: false,
             trusted_peer: false,
             cors_allowed: OnceLock::new(),
@@ -119,5 +135,36 @@ impl Ctx {
     /// The matched route, or the defaults.
     pub fn route(&self) -> &Arc<Route> {
         self.route.get().unwrap_or(&self.config.default_route)
+    }
+
+    /// The upstream the request's route forwards to.
+    pub fn upstream(&self) -> &Upstream {
+        self.route().upstream.as_deref().unwrap_or(&self.config.upstream)
+    }
+
+    /// Records that moat cut the request body for `reason` (the first reason wins).
+    pub fn refuse_body(&self, reason: Reason) {
+        let _ = self.body_refused.set(reason);
+    }
+
+    /// Why moat cut the request body, if it did.
+    pub fn body_refused(&self) -> Option<Reason> {
+        self.body_refused.get().copied()
+    }
+
+    /// moat's refusal of this request for `reason`: its status and fixed text.
+    pub fn reject(&self, reason: Reason) -> Response<Body> {
+        crate::error::problem(reason.status(), reason.detail(), &self.id, self.config.errors.error_field, Some(reason))
+    }
+
+    /// A problem response to this request with one of moat's own fixed texts;
+    /// `reason`, when given, marks it as a refusal for the log and metrics.
+    pub fn problem(
+        &self,
+        status: StatusCode,
+        detail: impl Into<Cow<'static, str>>,
+        reason: Option<Reason>,
+    ) -> Response<Body> {
+        crate::error::problem(status, detail, &self.id, self.config.errors.error_field, reason)
     }
 }
