@@ -37,6 +37,7 @@ pub mod headers;
 pub mod listener;
 pub mod metrics;
 pub mod net;
+pub mod pem;
 pub mod policy;
 pub mod proxy;
 pub mod sanitize;

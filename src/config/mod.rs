@@ -1,5 +1,5 @@
 //! Configuration: TOML file → environment overrides → `*_file` secrets →
-//! raw serde structs (`raw.rs`) → validated typed values (`validate.rs`).
+//! raw serde structs (`raw.rs`) → validated typed values (`validate/`).
 //!
 //! Every problem is reported as `SOURCE: key: reason`, where SOURCE is the
 //! file (or the environment variable that set the key), and all problems are

@@ -1,5 +1,6 @@
 //! The server certificates: loaded from PEM files (RSA, ECDSA or Ed25519
-//! keys), or a self-signed development certificate generated at start.
+//! keys, read by [`crate::pem`]), or a self-signed development certificate
+//! generated at start.
 //! [`CertStore`] resolves one for every handshake from `ArcSwap`s, without
 //! I/O: the certificate of `[[tls.certificates]]` whose hosts name the
 //! client's SNI (exact names first, then the longest `*.suffix`), else the
@@ -13,88 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
 use crate::config::HostRule;
-
-/// Why a certificate pair could not be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum CertError {
-    /// A file could not be read.
-    #[error("cannot read {path}: {reason}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The reason.
-        reason: String,
-    },
-    /// No PEM certificate in the chain file.
-    #[error("{0}: no PEM certificate found")]
-    NoCert(String),
-    /// The key file holds no usable key.
-    #[error("{0}: no usable PEM private key (PKCS#8, PKCS#1 or SEC1; RSA, ECDSA or Ed25519)")]
-    BadKey(String),
-    /// Certificate and key are not a pair.
-    #[error("the certificate and the key do not match")]
-    Mismatch,
-    /// Anything the certificate generator or parser refused.
-    #[error("{0}")]
-    Other(String),
-}
-
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(crate::listener::tls::provider())
-}
-
-/// Loads and checks a PEM chain and key.
-pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
-    let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| CertError::Read { path: p.display().to_string(), reason: e.kind().to_string() })
-    };
-    let cert_pem = read(cert)?;
-    let key_pem = read(key)?;
-    pair_from_pem(&cert_pem, &key_pem, &cert.display().to_string(), &key.display().to_string())
-}
-
-/// Builds a [`CertifiedKey`] from PEM bytes.
-pub fn pair_from_pem(
-    cert_pem: &[u8],
-    key_pem: &[u8],
-    cert_name: &str,
-    key_name: &str,
-) -> Result<CertifiedKey, CertError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|_| CertError::NoCert(cert_name.to_string()))?;
-    if chain.is_empty() {
-        return Err(CertError::NoCert(cert_name.to_string()));
-    }
-    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|_| CertError::BadKey(key_name.to_string()))?;
-    let signing = provider().key_provider.load_private_key(key).map_err(|_| CertError::BadKey(key_name.to_string()))?;
-    let ck = CertifiedKey::new(chain, signing);
-    ck.keys_match().map_err(|_| CertError::Mismatch)?;
-    Ok(ck)
-}
-
-/// Loads a PEM CA bundle for client-certificate verification.
-pub fn load_roots(path: &Path) -> Result<rustls::RootCertStore, CertError> {
-    let pem = std::fs::read(path)
-        .map_err(|e| CertError::Read { path: path.display().to_string(), reason: e.kind().to_string() })?;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(&pem) {
-        let c = c.map_err(|_| CertError::NoCert(path.display().to_string()))?;
-        roots.add(c).map_err(|e| CertError::Other(format!("{}: {e}", path.display())))?;
-    }
-    if roots.is_empty() {
-        return Err(CertError::NoCert(path.display().to_string()));
-    }
-    Ok(roots)
-}
+use crate::pem::pair_from_pem;
+// Kept here for the listener's callers; the parsing lives in `crate::pem`.
+pub use crate::pem::{load_pair, CertError};
 
 /// A self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
 pub fn self_signed() -> Result<CertifiedKey, CertError> {
@@ -117,27 +44,6 @@ pub fn not_after(ck: &CertifiedKey) -> Option<i64> {
     let leaf = ck.cert.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
     Some(cert.validity().not_after.timestamp())
-}
-
-/// The DNS names (subject alternative names) of the leaf, lowercase.
-pub fn dns_names(ck: &CertifiedKey) -> Vec<String> {
-    let Some(leaf) = ck.cert.first() else {
-        return Vec::new();
-    };
-    let Ok((_, cert)) = x509_parser::parse_x509_certificate(leaf.as_ref()) else {
-        return Vec::new();
-    };
-    let Ok(Some(san)) = cert.subject_alternative_name() else {
-        return Vec::new();
-    };
-    san.value
-        .general_names
-        .iter()
-        .filter_map(|n| match n {
-            x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
-            _ => None,
-        })
-        .collect()
 }
 
 /// Which certificate of a [`CertStore`]: the default, or the i-th of

@@ -11,6 +11,7 @@ use rustls::ServerConfig;
 
 use super::certs::CertStore;
 use crate::config::{Tls, TlsVersion};
+use crate::pem::{self, CertError};
 
 /// The crypto provider: aws-lc-rs with only AEAD + ECDHE suites
 /// (TLS 1.3: AES-GCM, ChaCha20-Poly1305; TLS 1.2: ECDHE-ECDSA/RSA with the same).
@@ -42,7 +43,7 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     /// The client CA could not be loaded.
     #[error("tls.client_ca: {0}")]
-    ClientCa(#[from] super::certs::CertError),
+    ClientCa(#[from] CertError),
     /// The client verifier could not be built.
     #[error("tls.client_ca: {0}")]
     Verifier(String),
@@ -58,7 +59,7 @@ pub fn server_config(tls: &Tls, store: Arc<CertStore>) -> Result<ServerConfig, T
     let builder = ServerConfig::builder_with_provider(provider.clone()).with_protocol_versions(versions)?;
     let builder = match &tls.client_ca {
         Some(ca) => {
-            let roots = super::certs::load_roots(ca)?;
+            let roots = pem::load_roots(ca)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| TlsError::Verifier(e.to_string()))?;
