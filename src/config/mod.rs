@@ -265,7 +265,7 @@ pub struct PathPattern {
     /// The pattern as written.
     pub raw: String,
     segments: Vec<Segment>,
-    /// Literal prefix in bytes (`strip_prefix` removes this many path segments).
+    /// The whole path must match (`path_exact`), not only a segment-wise prefix.
     exact: bool,
     /// Literal segments match regardless of ASCII case.
     case_insensitive: bool,
@@ -878,12 +878,6 @@ impl Config {
     /// The built-in defaults (no file, no environment).
     pub fn defaults() -> Result<Self, ConfigError> {
         load_with_env(None, &[])
-    }
-
-    /// The first route whose path pattern matches `path`, else `None`. Only
-    /// the path: methods and hosts are the router's (`policy/route.rs`).
-    pub fn match_route(&self, path: &str) -> Option<&Arc<Route>> {
-        self.routes.iter().find(|r| r.path.as_ref().is_some_and(|p| p.matches(path)))
     }
 }
 

@@ -387,7 +387,8 @@ impl AuthState {
     }
 
     /// Failure entries tracked now.
-    pub fn tracked_failures(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn tracked_failures(&self) -> usize {
         self.failures.len()
     }
 }

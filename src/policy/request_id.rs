@@ -1,8 +1,7 @@
 //! Layer 1: the request id and the per-request context.
 //!
-//! Every request, rejections included, gets an id: 32 hex characters laid
-//! out like a UUIDv7 (a millisecond timestamp first, so ids sort by time;
-//! the rest from a per-thread generator seeded from the OS),
+//! Every request, rejections included, gets an id: a UUIDv7 written as 32
+//! hex digits (a millisecond timestamp first, so ids sort by time),
 //! sent to the upstream and back to the client in `x-request-id`. An incoming
 //! `x-request-id` is kept only from a trusted proxy and only if it is 1–64
 //! characters of `[A-Za-z0-9._-]`; otherwise it is replaced. This layer also
@@ -32,36 +31,17 @@ pub fn valid_id(v: &[u8]) -> bool {
     (1..=64).contains(&v.len()) && v.iter().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
 }
 
-/// A fresh id: 32 hex characters laid out like a UUIDv7 (48-bit millisecond
-/// timestamp first, so ids sort by time), the rest from a per-thread
-/// generator seeded once from the OS.
+/// A fresh id: a UUIDv7 (RFC 9562) as 32 lowercase hex digits without
+/// dashes. Its millisecond timestamp comes first, so ids sort by time; each
+/// worker thread keeps its own v7 counter context, so generating an id
+/// takes no lock shared between cores.
 pub fn new_id() -> String {
-    use std::cell::Cell;
     thread_local! {
-        static STATE: Cell<u64> = Cell::new(u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap_or([7; 8])) | 1);
+        static CONTEXT: uuid::ContextV7 = const { uuid::ContextV7::new() };
     }
-    let next = || {
-        STATE.with(|s| {
-            // splitmix64
-            let mut z = s.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-            s.set(z);
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        })
-    };
-    let ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-    let hi = (ms << 16) | 0x7000 | (next() & 0x0fff);
-    let lo = (next() & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(32);
-    for n in [hi, lo] {
-        for shift in (0..16).rev() {
-            id.push(char::from(HEX[((n >> (shift * 4)) & 0xf) as usize]));
-        }
-    }
-    id
+    let id = CONTEXT.with(|c| uuid::Uuid::new_v7(uuid::Timestamp::now(c)));
+    let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+    id.simple().encode_lower(&mut buf).to_owned()
 }
 
 /// Creates the [`Ctx`] and the request id.
@@ -165,7 +145,7 @@ mod tests {
         assert_eq!(new_id().len(), 32);
         let id = new_id();
         assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
-        // Version 7 nibble and RFC 4122 variant, like a UUIDv7 without dashes.
+        // Version 7 nibble and RFC 9562 variant: a UUIDv7 without dashes.
         assert_eq!(&id[12..13], "7");
         assert!(matches!(&id[16..17], "8" | "9" | "a" | "b"), "{id}");
     }

@@ -63,9 +63,6 @@ pub fn classify(e: &BoxError) -> (Reason, Option<&'static str>) {
         if let Some(p) = c.downcast_ref::<ProxyError>() {
             return (p.reason(), p.upstream_kind());
         }
-        if c.is::<tower::timeout::error::Elapsed>() {
-            return (Reason::UpstreamTimeout, Some("timeout"));
-        }
         cur = c.source();
     }
     (Reason::Internal, None)

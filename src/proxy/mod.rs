@@ -12,9 +12,6 @@
 
 pub mod tunnel;
 
-// Kept at their former paths for the config validation code.
-pub use crate::upstream::{balance, client};
-
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
@@ -142,130 +139,164 @@ impl Service<Request<Body>> for Proxy {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let fallback = self.client.clone();
-        Box::pin(async move {
-            let ctx = ctx_of(&req)?;
-            let asks_upgrade = req.version() == Version::HTTP_11 && headers::wants_upgrade(req.headers());
-            let upgrade = asks_upgrade
-                && match tunnel::decide(req.method(), req.headers(), &ctx) {
-                    tunnel::Upgrade::Forward => true,
-                    tunnel::Upgrade::Strip => false,
-                    tunnel::Upgrade::Refuse(reason) => return Ok(ctx.reject(reason)),
-                };
-            if !upgrade {
-                // Never offered to the upstream: h2c's settings travel with its upgrade.
-                req.headers_mut().remove(&HTTP2_SETTINGS);
-            }
-            let client_upgrade = if upgrade { Some(hyper::upgrade::on(&mut req)) } else { None };
-            let conn = req.extensions().get::<crate::server::ConnHandle>().cloned();
-            let target = ctx.upstream();
-            let pool = target.pool.clone();
-            let mut at = pool.pick(None);
-            prepare(&mut req, &ctx, ctx.trusted_peer, upgrade, &pool.addrs()[at].authority)?;
-            let route = ctx.route().clone();
-            // A request with no body can go to another address when the
-            // first refuses the connection: nothing of it was sent.
-            let retry = (!upgrade && pool.addrs().len() > 1 && http_body::Body::is_end_stream(req.body()))
-                .then(|| (req.method().clone(), req.uri().clone(), req.headers().clone()));
-            let deadline = tokio::time::Instant::now() + route.response_timeout;
-            let mut next = Some(req);
-            let mut retried = false;
-            let sent = loop {
-                let Some(req) = next.take() else {
-                    return Err(ProxyError::Upstream("no request to send".into()).into());
-                };
-                let in_flight = pool.enter(at);
-                let sent = tokio::time::timeout_at(deadline, send(&fallback, target, req)).await;
-                drop(in_flight);
-                match &sent {
-                    Ok(Err(e)) if e.is_connect() => {
-                        pool.mark_down(at);
-                        if let Some((method, uri, headers)) = retry.as_ref().filter(|_| !retried) {
-                            let failed = at;
-                            at = pool.pick(Some(failed));
-                            if at != failed {
-                                tracing::info!(
-                                    request_id = %ctx.id,
-                                    upstream = %target.name,
-                                    failed = %pool.addrs()[failed].authority,
-                                    next = %pool.addrs()[at].authority,
-                                    "upstream address refused the connection; trying another"
-                                );
-                                let mut parts = uri.clone().into_parts();
-                                parts.authority = Some(pool.addrs()[at].authority.clone());
-                                let mut again = Request::new(crate::body::empty());
-                                *again.method_mut() = method.clone();
-                                *again.uri_mut() = Uri::from_parts(parts)?;
-                                *again.headers_mut() = headers.clone();
-                                next = Some(again);
-                                retried = true;
-                                continue;
-                            }
-                        }
-                    }
-                    Ok(Ok(_)) => pool.mark_up(at),
-                    _ => {}
-                }
-                break sent;
-            };
-            let mut res = match sent {
-                Err(_) => {
-                    if let Some(r) = ctx.body_refused() {
-                        return Err(ProxyError::BodyRefused(r).into());
-                    }
-                    return Err(ProxyError::UpstreamTimeout.into());
-                }
-                Ok(Err(e)) => {
-                    if let Some(r) = ctx.body_refused() {
-                        return Err(ProxyError::BodyRefused(r).into());
-                    }
-                    if e.is_connect() {
-                        return Err(ProxyError::UpstreamConnect(Box::new(e)).into());
-                    }
-                    return Err(ProxyError::Upstream(Box::new(e)).into());
-                }
-                Ok(Ok(res)) => res,
-            };
-            ctx.upstream_status.store(res.status().as_u16(), Ordering::Relaxed);
-            res.extensions_mut().insert(crate::server::SendTimeout(route.send_timeout));
-            if res.status() == StatusCode::SWITCHING_PROTOCOLS {
-                let upstream_ws = res
-                    .headers()
-                    .get(header::UPGRADE)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
-                match client_upgrade {
-                    Some(client_up) if upstream_ws => {
-                        let upstream_up = hyper::upgrade::on(&mut res);
-                        let splice = tunnel::splice(
-                            client_up,
-                            upstream_up,
-                            ctx.config.limits.idle_timeout,
-                            ctx.id.clone(),
-                            route.label.clone(),
-                        );
-                        match conn {
-                            Some(conn) => conn.run_after(Box::pin(splice)),
-                            None => {
-                                tokio::spawn(splice);
-                            }
-                        }
-                        let (mut parts, _) = res.into_parts();
-                        headers::remove_hop_by_hop(&mut parts.headers, true);
-                        parts.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-                        return Ok(Response::from_parts(parts, crate::body::empty()));
-                    }
-                    // A 101 nobody asked for (or to another protocol): never passed on.
-                    _ => return Err(ProxyError::Upstream("unexpected 101 from the upstream".into()).into()),
-                }
-            }
-            let (mut parts, body) = res.into_parts();
-            headers::remove_hop_by_hop(&mut parts.headers, false);
-            // Room for the headers the layers above add (CORS, rate limit,
-            // security headers, request id) in one allocation.
-            let _ = parts.headers.try_reserve(RESPONSE_HEADERS_ADDED);
-            Ok(Response::from_parts(parts, crate::body::boxed(body)))
-        })
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        Box::pin(forward(self.client.clone(), req))
     }
+}
+
+/// What the upstream's response needs from the request to finish an upgrade.
+struct Upgrading {
+    client: hyper::upgrade::OnUpgrade,
+    conn: Option<crate::server::ConnHandle>,
+}
+
+/// Forwards `req` and turns the upstream's answer into the client's response.
+async fn forward(fallback: UpstreamClient, mut req: Request<Body>) -> Result<Response<Body>, BoxError> {
+    let ctx = ctx_of(&req)?;
+    let upgrade = match upgrade_of(&req, &ctx) {
+        Ok(u) => u,
+        Err(reason) => return Ok(ctx.reject(reason)),
+    };
+    if !upgrade {
+        // Never offered to the upstream: h2c's settings travel with its upgrade.
+        req.headers_mut().remove(&HTTP2_SETTINGS);
+    }
+    let upgrading = upgrade.then(|| Upgrading {
+        client: hyper::upgrade::on(&mut req),
+        conn: req.extensions().get::<crate::server::ConnHandle>().cloned(),
+    });
+    let mut res = exchange(&fallback, &ctx, req, upgrade).await?;
+    ctx.upstream_status.store(res.status().as_u16(), Ordering::Relaxed);
+    res.extensions_mut().insert(crate::server::SendTimeout(ctx.route().send_timeout));
+    if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return switch_protocols(res, upgrading, &ctx);
+    }
+    let (mut parts, body) = res.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers, false);
+    // Room for the headers the layers above add (CORS, rate limit,
+    // security headers, request id) in one allocation.
+    let _ = parts.headers.try_reserve(RESPONSE_HEADERS_ADDED);
+    Ok(Response::from_parts(parts, crate::body::boxed(body)))
+}
+
+/// Whether the request's upgrade is forwarded (`Ok(false)`: none asked, or
+/// its `Upgrade` is dropped), or the reason it is refused.
+fn upgrade_of(req: &Request<Body>, ctx: &Ctx) -> Result<bool, crate::error::Reason> {
+    if req.version() != Version::HTTP_11 || !headers::wants_upgrade(req.headers()) {
+        return Ok(false);
+    }
+    match tunnel::decide(req.method(), req.headers(), ctx) {
+        tunnel::Upgrade::Forward => Ok(true),
+        tunnel::Upgrade::Strip => Ok(false),
+        tunnel::Upgrade::Refuse(reason) => Err(reason),
+    }
+}
+
+/// Sends the request to one of the upstream's addresses within the route's
+/// response timeout. A request with no body goes to another address when
+/// the first refuses the connection (nothing of it was sent). Failures come
+/// back as [`ProxyError`]s, or as the reason moat cut the request body.
+async fn exchange(
+    fallback: &UpstreamClient,
+    ctx: &Ctx,
+    mut req: Request<Body>,
+    upgrade: bool,
+) -> Result<Response<hyper::body::Incoming>, BoxError> {
+    let target = ctx.upstream();
+    let pool = &target.pool;
+    let mut at = pool.pick(None);
+    prepare(&mut req, ctx, ctx.trusted_peer, upgrade, &pool.addrs()[at].authority)?;
+    let mut retry = (!upgrade && pool.addrs().len() > 1 && http_body::Body::is_end_stream(req.body()))
+        .then(|| (req.method().clone(), req.uri().clone(), req.headers().clone()));
+    let deadline = tokio::time::Instant::now() + ctx.route().response_timeout;
+    let mut next = Some(req);
+    loop {
+        let Some(req) = next.take() else {
+            return Err(ProxyError::Upstream("no request to send".into()).into());
+        };
+        let in_flight = pool.enter(at);
+        let sent = tokio::time::timeout_at(deadline, send(fallback, target, req)).await;
+        drop(in_flight);
+        let e = match sent {
+            Ok(Ok(res)) => {
+                pool.mark_up(at);
+                return Ok(res);
+            }
+            Err(_) => {
+                return Err(ctx.body_refused().map_or(ProxyError::UpstreamTimeout, ProxyError::BodyRefused).into())
+            }
+            Ok(Err(e)) => e,
+        };
+        if e.is_connect() {
+            pool.mark_down(at);
+            // One retry at most: `take` leaves none for a second failure.
+            if let Some((method, uri, headers)) = retry.take() {
+                let failed = at;
+                at = pool.pick(Some(failed));
+                if at != failed {
+                    tracing::info!(
+                        request_id = %ctx.id,
+                        upstream = %target.name,
+                        failed = %pool.addrs()[failed].authority,
+                        next = %pool.addrs()[at].authority,
+                        "upstream address refused the connection; trying another"
+                    );
+                    next = Some(resend(method, uri, headers, &pool.addrs()[at].authority)?);
+                    continue;
+                }
+            }
+        }
+        return Err(match ctx.body_refused() {
+            Some(r) => ProxyError::BodyRefused(r),
+            None if e.is_connect() => ProxyError::UpstreamConnect(Box::new(e)),
+            None => ProxyError::Upstream(Box::new(e)),
+        }
+        .into());
+    }
+}
+
+/// The same bodiless request again, to the address `authority`.
+fn resend(
+    method: http::Method,
+    uri: Uri,
+    headers: http::HeaderMap,
+    authority: &http::uri::Authority,
+) -> Result<Request<Body>, BoxError> {
+    let mut parts = uri.into_parts();
+    parts.authority = Some(authority.clone());
+    let mut again = Request::new(crate::body::empty());
+    *again.method_mut() = method;
+    *again.uri_mut() = Uri::from_parts(parts)?;
+    *again.headers_mut() = headers;
+    Ok(again)
+}
+
+/// The upstream's `101`: joins the two upgraded connections when the client
+/// asked for this WebSocket upgrade; any other `101` is never passed on.
+fn switch_protocols(
+    mut res: Response<hyper::body::Incoming>,
+    upgrading: Option<Upgrading>,
+    ctx: &Ctx,
+) -> Result<Response<Body>, BoxError> {
+    let upstream_ws = res
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"));
+    let Some(Upgrading { client, conn }) = upgrading.filter(|_| upstream_ws) else {
+        return Err(ProxyError::Upstream("unexpected 101 from the upstream".into()).into());
+    };
+    let upstream = hyper::upgrade::on(&mut res);
+    let splice =
+        tunnel::splice(client, upstream, ctx.config.limits.idle_timeout, ctx.id.clone(), ctx.route().label.clone());
+    match conn {
+        Some(conn) => conn.run_after(Box::pin(splice)),
+        None => {
+            tokio::spawn(splice);
+        }
+    }
+    let (mut parts, _) = res.into_parts();
+    headers::remove_hop_by_hop(&mut parts.headers, true);
+    parts.headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    Ok(Response::from_parts(parts, crate::body::empty()))
 }

@@ -102,15 +102,15 @@ pub(super) fn upstream_section(
     let base_path = scheme_and_path.map(|(_, bp)| bp).unwrap_or_default();
     let origin = addrs[0].clone();
     let balance = match raw.balance.as_deref() {
-        None | Some("round_robin") => crate::proxy::balance::Balance::RoundRobin,
-        Some("least_in_flight") => crate::proxy::balance::Balance::LeastInFlight,
+        None | Some("round_robin") => crate::upstream::balance::Balance::RoundRobin,
+        Some("least_in_flight") => crate::upstream::balance::Balance::LeastInFlight,
         Some(b) => {
             p.push(k("balance"), format!("\"{b}\": use \"round_robin\" or \"least_in_flight\""));
-            crate::proxy::balance::Balance::RoundRobin
+            crate::upstream::balance::Balance::RoundRobin
         }
     };
     let fail_timeout = dur(p, &k("fail_timeout"), &raw.fail_timeout, Duration::from_secs(10));
-    let pool = crate::proxy::balance::Pool::new(addrs, balance, fail_timeout);
+    let pool = crate::upstream::balance::Pool::new(addrs, balance, fail_timeout);
     let tls = match &https_host {
         None => {
             for (set, what) in [
@@ -136,8 +136,13 @@ pub(super) fn upstream_section(
     let connect_timeout = dur(p, &k("connect_timeout"), &raw.connect_timeout, Duration::from_secs(5));
     let pool_idle_timeout = dur(p, &k("pool_idle_timeout"), &raw.pool_idle_timeout, Duration::from_secs(90));
     let pool_max_idle = count(p, &k("pool_max_idle"), raw.pool_max_idle, 256, 0, 1 << 20) as usize;
-    let client =
-        crate::proxy::client::build(tls.as_ref(), unix.as_deref(), connect_timeout, pool_idle_timeout, pool_max_idle);
+    let client = crate::upstream::client::build(
+        tls.as_ref(),
+        unix.as_deref(),
+        connect_timeout,
+        pool_idle_timeout,
+        pool_max_idle,
+    );
     let up = Upstream {
         name: Arc::from(name),
         origin,
@@ -246,7 +251,7 @@ fn upstream_tls(
     // Several hosts without server_name: each address is verified for its own host.
     let name = match raw.server_name.as_deref().or(host) {
         None => None,
-        Some(n) => match crate::proxy::client::server_name(n) {
+        Some(n) => match crate::upstream::client::server_name(n) {
             Ok(n) => Some(n),
             Err(e) => {
                 p.push(k("server_name"), e);
@@ -260,7 +265,7 @@ fn upstream_tls(
         return None;
     }
     let client_paths = client.as_ref().map(|(c, kf)| (c.as_path(), kf.as_path()));
-    match crate::proxy::client::tls_config(ca.as_deref(), client_paths, tls13_only) {
+    match crate::upstream::client::tls_config(ca.as_deref(), client_paths, tls13_only) {
         Ok(cfg) => Some(UpstreamTls::new(cfg, name)),
         Err(e) => {
             let at = if client.is_some() && !ca.as_ref().is_some_and(|c| e.contains(&c.display().to_string())) {
