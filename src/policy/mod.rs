@@ -13,6 +13,8 @@ pub mod ctx;
 pub mod error_page;
 pub mod forward_auth;
 pub mod framing;
+#[cfg(test)]
+mod layer_tests;
 pub mod rate_limit;
 pub mod request_id;
 pub mod rescue;
