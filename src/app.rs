@@ -38,7 +38,7 @@ pub struct App {
     admin: TcpListener,
     redirect: Option<TcpListener>,
     acceptor: TlsAcceptor,
-    _watchers: Vec<notify::RecommendedWatcher>,
+    _watchers: Vec<crate::watch::Watch>,
 }
 
 impl App {
@@ -109,7 +109,7 @@ impl App {
 
     /// Serves until `shutdown` is cancelled, then drains in-flight requests
     /// for at most `limits.shutdown_grace`.
-    pub async fn run(self, shutdown: CancellationToken, mut reload: tokio::sync::mpsc::Receiver<()>) {
+    pub async fn run(self, shutdown: CancellationToken, reload: tokio::sync::mpsc::Receiver<()>) {
         let App { shared, https, admin, redirect, acceptor, _watchers } = self;
         let tracker = TaskTracker::new();
         let cfg = shared.config.load_full();
@@ -120,88 +120,11 @@ impl App {
         let https_port = https_addr.map_or(cfg.listen.https.port(), |a| a.port());
         let svc = crate::server::HttpService::new(crate::stack::build(&shared));
         let workers = start_workers(https, acceptor, &shared, svc, &shutdown, &tracker);
-
-        let sh = shared.clone();
-        let admin_svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture {
-            Box::pin(crate::admin::handle(sh.clone(), req))
-        }));
-        // The admin listener answers probes: its connections get short
-        // timeouts of their own, and idle ones make room at its cap.
-        let admin_limits = crate::server::ConnLimits {
-            header_read_timeout: cfg.limits.header_read_timeout.min(ADMIN_TIMEOUT),
-            idle_timeout: cfg.limits.idle_timeout.min(ADMIN_TIMEOUT),
-            send_timeout: cfg.limits.send_timeout.min(ADMIN_TIMEOUT),
-        };
-        tracker.spawn(crate::listener::serve_plain(
-            admin,
-            admin_svc,
-            cfg.limits.clone(),
-            admin_limits,
-            64,
-            shutdown.clone(),
-            tracker.clone(),
-        ));
-
+        serve_admin(admin, &shared, &cfg, &shutdown, &tracker);
         if let Some(l) = redirect {
-            let port = https_port;
-            let svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture {
-                Box::pin(async move { Ok(crate::admin::redirect(&req, port)) })
-            }));
-            tracker.spawn(crate::listener::serve_plain(
-                l,
-                svc,
-                cfg.limits.clone(),
-                crate::server::ConnLimits::from(&cfg.limits),
-                1024,
-                shutdown.clone(),
-                tracker.clone(),
-            ));
+            serve_redirect(l, https_port, &cfg, &shutdown, &tracker);
         }
-
-        // Reloads: SIGHUP always; a change of the config file (watched through its
-        // directory, so editors' renames and Kubernetes' ConfigMap symlink swaps are
-        // seen) when its content changed. Events are debounced.
-        // The upstreams' CA and client-certificate files count as part of the
-        // config: a rotated file is a reload (new connections use it).
-        let (file_tx, mut file_rx) = tokio::sync::mpsc::channel::<()>(16);
-        let watched = |cfg: &Config| cfg.path.iter().cloned().chain(cfg.watched_files()).collect::<Vec<_>>();
-        let mut dirs: Vec<std::path::PathBuf> = watched(&cfg).iter().map(|p| parent_dir(p)).collect();
-        dirs.sort();
-        dirs.dedup();
-        let _watchers: Vec<_> = dirs.iter().filter_map(|d| watch_dir(d, file_tx.clone())).collect();
-        let sh = shared.clone();
-        let token = shutdown.clone();
-        let mut last_digest = if cfg.path.is_some() {
-            let files = watched(&cfg);
-            tokio::task::spawn_blocking(move || files_digest(&files)).await.ok().flatten()
-        } else {
-            None
-        };
-        tokio::spawn(async move {
-            loop {
-                let forced = tokio::select! {
-                    r = reload.recv() => { if r.is_none() { break; } true }
-                    r = file_rx.recv() => { if r.is_none() { break; } false }
-                    _ = token.cancelled() => break,
-                };
-                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-                while file_rx.try_recv().is_ok() {}
-                let current = sh.config.load_full();
-                let digest = if current.path.is_some() {
-                    let files = watched(&current);
-                    tokio::task::spawn_blocking(move || files_digest(&files)).await.ok().flatten()
-                } else {
-                    None
-                };
-                if !forced && (digest.is_none() || digest == last_digest) {
-                    continue;
-                }
-                if reload_config(&sh).await {
-                    last_digest = digest;
-                }
-            }
-        });
-
+        let _watch = spawn_reloader(&shared, reload, &shutdown).await;
         // Announced once the watchers are in place and the files' digest is
         // taken: a file changed from here on is a reload.
         tracing::info!(
@@ -212,88 +135,204 @@ impl App {
             config = %cfg.source,
             "moat is serving"
         );
-
-        // Active health checks: every address of an upstream with
-        // `health_interval`, probed concurrently; a failure takes it out of
-        // the balancing until a probe passes.
-        let sh = shared.clone();
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            let mut last: std::collections::HashMap<Arc<str>, std::time::Instant> = Default::default();
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = token.cancelled() => break,
-                }
-                let cfg = sh.config.load_full();
-                let now = std::time::Instant::now();
-                let due: Vec<&Arc<crate::config::Upstream>> = std::iter::once(&cfg.upstream)
-                    .chain(cfg.upstreams.values())
-                    .filter(|u| {
-                        u.health_interval
-                            .is_some_and(|iv| last.get(&u.name).is_none_or(|t| now.duration_since(*t) >= iv))
-                    })
-                    .collect();
-                if due.is_empty() {
-                    continue;
-                }
-                last.retain(|n, _| cfg.upstream_names().any(|m| m == n));
-                for u in &due {
-                    last.insert(u.name.clone(), now);
-                }
-                let probes = due.iter().flat_map(|u| {
-                    let sh = &sh;
-                    u.pool.addrs().iter().enumerate().map(move |(i, a)| async move {
-                        let passed = crate::admin::address_ready(sh, u, &a.authority).await;
-                        if u.pool.probed(i, passed) {
-                            if passed {
-                                tracing::info!(upstream = %u.name, address = %a.authority, "upstream address passed its health check again");
-                            } else {
-                                tracing::warn!(upstream = %u.name, address = %a.authority, "upstream address failed its health check: it takes no requests until it passes");
-                            }
-                        }
-                    })
-                });
-                futures_util::future::join_all(probes).await;
-            }
-        });
-
-        // Rate-limit sweeper: drop full buckets, return memory, export the key count.
-        let sh = shared.clone();
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        let cfg = sh.config.load_full();
-                        let mut live: Vec<String> = cfg.routes.iter().map(|r| r.name.clone()).collect();
-                        live.push(cfg.default_route.name.clone());
-                        let n = sh.limiters.sweep(&live);
-                        sh.metrics.ratelimit_keys.set(n as i64);
-                        sh.auth.sweep(cfg.auth.failure_window, cfg.auth.forward.as_ref().map(|f| f.cache_ttl));
-                    }
-                    _ = token.cancelled() => break,
-                }
-            }
-        });
+        spawn_health_checks(&shared, &shutdown);
+        spawn_sweeper(&shared, &shutdown);
 
         shutdown.cancelled().await;
-        tracker.close();
-        let grace = shared.config.load().limits.shutdown_grace;
-        let drained = async {
-            tracker.wait().await;
-            for w in workers {
-                let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        drain(&shared, tracker, workers).await;
+    }
+}
+
+/// The admin listener (never behind the policy stack). It answers probes:
+/// its connections get short timeouts of their own, and idle ones make
+/// room at its cap.
+fn serve_admin(
+    admin: TcpListener,
+    shared: &Arc<Shared>,
+    cfg: &Config,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) {
+    let sh = shared.clone();
+    let admin_svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture {
+        Box::pin(crate::admin::handle(sh.clone(), req))
+    }));
+    let admin_limits = crate::server::ConnLimits {
+        header_read_timeout: cfg.limits.header_read_timeout.min(ADMIN_TIMEOUT),
+        idle_timeout: cfg.limits.idle_timeout.min(ADMIN_TIMEOUT),
+        send_timeout: cfg.limits.send_timeout.min(ADMIN_TIMEOUT),
+    };
+    tracker.spawn(crate::listener::serve_plain(
+        admin,
+        admin_svc,
+        cfg.limits.clone(),
+        admin_limits,
+        64,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+}
+
+/// The plain-HTTP listener that redirects to HTTPS on `https_port`.
+fn serve_redirect(l: TcpListener, https_port: u16, cfg: &Config, shutdown: &CancellationToken, tracker: &TaskTracker) {
+    let svc = crate::server::HttpService::new(tower::service_fn(move |req| -> crate::policy::BoxFuture {
+        Box::pin(async move { Ok(crate::admin::redirect(&req, https_port)) })
+    }));
+    tracker.spawn(crate::listener::serve_plain(
+        l,
+        svc,
+        cfg.limits.clone(),
+        crate::server::ConnLimits::from(&cfg.limits),
+        1024,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+}
+
+/// The config file and the files it names (upstream CA and client
+/// certificates count as config: a rotated file is a reload).
+fn watched_files(cfg: &Config) -> Vec<std::path::PathBuf> {
+    cfg.path.iter().cloned().chain(cfg.watched_files()).collect()
+}
+
+/// The digest of the config's files, read off the runtime (`None` on
+/// built-in defaults or when the config file cannot be read).
+async fn config_digest(cfg: &Config) -> Option<[u8; 32]> {
+    cfg.path.as_ref()?;
+    let files = watched_files(cfg);
+    tokio::task::spawn_blocking(move || files_digest(&files)).await.ok().flatten()
+}
+
+/// Reloads: SIGHUP (`reload`) always; a change of the config's files (see
+/// [`crate::watch`]) when their content changed. Returns the watch, which
+/// must be kept alive.
+async fn spawn_reloader(
+    shared: &Arc<Shared>,
+    mut reload: tokio::sync::mpsc::Receiver<()>,
+    shutdown: &CancellationToken,
+) -> Option<crate::watch::Watch> {
+    let cfg = shared.config.load_full();
+    let (file_tx, mut file_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let watch = match crate::watch::watch(&watched_files(&cfg), file_tx) {
+        Ok((w, failed)) => {
+            for (dir, e) in failed {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the config directory; reload with SIGHUP");
             }
-        };
-        if tokio::time::timeout(grace + std::time::Duration::from_secs(1), drained).await.is_err() {
-            tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace elapsed with requests still in flight");
-        } else {
-            tracing::info!("all connections drained");
+            Some(w)
         }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the config files; reload with SIGHUP");
+            None
+        }
+    };
+    let mut last_digest = config_digest(&cfg).await;
+    let (sh, token) = (shared.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        loop {
+            let forced = tokio::select! {
+                r = reload.recv() => { if r.is_none() { break; } true }
+                r = file_rx.recv() => { if r.is_none() { break; } false }
+                _ = token.cancelled() => break,
+            };
+            let digest = config_digest(&sh.config.load_full()).await;
+            if !forced && (digest.is_none() || digest == last_digest) {
+                continue;
+            }
+            if reload_config(&sh).await {
+                last_digest = digest;
+            }
+        }
+    });
+    watch
+}
+
+/// Active health checks: every address of an upstream with
+/// `health_interval`, probed concurrently; a failure takes it out of the
+/// balancing until a probe passes.
+fn spawn_health_checks(shared: &Arc<Shared>, shutdown: &CancellationToken) {
+    let (sh, token) = (shared.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut last: std::collections::HashMap<Arc<str>, std::time::Instant> = Default::default();
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = token.cancelled() => break,
+            }
+            let cfg = sh.config.load_full();
+            let now = std::time::Instant::now();
+            let due: Vec<&Arc<crate::config::Upstream>> = std::iter::once(&cfg.upstream)
+                .chain(cfg.upstreams.values())
+                .filter(|u| {
+                    u.health_interval.is_some_and(|iv| last.get(&u.name).is_none_or(|t| now.duration_since(*t) >= iv))
+                })
+                .collect();
+            if due.is_empty() {
+                continue;
+            }
+            last.retain(|n, _| cfg.upstream_names().any(|m| m == n));
+            for u in &due {
+                last.insert(u.name.clone(), now);
+            }
+            futures_util::future::join_all(due.iter().flat_map(|u| probe_all(&sh, u))).await;
+        }
+    });
+}
+
+/// One health probe per address of `u`, each logging a change of its state.
+fn probe_all<'a>(
+    sh: &'a Shared,
+    u: &'a crate::config::Upstream,
+) -> impl Iterator<Item = impl std::future::Future<Output = ()> + 'a> + 'a {
+    u.pool.addrs().iter().enumerate().map(move |(i, a)| async move {
+        let passed = crate::admin::address_ready(sh, u, &a.authority).await;
+        if u.pool.probed(i, passed) {
+            if passed {
+                tracing::info!(upstream = %u.name, address = %a.authority, "upstream address passed its health check again");
+            } else {
+                tracing::warn!(upstream = %u.name, address = %a.authority, "upstream address failed its health check: it takes no requests until it passes");
+            }
+        }
+    })
+}
+
+/// Rate-limit sweeper: drops full buckets, returns memory, exports the key count.
+fn spawn_sweeper(shared: &Arc<Shared>, shutdown: &CancellationToken) {
+    let (sh, token) = (shared.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let cfg = sh.config.load_full();
+                    let mut live: Vec<String> = cfg.routes.iter().map(|r| r.name.clone()).collect();
+                    live.push(cfg.default_route.name.clone());
+                    let n = sh.limiters.sweep(&live);
+                    sh.metrics.ratelimit_keys.set(n as i64);
+                    sh.auth.sweep(cfg.auth.failure_window, cfg.auth.forward.as_ref().map(|f| f.cache_ttl));
+                }
+                _ = token.cancelled() => break,
+            }
+        }
+    });
+}
+
+/// After shutdown: waits for the in-flight requests and the workers, for at
+/// most `limits.shutdown_grace`.
+async fn drain(shared: &Shared, tracker: TaskTracker, workers: Vec<std::thread::JoinHandle<()>>) {
+    tracker.close();
+    let grace = shared.config.load().limits.shutdown_grace;
+    let drained = async {
+        tracker.wait().await;
+        for w in workers {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+    };
+    if tokio::time::timeout(grace + std::time::Duration::from_secs(1), drained).await.is_err() {
+        tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace elapsed with requests still in flight");
+    } else {
+        tracing::info!("all connections drained");
     }
 }
 
@@ -386,33 +425,6 @@ fn files_digest(files: &[std::path::PathBuf]) -> Option<[u8; 32]> {
         }
     }
     Some(h.finalize().into())
-}
-
-/// The directory holding `path`.
-fn parent_dir(path: &std::path::Path) -> std::path::PathBuf {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    }
-}
-
-/// Watches `dir`; sends on every event there.
-fn watch_dir(dir: &std::path::Path, tx: tokio::sync::mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    use notify::Watcher;
-    let dir = dir.to_path_buf();
-    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            let _ = tx.try_send(());
-        }
-    })
-    .ok()?;
-    match w.watch(&dir, notify::RecursiveMode::NonRecursive) {
-        Ok(()) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the config directory; reload with SIGHUP");
-            None
-        }
-    }
 }
 
 /// Re-reads the config file; swaps it in if valid, else keeps the old one.

@@ -40,7 +40,7 @@ fn rate(r: &Route, cfg: &Config) -> String {
             };
             let key = match rule.key {
                 crate::policy::rate_limit::KeyKind::Ip => "ip",
-                crate::policy::rate_limit::KeyKind::ApiKey => "api_key",
+                crate::policy::rate_limit::KeyKind::Identity => "api_key",
                 crate::policy::rate_limit::KeyKind::Route => "route",
             };
             format!("{}/{per} burst {} per {key}", rule.rate.count, rule.burst)

@@ -395,9 +395,9 @@ impl FileScan {
     }
 
     /// The file's last byte was pushed: the verdict follows.
-    pub fn finish(self) -> Verdict {
+    pub fn finish(self) -> PendingOutcome {
         let _ = self.tx.send(Msg::End);
-        Verdict { rx: Some(self.verdict), done: None }
+        PendingOutcome { rx: Some(self.verdict), done: None }
     }
 
     /// Gives up scanning a file over `max_file_size` (`on_too_large =
@@ -415,12 +415,12 @@ impl FileScan {
 
 /// A file's verdict, pending until its task answers.
 #[derive(Debug)]
-pub struct Verdict {
+pub struct PendingOutcome {
     rx: Option<oneshot::Receiver<Outcome>>,
     done: Option<Outcome>,
 }
 
-impl Verdict {
+impl PendingOutcome {
     /// The outcome, once it is in. A task that ended without one (it cannot
     /// panic, but if it did) counts as [`Outcome::Failed`].
     pub fn poll_outcome(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {

@@ -24,8 +24,8 @@ use crate::policy::body_limit::BodyLimit;
 use crate::policy::client_ip::ClientIp;
 use crate::policy::cors::Cors;
 use crate::policy::framing::Framing;
-use crate::policy::rate_limit::Limiters;
 use crate::policy::rate_limit::RateLimit;
+use crate::policy::rate_limit::RateLimitState;
 use crate::policy::request_id::RequestIdLayer;
 use crate::policy::rescue::RescueLayer;
 use crate::policy::route::Routing;
@@ -45,7 +45,7 @@ pub struct Shared {
     /// Metric families.
     pub metrics: Arc<Metrics>,
     /// Rate-limit buckets and in-flight semaphores.
-    pub limiters: Arc<Limiters>,
+    pub limiters: Arc<RateLimitState>,
     /// Verified-credential cache and failed-attempt counters.
     pub auth: Arc<AuthState>,
 }

@@ -5,7 +5,7 @@
 
 use moat::policy::cors::{parse_origin, OriginRule};
 use moat::policy::route::normalize;
-use moat::sanitize::redact::redact_text;
+use moat::redact::redact_text;
 use proptest::prelude::*;
 
 /// Paths built from the pieces that encoding tricks are made of.

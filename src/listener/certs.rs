@@ -9,9 +9,8 @@
 //! included). A broken new pair is refused and logged and the last good one
 //! keeps serving; open connections are never touched.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -146,35 +145,24 @@ impl ResolvesServerCert for CertStore {
     }
 }
 
-/// Watches the cert and key files of `slot` and reloads it when they
-/// change; `on_reload` runs after a new pair is in place. Returns the
-/// watcher, which must be kept alive.
+/// Watches the cert and key files of `slot` (see [`crate::watch`]) and
+/// reloads it when they change; `on_reload` runs after a new pair is in
+/// place. Returns the watch, which must be kept alive.
 pub fn watch(
     store: Arc<CertStore>,
     slot: Slot,
     cert: PathBuf,
     key: PathBuf,
     on_reload: impl Fn() + Send + Sync + 'static,
-) -> Result<notify::RecommendedWatcher, notify::Error> {
-    use notify::Watcher;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(16);
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
-            let _ = tx.try_send(());
-        }
-    })?;
-    let mut dirs: Vec<PathBuf> = [&cert, &key].iter().filter_map(|p| p.parent().map(Path::to_path_buf)).collect();
-    dirs.dedup();
-    for d in &dirs {
-        let d = if d.as_os_str().is_empty() { Path::new(".") } else { d.as_path() };
-        watcher.watch(d, notify::RecursiveMode::NonRecursive)?;
+) -> Result<crate::watch::Watch, String> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (watch, failed) = crate::watch::watch(&[cert.clone(), key.clone()], tx).map_err(|e| e.to_string())?;
+    if let Some((dir, e)) = failed.into_iter().next() {
+        return Err(format!("{}: {e}", dir.display()));
     }
     tokio::spawn(async move {
         let mut last = fingerprint(&store.get(slot));
         while rx.recv().await.is_some() {
-            // Debounce: writers touch the files in several steps.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            while rx.try_recv().is_ok() {}
             let (c, k) = (cert.clone(), key.clone());
             let loaded = tokio::task::spawn_blocking(move || load_pair(&c, &k)).await;
             match loaded {
@@ -194,5 +182,5 @@ pub fn watch(
             }
         }
     });
-    Ok(watcher)
+    Ok(watch)
 }

@@ -15,7 +15,7 @@ use super::{ctx_of, BoxFuture};
 use crate::body::{Body, Observed};
 use crate::error::{BoxError, Rejected};
 use crate::metrics::Metrics;
-use crate::sanitize::redact::redact_query;
+use crate::redact::redact_query;
 
 /// Logs every request.
 #[derive(Clone)]

@@ -23,7 +23,7 @@
 //!   methods are forwarded without CORS headers and state-changing methods
 //!   are refused with 403 (`reject_disallowed_origin`), which also stops
 //!   cross-site form posts.
-//! - The response decoration runs in the outer hardening layer, so moat's
+//! - The response half ([`decorate`]) runs in layer 3 (`security_headers::ResponseHeaders`), so moat's
 //!   own rejections (404, 403, 429, 401, 413, ...) sent to an allowed origin
 //!   are readable by the browser app.
 

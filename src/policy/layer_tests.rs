@@ -28,7 +28,7 @@ use super::body_limit::BodyLimit;
 use super::client_ip::ClientIp;
 use super::cors::Cors;
 use super::framing::Framing;
-use super::rate_limit::{Limiters, RateLimit};
+use super::rate_limit::{RateLimit, RateLimitState};
 use super::request_id::{RequestIdLayer, X_REQUEST_ID};
 use super::rescue::RescueLayer;
 use super::route::Routing;
@@ -659,7 +659,7 @@ rate_limit = "off"
 
 fn rate_limited() -> Harness {
     let policy =
-        RateLimit::new(Arc::new(Limiters::default()), Arc::new(AuthState::default()), Arc::new(Metrics::new()));
+        RateLimit::new(Arc::new(RateLimitState::default()), Arc::new(AuthState::default()), Arc::new(Metrics::new()));
     Harness::routed(RATE, policy, ok)
 }
 

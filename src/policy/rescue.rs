@@ -57,7 +57,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The reason for an error: a [`ProxyError`] anywhere in the chain, or internal.
-pub fn classify(e: &BoxError) -> (Reason, Option<&'static str>) {
+pub fn reason_of(e: &BoxError) -> (Reason, Option<&'static str>) {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
     while let Some(c) = cur {
         if let Some(p) = c.downcast_ref::<ProxyError>() {
@@ -99,7 +99,7 @@ where
                 Ok(Err(e)) => e,
                 Err(_) => Box::new(ProxyError::Panic),
             };
-            let (reason, kind) = classify(&err);
+            let (reason, kind) = reason_of(&err);
             if let Some(kind) = kind {
                 let route = ctx.route();
                 let upstream = route.upstream.as_ref().map_or(&ctx.config.upstream.name, |u| &u.name);

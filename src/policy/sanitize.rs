@@ -11,7 +11,7 @@
 //!   request id so an operator can find it.
 //! - 4xx (`errors.redact_upstream_4xx`): the body is passed through with its
 //!   structure (JSON stays JSON with the same keys) but with every leak
-//!   replaced by `[redacted]` (see `sanitize::redact`). Bodies over 64 KiB,
+//!   replaced by `[redacted]` (see `redact`). Bodies over 64 KiB,
 //!   compressed bodies, and bodies that do not arrive within 10 s are
 //!   replaced instead. 3xx bodies are treated like 4xx ones.
 //! - 2xx on a route with `redact_success = true`: JSON and `text/*` bodies
@@ -48,7 +48,7 @@ use super::{ctx_of, BoxFuture};
 use crate::body::{self, Body};
 use crate::error::BoxError;
 use crate::policy::ctx::Ctx;
-use crate::sanitize::redact;
+use crate::redact;
 
 /// Largest 4xx body redacted in place.
 pub const MAX_REDACT: usize = 64 * 1024;

@@ -3,6 +3,11 @@
 //! (`http://`), TLS (`https://`: verified against `ca` or the system roots,
 //! with `server_name` as SNI and verification name, optionally presenting a
 //! client certificate), or a unix socket (`unix:/path.sock`).
+//!
+//! Each configured upstream has its own client (`Upstream::client`, built
+//! with the config). The default plain-HTTP upstream also gets one client
+//! per worker thread (`proxy::send`), so its pooled connections are driven
+//! by the worker that uses them.
 
 use std::future::Future;
 use std::io;

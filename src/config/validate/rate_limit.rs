@@ -62,7 +62,7 @@ pub(super) fn rule_or_off(p: &mut Problems, key: &str, r: &RawRuleOrOff) -> Opti
 fn rule(p: &mut Problems, key: &str, r: &RawRule) -> Option<Rule> {
     let kind = match r.key.as_deref() {
         None | Some("ip") => KeyKind::Ip,
-        Some("api_key") => KeyKind::ApiKey,
+        Some("api_key") => KeyKind::Identity,
         Some("route") => KeyKind::Route,
         Some(k) => {
             p.push(format!("{key}.key"), format!("\"{k}\": use \"ip\", \"api_key\" or \"route\""));

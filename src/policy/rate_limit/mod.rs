@@ -45,8 +45,10 @@ static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 pub enum KeyKind {
     /// The client IP (IPv6 grouped by prefix).
     Ip,
-    /// The authenticated identity, else the IP.
-    ApiKey,
+    /// Who the client is when that is known without password work (an API
+    /// key, or a basic-auth user whose login is cached), else the IP.
+    /// Written `key = "api_key"` in the config.
+    Identity,
     /// One bucket for the route.
     Route,
 }
@@ -122,7 +124,7 @@ impl Default for RateLimitConfig {
 
 /// A bucket key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum RlKey {
+pub enum BucketKey {
     /// A client address (masked).
     Ip(IpAddr),
     /// An identity.
@@ -133,13 +135,13 @@ pub enum RlKey {
     Overflow,
 }
 
-impl RlKey {
+impl BucketKey {
     fn redis_suffix(&self) -> String {
         match self {
-            RlKey::Ip(ip) => format!("ip:{ip}"),
-            RlKey::Id(id) => format!("id:{id}"),
-            RlKey::Route => "route".into(),
-            RlKey::Overflow => "overflow".into(),
+            BucketKey::Ip(ip) => format!("ip:{ip}"),
+            BucketKey::Id(id) => format!("id:{id}"),
+            BucketKey::Route => "route".into(),
+            BucketKey::Overflow => "overflow".into(),
         }
     }
 }
@@ -164,14 +166,14 @@ pub fn ceil_secs(d: Duration) -> u64 {
 
 /// Rate-limit and concurrency state shared across requests and reloads.
 #[derive(Default)]
-pub struct Limiters {
+pub struct RateLimitState {
     memory: DashMap<String, Arc<memory::MemoryLimiter>>,
     redis: arc_swap::ArcSwapOption<(String, redis::RedisLimiter)>,
     global_inflight: arc_swap::ArcSwapOption<(usize, Arc<Semaphore>)>,
     route_inflight: DashMap<String, (usize, Arc<Semaphore>)>,
 }
 
-impl Limiters {
+impl RateLimitState {
     fn memory_for(&self, route: &str, rule: &Rule, max_keys: usize) -> Arc<memory::MemoryLimiter> {
         if let Some(l) = self.memory.get(route) {
             if l.rule == *rule {
@@ -276,7 +278,7 @@ fn set_headers(res: &mut Response<Body>, d: &BucketState) {
 
 /// The policy.
 pub struct RateLimit {
-    limiters: Arc<Limiters>,
+    limiters: Arc<RateLimitState>,
     auth: Arc<AuthState>,
     metrics: Arc<Metrics>,
 }
@@ -284,24 +286,24 @@ pub struct RateLimit {
 impl RateLimit {
     /// The policy over the limiter state kept across reloads; `auth` tells
     /// who a request is when that is known without password work.
-    pub fn new(limiters: Arc<Limiters>, auth: Arc<AuthState>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(limiters: Arc<RateLimitState>, auth: Arc<AuthState>, metrics: Arc<Metrics>) -> Self {
         Self { limiters, auth, metrics }
     }
 }
 
 impl RateLimit {
     /// The bucket key of a request under `rule`.
-    fn key(&self, req: &Request<Body>, ctx: &Ctx, rule: &Rule) -> RlKey {
+    fn key(&self, req: &Request<Body>, ctx: &Ctx, rule: &Rule) -> BucketKey {
         let cfg = &ctx.config.rate_limit;
         match rule.key {
-            KeyKind::Route => RlKey::Route,
+            KeyKind::Route => BucketKey::Route,
             // The identity, when it is known without argon2 work (an API key or a
             // cached login); auth proper runs after this layer.
-            KeyKind::ApiKey => match self.auth.cheap_identity(req, &ctx.config.auth, ctx) {
-                Some(id) => RlKey::Id(Arc::from(id.name.as_str())),
-                None => RlKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),
+            KeyKind::Identity => match self.auth.cheap_identity(req, &ctx.config.auth, ctx) {
+                Some(id) => BucketKey::Id(Arc::from(id.name.as_str())),
+                None => BucketKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),
             },
-            KeyKind::Ip => RlKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),
+            KeyKind::Ip => BucketKey::Ip(mask(ctx.client_ip(), cfg.ipv6_prefix)),
         }
     }
 

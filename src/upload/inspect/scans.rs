@@ -8,13 +8,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 
 use super::violation::{refuse, Violation};
-use crate::scan::{Fallback, FileScan, Outcome, Scanning, Verdict};
+use crate::scan::{Fallback, FileScan, Outcome, PendingOutcome, Scanning};
 
 /// The files of one request being scanned, and the verdicts of those whose
 /// last byte has passed.
 pub(super) struct Scans {
     pub(super) scanning: Scanning,
-    pub(super) verdicts: Vec<Verdict>,
+    pub(super) verdicts: Vec<PendingOutcome>,
 }
 
 impl Scans {

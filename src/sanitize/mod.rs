@@ -1,3 +1,0 @@
-//! Keeping internals out of what clients see and what logs hold.
-
-pub mod redact;
