@@ -149,12 +149,7 @@ fn clean_host(h: &str) -> Option<&str> {
 
 /// Answers a plain-HTTP request with a 308 to HTTPS.
 pub fn redirect(req: &Request<Body>, https_port: u16) -> Response<Body> {
-    let host = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| req.headers().get(http::header::HOST).and_then(|h| h.to_str().ok()))
-        .and_then(clean_host);
+    let host = crate::net::requested_host(req).and_then(clean_host);
     let Some(host) = host else {
         return text(StatusCode::BAD_REQUEST, "text/plain", "missing or invalid Host header\n");
     };

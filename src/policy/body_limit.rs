@@ -197,3 +197,82 @@ where
         self.inner.size_hint()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::net::ConnInfo;
+
+    fn ctx() -> Arc<Ctx> {
+        let peer = ConnInfo { peer: "192.0.2.1:5000".parse().unwrap(), tls: true };
+        Arc::new(Ctx::new("t".into(), Arc::new(Config::defaults().unwrap()), peer))
+    }
+
+    /// A body that sends `first` and then nothing, never ending.
+    fn stalled(first: &'static [u8]) -> Body {
+        let chunks = futures_util::stream::iter([Ok::<_, BoxError>(Frame::data(Bytes::from_static(first)))])
+            .chain(futures_util::stream::pending());
+        crate::body::boxed(http_body_util::StreamBody::new(chunks))
+    }
+
+    fn refusal(e: BoxError) -> Option<Reason> {
+        e.downcast_ref::<ProxyError>().map(ProxyError::reason)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_is_cut_after_the_read_timeout() {
+        let ctx = ctx();
+        let mut body = Guarded::new(stalled(b"abc"), 1 << 20, Duration::from_secs(30), ctx.clone());
+        assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "abc");
+        let started = tokio::time::Instant::now();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(refusal(err), Some(Reason::RequestTimeout));
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        assert_eq!(ctx.body_refused(), Some(Reason::RequestTimeout));
+        assert_eq!(ctx.bytes_in.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_body_is_cut_at_its_total_deadline() {
+        let ctx = ctx();
+        // One byte every 10 s never trips the 30 s gap, but the whole body has 25 s.
+        let trickle = futures_util::stream::unfold(0u32, |n| async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Some((Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"x"))), n + 1))
+        });
+        let inner = crate::body::boxed(http_body_util::StreamBody::new(trickle));
+        let mut body = Guarded::new(inner, 1 << 20, Duration::from_secs(30), ctx.clone())
+            .with_total(Duration::from_secs(25));
+        let started = tokio::time::Instant::now();
+        let mut got = 0;
+        let err = loop {
+            match body.frame().await.unwrap() {
+                Ok(_) => got += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(got, 2);
+        assert_eq!(refusal(err), Some(Reason::RequestTimeout));
+        assert_eq!(started.elapsed(), Duration::from_secs(25));
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_cut_at_the_byte_that_crosses_it() {
+        let ctx = ctx();
+        let chunks = futures_util::stream::iter(
+            [&b"12345"[..], b"67890", b"x"].map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c)))),
+        );
+        let inner = crate::body::boxed(http_body_util::StreamBody::new(chunks));
+        let mut body = Guarded::new(inner, 9, Duration::from_secs(30), ctx.clone());
+        assert!(body.frame().await.unwrap().is_ok());
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert_eq!(refusal(err), Some(Reason::BodyTooLarge));
+        assert_eq!(ctx.body_refused(), Some(Reason::BodyTooLarge));
+    }
+}

@@ -113,11 +113,7 @@ where
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(Ctx::accept_prefers_html);
         ctx.origin = req.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
-        ctx.host = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| req.headers().get(http::header::HOST).and_then(|v| v.to_str().ok()).map(str::to_string));
+        ctx.host = crate::net::requested_host(&req).map(str::to_string);
         let ctx = Arc::new(ctx);
         req.extensions_mut().insert(ctx);
         let fut = self.inner.call(req);

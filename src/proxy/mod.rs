@@ -97,16 +97,12 @@ pub fn prepare(
     authority: &http::uri::Authority,
 ) -> Result<(), BoxError> {
     // The host the client asked for, read once by the request-id layer (read
-    // here only for a context made without it).
+    // here only for a context made without it, as in the benches).
     let read;
     let host = match ctx.host.as_deref() {
         Some(h) => Some(h),
         None => {
-            read = req
-                .uri()
-                .authority()
-                .map(|a| a.as_str().to_string())
-                .or_else(|| req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+            read = crate::net::requested_host(req).map(str::to_string);
             read.as_deref()
         }
     };
