@@ -498,10 +498,7 @@ pub(crate) async fn serve_evictable<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (activity, evict) = match registered {
-        Some((a, e)) => (a, e),
-        None => (Activity::new(), CancellationToken::new()),
-    };
+    let (activity, evict) = registered.unwrap_or_else(|| (Activity::new(), CancellationToken::new()));
     let started = Instant::now();
     let act = activity.clone();
     let send_timeout = limits.send_timeout;
@@ -510,10 +507,7 @@ pub(crate) async fn serve_evictable<I>(
         hyper::service::service_fn(move |req: Request<Incoming>| handle(&svc, act.clone(), info, send_timeout, req));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), hyper_svc);
     tokio::pin!(conn);
-    let tick = (limits.idle_timeout.min(limits.header_read_timeout) / 4)
-        .clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let mut ticker = tokio::time::interval(tick);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticker = check_interval(&limits);
     let mut closing = false;
     let mut draining_since: Option<Instant> = None;
     loop {
@@ -535,36 +529,72 @@ pub(crate) async fn serve_evictable<I>(
                 tracing::debug!(peer = %info.peer, "idle connection evicted to make room");
                 break;
             }
-            _ = ticker.tick() => {
-                let idle = activity.is_idle();
-                if activity.send.overdue() {
-                    tracing::info!(peer = %info.peer, "response made no write progress for its send_timeout: connection closed");
-                    break;
-                }
-                if let Some(since) = draining_since {
-                    if idle && since.elapsed() >= DRAIN_IDLE_CUTOFF {
-                        break;
-                    }
-                    continue;
-                }
-                let no_request = activity.requests.load(Ordering::Relaxed) == 0;
-                let reason = if no_request && started.elapsed() >= limits.header_read_timeout {
-                    Some("no request head within header_read_timeout")
-                } else if idle && activity.idle_for() >= limits.idle_timeout {
-                    Some("idle_timeout")
-                } else {
-                    None
-                };
-                if let Some(reason) = reason {
+            _ = ticker.tick() => match periodic_check(&activity, &info, &limits, started, draining_since) {
+                Tick::Close => break,
+                Tick::Wait => {}
+                Tick::Drain(reason) => {
                     tracing::debug!(peer = %info.peer, reason, "closing connection");
                     closing = true;
                     draining_since = Some(Instant::now());
                     conn.as_mut().graceful_shutdown();
                     ticker = tokio::time::interval(Duration::from_millis(100));
                 }
-            }
+            },
         }
     }
+    run_tunnel(&activity, &shutdown).await;
+}
+
+/// The interval of a connection's periodic checks (a quarter of its shortest timeout, 50 ms to 1 s).
+fn check_interval(limits: &ConnLimits) -> tokio::time::Interval {
+    let tick = (limits.idle_timeout.min(limits.header_read_timeout) / 4)
+        .clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker
+}
+
+/// What a periodic check of a connection decided.
+enum Tick {
+    /// Close the connection now.
+    Close,
+    /// Nothing to do yet.
+    Wait,
+    /// Start draining the connection, for this reason.
+    Drain(&'static str),
+}
+
+/// Checks a connection: a stalled send or a drained connection closes it; a timeout starts draining.
+fn periodic_check(
+    activity: &Activity,
+    info: &ConnInfo,
+    limits: &ConnLimits,
+    started: Instant,
+    draining_since: Option<Instant>,
+) -> Tick {
+    let idle = activity.is_idle();
+    if activity.send.overdue() {
+        tracing::info!(peer = %info.peer, "response made no write progress for its send_timeout: connection closed");
+        return Tick::Close;
+    }
+    if let Some(since) = draining_since {
+        if idle && since.elapsed() >= DRAIN_IDLE_CUTOFF {
+            return Tick::Close;
+        }
+        return Tick::Wait;
+    }
+    let no_request = activity.requests.load(Ordering::Relaxed) == 0;
+    if no_request && started.elapsed() >= limits.header_read_timeout {
+        Tick::Drain("no request head within header_read_timeout")
+    } else if idle && activity.idle_for() >= limits.idle_timeout {
+        Tick::Drain("idle_timeout")
+    } else {
+        Tick::Wait
+    }
+}
+
+/// Runs the tunnel handed to the connection (an upgrade), if any, until it ends or `shutdown` is cancelled.
+async fn run_tunnel(activity: &Activity, shutdown: &CancellationToken) {
     let tunnel = activity.tunnel.lock().ok().and_then(|mut t| t.take());
     if let Some(TunnelSlot(tunnel)) = tunnel {
         tokio::select! {

@@ -436,6 +436,60 @@ fn throttled_response(ctx: &Ctx, wait: Duration, route: &str, ip: IpAddr) -> Ver
     Verdict::Respond(res)
 }
 
+/// `auth = "session"`: the session cookie decides; a passing request loses its credentials unless the route forwards them.
+fn session_checked(cfg: &AuthConfig, req: &mut Request<Body>, ctx: &Arc<Ctx>, route: &crate::config::Route) -> Verdict {
+    let Some(s) = &cfg.session else { return reject(Reason::AuthFailed, ctx) };
+    let verdict = session::check(s, cfg, req, ctx, route);
+    if matches!(verdict, Verdict::Pass) && !route.forward_credentials {
+        strip_credentials(req);
+    }
+    verdict
+}
+
+/// The identity the presented credentials prove under `mode` (if any), and a user tag for the log.
+async fn identify(
+    state: &AuthState,
+    cfg: &AuthConfig,
+    mode: AuthMode,
+    creds: Option<&Presented>,
+    ctx: &Ctx,
+) -> (Option<Identity>, Option<String>) {
+    match creds {
+        Some(Presented::Key(k)) if matches!(mode, AuthMode::ApiKey | AuthMode::Any) => {
+            (api_key_of(cfg, k, ctx).map(|k| Identity { name: k.name.clone(), roles: k.roles.clone() }), None)
+        }
+        Some(Presented::Basic { user, pass }) if matches!(mode, AuthMode::Basic | AuthMode::Any) => {
+            (state.verify_basic(cfg, user, pass).await, Some(state.user_tag(user)))
+        }
+        _ => (None, None),
+    }
+}
+
+/// Logs a failed authentication and answers 401 with the mode's challenge.
+fn auth_failed(
+    ctx: &Ctx,
+    ip: IpAddr,
+    route: &str,
+    mode: AuthMode,
+    realm: &str,
+    user_hint: Option<&str>,
+    attempted: bool,
+) -> Verdict {
+    tracing::warn!(
+        request_id = %ctx.id,
+        client_ip = %ip,
+        route = %route,
+        user_hash = user_hint,
+        credentials = if attempted { "wrong" } else { "missing" },
+        "authentication failed"
+    );
+    let Verdict::Respond(mut res) = reject(Reason::AuthFailed, ctx) else { return Verdict::Pass };
+    if let Some(c) = challenge(mode, realm) {
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+    }
+    Verdict::Respond(res)
+}
+
 /// `auth = "forward"`: the `[auth.forward]` service decides (see [`forward_auth`]).
 async fn forwarded(
     state: &AuthState,
@@ -527,12 +581,7 @@ impl Policy for Auth {
             return forwarded(state, req, ctx, &route).await;
         }
         if mode == AuthMode::Session {
-            let Some(s) = &cfg.session else { return reject(Reason::AuthFailed, ctx) };
-            let verdict = session::check(s, cfg, req, ctx, &route);
-            if matches!(verdict, Verdict::Pass) && !route.forward_credentials {
-                strip_credentials(req);
-            }
-            return verdict;
+            return session_checked(cfg, req, ctx, &route);
         }
         let key = client_key(ip, ctx.config.rate_limit.ipv6_prefix);
         let creds = presented(req);
@@ -543,30 +592,9 @@ impl Policy for Auth {
         } else if let Err(wait) = state.begin_attempt(key, cfg) {
             return throttled_response(ctx, wait, &route.name, ip);
         }
-        let (identity, user_hint) = match &creds {
-            Some(Presented::Key(k)) if matches!(mode, AuthMode::ApiKey | AuthMode::Any) => {
-                (api_key_of(cfg, k, ctx).map(|k| Identity { name: k.name.clone(), roles: k.roles.clone() }), None)
-            }
-            Some(Presented::Basic { user, pass }) if matches!(mode, AuthMode::Basic | AuthMode::Any) => {
-                (state.verify_basic(cfg, user, pass).await, Some(state.user_tag(user)))
-            }
-            _ => (None, None),
-        };
+        let (identity, user_hint) = identify(state, cfg, mode, creds.as_ref(), ctx).await;
         let Some(identity) = identity else {
-            let attempted = creds.is_some();
-            tracing::warn!(
-                request_id = %ctx.id,
-                client_ip = %ip,
-                route = %route.name,
-                user_hash = user_hint.as_deref(),
-                credentials = if attempted { "wrong" } else { "missing" },
-                "authentication failed"
-            );
-            let Verdict::Respond(mut res) = reject(Reason::AuthFailed, ctx) else { return Verdict::Pass };
-            if let Some(c) = challenge(mode, &cfg.realm) {
-                res.headers_mut().insert(header::WWW_AUTHENTICATE, c);
-            }
-            return Verdict::Respond(res);
+            return auth_failed(ctx, ip, &route.name, mode, &cfg.realm, user_hint.as_deref(), creds.is_some());
         };
         state.end_attempt_ok(key);
         let _ = ctx.user.set(identity.name.clone());

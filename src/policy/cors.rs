@@ -381,45 +381,61 @@ impl Policy for Cors {
     const ADJUSTS_RESPONSE: bool = false;
 }
 
+/// Answers a CORS preflight: 204 with the allow headers, or the refusal.
 fn preflight(req: &Request<Body>, ctx: &Arc<Ctx>, policy: &CorsPolicy, allowed: bool, acrm: &HeaderValue) -> Verdict {
     // The preflight is answered here whatever the outcome: it never reaches the upstream.
-    let mark = |mut res: Response<Body>| {
-        res.extensions_mut().insert(PreflightAnswered);
-        Verdict::Respond(res)
-    };
-    let refuse = |why: &str| {
-        tracing::info!(request_id = %ctx.id, origin = ctx.origin.as_deref().unwrap_or(""), why, "CORS preflight refused");
-        match reject(Reason::CorsOrigin, ctx) {
-            Verdict::Respond(mut r) => {
-                merge_vary(r.headers_mut(), &["Origin"]);
-                mark(r)
-            }
-            v => v,
-        }
-    };
     if !allowed {
-        return refuse("origin");
+        return refuse_preflight(ctx, "origin");
     }
     let method = Method::from_bytes(acrm.as_bytes()).ok();
     let method_ok = method
         .as_ref()
         .is_some_and(|m| policy.methods.contains(m) || (m == Method::HEAD && policy.methods.contains(&Method::GET)));
     if !method_ok {
-        return refuse("method");
+        return refuse_preflight(ctx, "method");
     }
-    let mut asked: Vec<String> = Vec::new();
-    for v in req.headers().get_all(header::ACCESS_CONTROL_REQUEST_HEADERS).iter() {
-        let Ok(s) = v.to_str() else { return refuse("headers") };
-        asked.extend(s.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()));
-    }
+    let Some(asked) = asked_headers(req) else { return refuse_preflight(ctx, "headers") };
     if asked.iter().any(|h| !policy.headers.contains(h)) {
-        return refuse("headers");
+        return refuse_preflight(ctx, "headers");
     }
     let wants_pna =
         req.headers().get(&REQUEST_PRIVATE_NETWORK).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"));
     if wants_pna && !policy.private_network {
-        return refuse("private network");
+        return refuse_preflight(ctx, "private network");
     }
+    mark_preflight(preflight_allowed(ctx, policy, &asked, wants_pna))
+}
+
+/// Marks a preflight answer so the outer decoration leaves it alone.
+fn mark_preflight(mut res: Response<Body>) -> Verdict {
+    res.extensions_mut().insert(PreflightAnswered);
+    Verdict::Respond(res)
+}
+
+/// Logs a refused preflight and answers 403 `cors_origin` with `Vary: Origin`.
+fn refuse_preflight(ctx: &Ctx, why: &str) -> Verdict {
+    tracing::info!(request_id = %ctx.id, origin = ctx.origin.as_deref().unwrap_or(""), why, "CORS preflight refused");
+    match reject(Reason::CorsOrigin, ctx) {
+        Verdict::Respond(mut r) => {
+            merge_vary(r.headers_mut(), &["Origin"]);
+            mark_preflight(r)
+        }
+        v => v,
+    }
+}
+
+/// The lowercased names in `Access-Control-Request-Headers`; `None` if a value is not text.
+fn asked_headers(req: &Request<Body>) -> Option<Vec<String>> {
+    let mut asked: Vec<String> = Vec::new();
+    for v in req.headers().get_all(header::ACCESS_CONTROL_REQUEST_HEADERS).iter() {
+        let s = v.to_str().ok()?;
+        asked.extend(s.split(',').map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()));
+    }
+    Some(asked)
+}
+
+/// The 204 answer to an allowed preflight, with the allow headers.
+fn preflight_allowed(ctx: &Ctx, policy: &CorsPolicy, asked: &[String], wants_pna: bool) -> Response<Body> {
     let mut res = Response::new(crate::body::empty());
     *res.status_mut() = StatusCode::NO_CONTENT;
     let h = res.headers_mut();
@@ -443,7 +459,7 @@ fn preflight(req: &Request<Body>, ctx: &Arc<Ctx>, policy: &CorsPolicy, allowed: 
         h.insert(ALLOW_PRIVATE_NETWORK.clone(), HeaderValue::from_static("true"));
     }
     merge_vary(h, &["Origin", "Access-Control-Request-Method", "Access-Control-Request-Headers"]);
-    mark(res)
+    res
 }
 
 /// Marks a response as a preflight answer (the outer decoration leaves it alone).

@@ -241,24 +241,8 @@ impl Routing {
                 None => return reject(Reason::PathRejected, ctx),
             }
         }
-        // A pass over the names (no hashing) first: almost no request has one.
-        if req.headers().keys().any(|k| METHOD_OVERRIDE_HEADERS.contains(k)) {
-            for h in &METHOD_OVERRIDE_HEADERS {
-                if req.headers_mut().remove(h).is_some() {
-                    tracing::info!(request_id = %ctx.id, header = %h, "method-override header removed");
-                }
-            }
-        }
-        let mut method = req.method().clone();
-        if method == Method::OPTIONS && req.headers().contains_key(http::header::ORIGIN) {
-            if let Some(m) = req
-                .headers()
-                .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
-                .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
-            {
-                method = m;
-            }
-        }
+        strip_method_overrides(req, ctx);
+        let method = method_to_match(req);
         if let Some(s) = &ctx.config.auth.session {
             // The sign-in pages are moat's own: the default route's policy, on any host.
             if crate::policy::session::is_own_page(s, &path.matched) {
@@ -279,16 +263,46 @@ impl Routing {
             }
             Match::Default => Verdict::Pass,
             Match::NotFound => reject(Reason::NotFound, ctx),
-            Match::WrongMethod(ms) => {
-                let mut res: Response<Body> = ctx.reject(Reason::MethodNotAllowed);
-                let allow = ms.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
-                if let Ok(v) = HeaderValue::from_str(&allow) {
-                    res.headers_mut().insert(http::header::ALLOW, v);
-                }
-                Verdict::Respond(res)
+            Match::WrongMethod(ms) => wrong_method(ctx, &ms),
+        }
+    }
+}
+
+/// Removes the method-override headers, logging each one removed.
+fn strip_method_overrides(req: &mut Request<Body>, ctx: &Ctx) {
+    // A pass over the names (no hashing) first: almost no request has one.
+    if req.headers().keys().any(|k| METHOD_OVERRIDE_HEADERS.contains(k)) {
+        for h in &METHOD_OVERRIDE_HEADERS {
+            if req.headers_mut().remove(h).is_some() {
+                tracing::info!(request_id = %ctx.id, header = %h, "method-override header removed");
             }
         }
     }
+}
+
+/// The method routes are matched on: a CORS preflight's requested method, else the request's.
+fn method_to_match(req: &Request<Body>) -> Method {
+    let mut method = req.method().clone();
+    if method == Method::OPTIONS && req.headers().contains_key(http::header::ORIGIN) {
+        if let Some(m) = req
+            .headers()
+            .get(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            .and_then(|v| Method::from_bytes(v.as_bytes()).ok())
+        {
+            method = m;
+        }
+    }
+    method
+}
+
+/// 405 with `Allow` listing the methods the matching routes accept.
+fn wrong_method(ctx: &Ctx, ms: &[Method]) -> Verdict {
+    let mut res: Response<Body> = ctx.reject(Reason::MethodNotAllowed);
+    let allow = ms.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+    if let Ok(v) = HeaderValue::from_str(&allow) {
+        res.headers_mut().insert(http::header::ALLOW, v);
+    }
+    Verdict::Respond(res)
 }
 
 impl Policy for Routing {

@@ -33,6 +33,7 @@
 //!   cookies are cut out of `Cookie`) and never reach a log line; failures
 //!   go through the failed-login throttle of `[auth] max_failures`.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -512,6 +513,7 @@ enum Refusal {
     Unavailable(String),
 }
 
+/// Handles a posted sign-in form: CSRF, throttle, credentials, then the session cookie.
 async fn sign_in(state: &AuthState, cfg: &SessionConfig, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Response<Body> {
     let form = match read_form(req).await {
         Ok(f) => f,
@@ -530,46 +532,14 @@ async fn sign_in(state: &AuthState, cfg: &SessionConfig, req: &mut Request<Body>
     let key = client_key(ip, ctx.config.rate_limit.ipv6_prefix);
     if let Err(wait) = state.begin_attempt(key, auth) {
         tracing::warn!(request_id = %ctx.id, client_ip = %ip, "sign-in throttled after repeated failures");
-        let msg = Some("Too many failed sign-in attempts; try again later.");
-        let mut res = page(cfg, StatusCode::TOO_MANY_REQUESTS, Form::SignIn { rd: &rd, message: msg }, &csrf);
-        let secs = crate::policy::rate_limit::ceil_secs(wait).max(1);
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        return res;
+        return throttled_page(cfg, &rd, &csrf, wait);
     }
     let (user, pass) = (field("username"), field("password"));
-    let outcome = match &cfg.backend {
-        Backend::Local => match state.verify_basic(auth, user, pass).await {
-            Some(id) => {
-                let hash = auth.basic.iter().find(|b| b.user == id.name).map(|b| b.hash.as_str()).unwrap_or("");
-                Ok((id, fingerprint(hash)))
-            }
-            None => Err(Refusal::Wrong),
-        },
-        Backend::Paperless(p) => paperless_sign_in(p, user, pass, field("code")).await.map(|id| (id, String::new())),
-    };
-    let (identity, f) = match outcome {
+    let (identity, f) = match check_credentials(state, cfg, auth, user, pass, field("code")).await {
         Ok(v) => v,
         Err(refusal) => {
-            let (status, msg) = match &refusal {
-                Refusal::Wrong => (StatusCode::UNAUTHORIZED, "Wrong user name or password."),
-                Refusal::NotMember => (StatusCode::FORBIDDEN, "This account may not use this service."),
-                Refusal::Unavailable(_) => {
-                    (StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable; try again later.")
-                }
-            };
-            match &refusal {
-                Refusal::Unavailable(cause) => {
-                    state.end_attempt_ok(key);
-                    tracing::warn!(request_id = %ctx.id, client_ip = %ip, cause = %cause, "sign-in backend unavailable");
-                }
-                _ => tracing::warn!(
-                    request_id = %ctx.id,
-                    client_ip = %ip,
-                    user_hash = %state.user_tag(user),
-                    backend = cfg.backend.name(),
-                    "sign-in failed"
-                ),
-            }
+            let (status, msg) = refusal_answer(&refusal);
+            log_refusal(state, cfg, ctx, key, ip, user, &refusal);
             return page(cfg, status, Form::SignIn { rd: &rd, message: Some(msg) }, &csrf);
         }
     };
@@ -582,9 +552,78 @@ async fn sign_in(state: &AuthState, cfg: &SessionConfig, req: &mut Request<Body>
         return ctx.reject(Reason::Internal);
     };
     tracing::info!(request_id = %ctx.id, client_ip = %ip, user = %claims.u, backend = cfg.backend.name(), "signed in");
+    signed_in_redirect(&rd, cookie)
+}
+
+/// The sign-in form again with 429 and `Retry-After`, for a throttled client.
+fn throttled_page(cfg: &SessionConfig, rd: &str, csrf: &str, wait: Duration) -> Response<Body> {
+    let msg = Some("Too many failed sign-in attempts; try again later.");
+    let mut res = page(cfg, StatusCode::TOO_MANY_REQUESTS, Form::SignIn { rd, message: msg }, csrf);
+    let secs = crate::policy::rate_limit::ceil_secs(wait).max(1);
+    res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    res
+}
+
+/// Checks the credentials with the configured backend: the identity and its password fingerprint.
+async fn check_credentials(
+    state: &AuthState,
+    cfg: &SessionConfig,
+    auth: &super::auth::AuthConfig,
+    user: &str,
+    pass: &str,
+    code: &str,
+) -> Result<(Identity, String), Refusal> {
+    match &cfg.backend {
+        Backend::Local => match state.verify_basic(auth, user, pass).await {
+            Some(id) => {
+                let hash = auth.basic.iter().find(|b| b.user == id.name).map(|b| b.hash.as_str()).unwrap_or("");
+                Ok((id, fingerprint(hash)))
+            }
+            None => Err(Refusal::Wrong),
+        },
+        Backend::Paperless(p) => paperless_sign_in(p, user, pass, code).await.map(|id| (id, String::new())),
+    }
+}
+
+/// The status and message the sign-in form shows for a refusal.
+fn refusal_answer(refusal: &Refusal) -> (StatusCode, &'static str) {
+    match refusal {
+        Refusal::Wrong => (StatusCode::UNAUTHORIZED, "Wrong user name or password."),
+        Refusal::NotMember => (StatusCode::FORBIDDEN, "This account may not use this service."),
+        Refusal::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "Sign-in is unavailable; try again later."),
+    }
+}
+
+/// Logs a refused sign-in; an unavailable backend does not count as a failed attempt.
+fn log_refusal(
+    state: &AuthState,
+    cfg: &SessionConfig,
+    ctx: &Ctx,
+    key: IpAddr,
+    ip: IpAddr,
+    user: &str,
+    refusal: &Refusal,
+) {
+    match refusal {
+        Refusal::Unavailable(cause) => {
+            state.end_attempt_ok(key);
+            tracing::warn!(request_id = %ctx.id, client_ip = %ip, cause = %cause, "sign-in backend unavailable");
+        }
+        _ => tracing::warn!(
+            request_id = %ctx.id,
+            client_ip = %ip,
+            user_hash = %state.user_tag(user),
+            backend = cfg.backend.name(),
+            "sign-in failed"
+        ),
+    }
+}
+
+/// The 303 back to `rd` that sets the session cookie and clears the CSRF one.
+fn signed_in_redirect(rd: &str, cookie: HeaderValue) -> Response<Body> {
     let mut res = Response::new(body::empty());
     *res.status_mut() = StatusCode::SEE_OTHER;
-    if let Ok(v) = HeaderValue::from_str(&rd) {
+    if let Ok(v) = HeaderValue::from_str(rd) {
         res.headers_mut().insert(header::LOCATION, v);
     }
     res.headers_mut().append(header::SET_COOKIE, cookie);
@@ -597,69 +636,86 @@ async fn sign_in(state: &AuthState, cfg: &SessionConfig, req: &mut Request<Body>
 /// code of a user with MFA); with a group configured, the user's own token
 /// then reads its groups. The token is dropped here.
 async fn paperless_sign_in(p: &PaperlessConfig, user: &str, pass: &str, code: &str) -> Result<Identity, Refusal> {
-    let work = async {
-        let svc = &p.service;
-        let form = {
-            let mut form = url::form_urlencoded::Serializer::new(String::new());
-            form.append_pair("username", user).append_pair("password", pass);
-            if !code.is_empty() {
-                form.append_pair("code", code);
-            }
-            form.finish()
-        };
-        let res = call(svc, Method::POST, "/api/token/", None, Some(form)).await?;
-        match res.0 {
-            s if s.is_success() => {}
-            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(Refusal::Wrong),
-            s => return Err(Refusal::Unavailable(format!("paperless token endpoint answered {s}"))),
-        }
-        let token = res.1.get("token").and_then(|t| t.as_str()).map(str::to_string);
-        let Some(token) = token.filter(|t| !t.is_empty()) else {
-            return Err(Refusal::Unavailable("paperless token endpoint answered without a token".into()));
-        };
-        let me = call(svc, Method::GET, "/api/ui_settings/", Some(&token), None).await?;
-        if !me.0.is_success() {
-            return Err(Refusal::Unavailable(format!("paperless /api/ui_settings/ answered {}", me.0)));
-        }
-        let account = &me.1["user"];
-        let name = account["username"].as_str().filter(|n| !n.is_empty()).unwrap_or(user).to_string();
-        let mut roles = vec!["paperless".to_string()];
-        if account["is_superuser"] == true {
-            roles.push("admin".to_string());
-        }
-        let Some(group) = &p.group else {
-            return Ok(Identity { name, roles });
-        };
-        let q: String = url::form_urlencoded::byte_serialize(group.as_bytes()).collect();
-        let groups = call(svc, Method::GET, &format!("/api/groups/?name__iexact={q}"), Some(&token), None).await?;
-        if !groups.0.is_success() {
-            return Err(Refusal::Unavailable(format!(
-                "paperless /api/groups/ answered {} for the user (it needs permission to view groups)",
-                groups.0
-            )));
-        }
-        let wanted: Vec<i64> = groups.1["results"]
-            .as_array()
-            .map(|rs| {
-                rs.iter()
-                    .filter(|g| g["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(group)))
-                    .filter_map(|g| g["id"].as_i64())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let member = account["groups"]
-            .as_array()
-            .is_some_and(|ids| ids.iter().filter_map(|i| i.as_i64()).any(|i| wanted.contains(&i)));
-        if !member {
-            return Err(Refusal::NotMember);
-        }
-        roles.push(group.clone());
-        Ok(Identity { name, roles })
-    };
-    match tokio::time::timeout(p.timeout, work).await {
+    match tokio::time::timeout(p.timeout, paperless_check(p, user, pass, code)).await {
         Ok(r) => r,
         Err(_) => Err(Refusal::Unavailable(format!("paperless did not answer within {:?}", p.timeout))),
     }
+}
+
+/// Gets a token, reads the account with it and checks the group (the caller bounds the time).
+async fn paperless_check(p: &PaperlessConfig, user: &str, pass: &str, code: &str) -> Result<Identity, Refusal> {
+    let svc = &p.service;
+    let token = paperless_token(svc, user, pass, code).await?;
+    let me = call(svc, Method::GET, "/api/ui_settings/", Some(&token), None).await?;
+    if !me.0.is_success() {
+        return Err(Refusal::Unavailable(format!("paperless /api/ui_settings/ answered {}", me.0)));
+    }
+    let account = &me.1["user"];
+    let name = account["username"].as_str().filter(|n| !n.is_empty()).unwrap_or(user).to_string();
+    let mut roles = vec!["paperless".to_string()];
+    if account["is_superuser"] == true {
+        roles.push("admin".to_string());
+    }
+    let Some(group) = &p.group else {
+        return Ok(Identity { name, roles });
+    };
+    if !paperless_member(svc, &token, group, account).await? {
+        return Err(Refusal::NotMember);
+    }
+    roles.push(group.clone());
+    Ok(Identity { name, roles })
+}
+
+/// `POST /api/token/` with the user's password (and code): the user's token.
+async fn paperless_token(svc: &Upstream, user: &str, pass: &str, code: &str) -> Result<String, Refusal> {
+    let form = {
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("username", user).append_pair("password", pass);
+        if !code.is_empty() {
+            form.append_pair("code", code);
+        }
+        form.finish()
+    };
+    let res = call(svc, Method::POST, "/api/token/", None, Some(form)).await?;
+    match res.0 {
+        s if s.is_success() => {}
+        StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(Refusal::Wrong),
+        s => return Err(Refusal::Unavailable(format!("paperless token endpoint answered {s}"))),
+    }
+    let token = res.1.get("token").and_then(|t| t.as_str()).map(str::to_string);
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        return Err(Refusal::Unavailable("paperless token endpoint answered without a token".into()));
+    };
+    Ok(token)
+}
+
+/// Whether the account is in the group, looked up in `/api/groups/` with the user's token.
+async fn paperless_member(
+    svc: &Upstream,
+    token: &str,
+    group: &str,
+    account: &serde_json::Value,
+) -> Result<bool, Refusal> {
+    let q: String = url::form_urlencoded::byte_serialize(group.as_bytes()).collect();
+    let groups = call(svc, Method::GET, &format!("/api/groups/?name__iexact={q}"), Some(token), None).await?;
+    if !groups.0.is_success() {
+        return Err(Refusal::Unavailable(format!(
+            "paperless /api/groups/ answered {} for the user (it needs permission to view groups)",
+            groups.0
+        )));
+    }
+    let wanted: Vec<i64> = groups.1["results"]
+        .as_array()
+        .map(|rs| {
+            rs.iter()
+                .filter(|g| g["name"].as_str().is_some_and(|n| n.eq_ignore_ascii_case(group)))
+                .filter_map(|g| g["id"].as_i64())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(account["groups"]
+        .as_array()
+        .is_some_and(|ids| ids.iter().filter_map(|i| i.as_i64()).any(|i| wanted.contains(&i))))
 }
 
 /// One JSON call to paperless-ngx: (status, body as JSON or null).

@@ -343,21 +343,7 @@ impl CentralDirectory {
     /// Parses the end records and the central directory from `tail`, the
     /// last bytes of a file, which start at offset `tail_start`.
     pub fn parse(tail: &[u8], tail_start: u64) -> Result<Self, Refusal> {
-        if tail.len() < EOCD_LEN {
-            return Err("zip: no end of central directory record");
-        }
-        let search_from = tail.len().saturating_sub(EOCD_LEN + usize::from(u16::MAX));
-        let region = &tail[search_from..];
-        let Some(rel) = memmem::rfind(region, EOCD_SIG) else {
-            return Err("zip: no end of central directory record");
-        };
-        let e = search_from + rel;
-        let comment_len = usize::from(u16_at(tail, e + 20).ok_or("zip: truncated end record")?);
-        if e + EOCD_LEN + comment_len != tail.len() {
-            // The last EOCD signature is not a record that ends the file:
-            // data after the archive, or a record hidden in a comment.
-            return Err("zip: end record does not end the file");
-        }
+        let e = end_record_at(tail)?;
         let rd16 = |at: usize| u16_at(tail, e + at).ok_or("zip: truncated end record");
         let rd32 = |at: usize| u32_at(tail, e + at).ok_or("zip: truncated end record");
         let (disk, cd_disk, n_disk, n_total) = (rd16(4)?, rd16(6)?, rd16(8)?, rd16(10)?);
@@ -366,40 +352,7 @@ impl CentralDirectory {
         let needs_zip64 = n_total == u16::MAX || n_disk == u16::MAX || cd_size == u32::MAX || cd_offset == u32::MAX;
         // (count, cd size, cd offset, where the central directory must end)
         let (count, size, offset, cd_end) = if has_locator {
-            let l = e - ZIP64_LOCATOR_LEN;
-            let z_disk = u32_at(tail, l + 4).ok_or("zip: truncated zip64 locator")?;
-            let z_off = u64_at(tail, l + 8).ok_or("zip: truncated zip64 locator")?;
-            let disks = u32_at(tail, l + 16).ok_or("zip: truncated zip64 locator")?;
-            if z_disk != 0 || disks > 1 {
-                return Err("zip: multi-disk archive");
-            }
-            let z = z_off.checked_sub(tail_start).and_then(|z| usize::try_from(z).ok());
-            let Some(z) = z.filter(|z| z.checked_add(56).is_some_and(|end| end <= l)) else {
-                return Err("zip: zip64 end record outside the tail bound");
-            };
-            if tail.get(z..z + 4) != Some(ZIP64_EOCD_SIG) {
-                return Err("zip: zip64 locator does not point to a zip64 end record");
-            }
-            let rec = u64_at(tail, z + 4).ok_or("zip: truncated zip64 end record")?;
-            if (z as u64).checked_add(12).and_then(|v| v.checked_add(rec)) != Some(l as u64) {
-                return Err("zip: zip64 end record does not end at its locator");
-            }
-            let rd = |at: usize| u64_at(tail, z + at).ok_or("zip: truncated zip64 end record");
-            let z_this = u32_at(tail, z + 16).ok_or("zip: truncated zip64 end record")?;
-            let z_cd = u32_at(tail, z + 20).ok_or("zip: truncated zip64 end record")?;
-            let (nd, nt, s, o) = (rd(24)?, rd(32)?, rd(40)?, rd(48)?);
-            if z_this != 0 || z_cd != 0 || nd != nt {
-                return Err("zip: multi-disk archive");
-            }
-            // Where a 16-bit or 32-bit field is not a ZIP64 marker it must
-            // agree with the zip64 record.
-            if (n_total != u16::MAX && u64::from(n_total) != nt)
-                || (cd_size != u32::MAX && u64::from(cd_size) != s)
-                || (cd_offset != u32::MAX && u64::from(cd_offset) != o)
-            {
-                return Err("zip: end record and zip64 end record disagree");
-            }
-            (nt, s, o, tail_start + z as u64)
+            zip64_extent(tail, tail_start, e, n_total, cd_size, cd_offset)?
         } else {
             if needs_zip64 {
                 return Err("zip: zip64 markers without a zip64 end record");
@@ -417,25 +370,7 @@ impl CentralDirectory {
         }
         let cd = usize::try_from(offset - tail_start).map_err(|_| "zip: bad offset")?;
         let cd_bytes = &tail[cd..usize::try_from(cd_end - tail_start).map_err(|_| "zip: bad offset")?];
-        // Each entry takes at least 46 bytes: a count beyond that is a lie.
-        if count > (cd_bytes.len() / 46) as u64 {
-            return Err("zip: entry count larger than the central directory");
-        }
-        // Every entry needs a recorded local header: more than that many
-        // cannot be verified.
-        if count > MAX_LOCAL_HEADERS as u64 {
-            return Err("zip: more entries than moat inspects");
-        }
-        let mut entries = Vec::with_capacity(count as usize);
-        let mut p = 0usize;
-        for _ in 0..count {
-            let (entry, next) = parse_entry(cd_bytes, p)?;
-            entries.push(entry);
-            p = next;
-        }
-        if p != cd_bytes.len() {
-            return Err("zip: central directory size disagrees with its entries");
-        }
+        let entries = parse_entries(cd_bytes, count)?;
         Ok(Self { entries, offset })
     }
 
@@ -443,6 +378,95 @@ impl CentralDirectory {
     pub fn find(&self, name: &[u8]) -> Option<&Entry> {
         self.entries.iter().find(|e| e.name.eq_ignore_ascii_case(name))
     }
+}
+
+/// Where the end of central directory record starts; it must end the file.
+fn end_record_at(tail: &[u8]) -> Result<usize, Refusal> {
+    if tail.len() < EOCD_LEN {
+        return Err("zip: no end of central directory record");
+    }
+    let search_from = tail.len().saturating_sub(EOCD_LEN + usize::from(u16::MAX));
+    let region = &tail[search_from..];
+    let Some(rel) = memmem::rfind(region, EOCD_SIG) else {
+        return Err("zip: no end of central directory record");
+    };
+    let e = search_from + rel;
+    let comment_len = usize::from(u16_at(tail, e + 20).ok_or("zip: truncated end record")?);
+    if e + EOCD_LEN + comment_len != tail.len() {
+        // The last EOCD signature is not a record that ends the file:
+        // data after the archive, or a record hidden in a comment.
+        return Err("zip: end record does not end the file");
+    }
+    Ok(e)
+}
+
+/// The central directory's (count, size, offset, end) per the zip64 end record, checked against the end record.
+fn zip64_extent(
+    tail: &[u8],
+    tail_start: u64,
+    e: usize,
+    n_total: u16,
+    cd_size: u32,
+    cd_offset: u32,
+) -> Result<(u64, u64, u64, u64), Refusal> {
+    let l = e - ZIP64_LOCATOR_LEN;
+    let z_disk = u32_at(tail, l + 4).ok_or("zip: truncated zip64 locator")?;
+    let z_off = u64_at(tail, l + 8).ok_or("zip: truncated zip64 locator")?;
+    let disks = u32_at(tail, l + 16).ok_or("zip: truncated zip64 locator")?;
+    if z_disk != 0 || disks > 1 {
+        return Err("zip: multi-disk archive");
+    }
+    let z = z_off.checked_sub(tail_start).and_then(|z| usize::try_from(z).ok());
+    let Some(z) = z.filter(|z| z.checked_add(56).is_some_and(|end| end <= l)) else {
+        return Err("zip: zip64 end record outside the tail bound");
+    };
+    if tail.get(z..z + 4) != Some(ZIP64_EOCD_SIG) {
+        return Err("zip: zip64 locator does not point to a zip64 end record");
+    }
+    let rec = u64_at(tail, z + 4).ok_or("zip: truncated zip64 end record")?;
+    if (z as u64).checked_add(12).and_then(|v| v.checked_add(rec)) != Some(l as u64) {
+        return Err("zip: zip64 end record does not end at its locator");
+    }
+    let rd = |at: usize| u64_at(tail, z + at).ok_or("zip: truncated zip64 end record");
+    let z_this = u32_at(tail, z + 16).ok_or("zip: truncated zip64 end record")?;
+    let z_cd = u32_at(tail, z + 20).ok_or("zip: truncated zip64 end record")?;
+    let (nd, nt, s, o) = (rd(24)?, rd(32)?, rd(40)?, rd(48)?);
+    if z_this != 0 || z_cd != 0 || nd != nt {
+        return Err("zip: multi-disk archive");
+    }
+    // Where a 16-bit or 32-bit field is not a ZIP64 marker it must
+    // agree with the zip64 record.
+    if (n_total != u16::MAX && u64::from(n_total) != nt)
+        || (cd_size != u32::MAX && u64::from(cd_size) != s)
+        || (cd_offset != u32::MAX && u64::from(cd_offset) != o)
+    {
+        return Err("zip: end record and zip64 end record disagree");
+    }
+    Ok((nt, s, o, tail_start + z as u64))
+}
+
+/// Parses the `count` entries that must fill `cd_bytes` exactly.
+fn parse_entries(cd_bytes: &[u8], count: u64) -> Result<Vec<Entry>, Refusal> {
+    // Each entry takes at least 46 bytes: a count beyond that is a lie.
+    if count > (cd_bytes.len() / 46) as u64 {
+        return Err("zip: entry count larger than the central directory");
+    }
+    // Every entry needs a recorded local header: more than that many
+    // cannot be verified.
+    if count > MAX_LOCAL_HEADERS as u64 {
+        return Err("zip: more entries than moat inspects");
+    }
+    let mut entries = Vec::with_capacity(count as usize);
+    let mut p = 0usize;
+    for _ in 0..count {
+        let (entry, next) = parse_entry(cd_bytes, p)?;
+        entries.push(entry);
+        p = next;
+    }
+    if p != cd_bytes.len() {
+        return Err("zip: central directory size disagrees with its entries");
+    }
+    Ok(entries)
 }
 
 fn parse_entry(cd: &[u8], p: usize) -> Result<(Entry, usize), Refusal> {

@@ -165,13 +165,8 @@ pub(super) enum ParamError {
 pub(super) fn parse_params(s: &[u8]) -> Result<Vec<(String, String)>, ParamError> {
     let mut out: Vec<(String, String)> = Vec::new();
     let mut i = 0;
-    let skip_ows = |i: &mut usize| {
-        while *i < s.len() && matches!(s[*i], b' ' | b'\t') {
-            *i += 1;
-        }
-    };
     loop {
-        skip_ows(&mut i);
+        skip_ows(s, &mut i);
         if i == s.len() {
             return Ok(out);
         }
@@ -179,7 +174,7 @@ pub(super) fn parse_params(s: &[u8]) -> Result<Vec<(String, String)>, ParamError
             return Err(ParamError::Syntax);
         }
         i += 1;
-        skip_ows(&mut i);
+        skip_ows(s, &mut i);
         if i == s.len() {
             return Ok(out);
         }
@@ -194,43 +189,16 @@ pub(super) fn parse_params(s: &[u8]) -> Result<Vec<(String, String)>, ParamError
             return Err(ParamError::Syntax);
         }
         let name = String::from_utf8_lossy(&s[start..i]).to_ascii_lowercase();
-        skip_ows(&mut i);
+        skip_ows(s, &mut i);
         if s.get(i) != Some(&b'=') {
             return Err(ParamError::Syntax);
         }
         i += 1;
-        skip_ows(&mut i);
-        let value = if s.get(i) == Some(&b'"') {
-            i += 1;
-            let start = i;
-            loop {
-                match s.get(i) {
-                    None => return Err(ParamError::Syntax),
-                    Some(b'"') => break,
-                    Some(b'\\') => return Err(ParamError::Backslash(name)),
-                    Some(&b) if b != b'\t' && (b < 0x20 || b == 0x7f) => return Err(ParamError::Syntax),
-                    Some(_) => i += 1,
-                }
-            }
-            let v = &s[start..i];
-            i += 1;
-            v
-        } else {
-            let start = i;
-            while i < s.len() && !matches!(s[i], b' ' | b'\t' | b';') {
-                let b = s[i];
-                if b == b'\\' {
-                    return Err(ParamError::Backslash(name));
-                }
-                if b == b'"' || b < 0x20 || b == 0x7f {
-                    return Err(ParamError::Syntax);
-                }
-                i += 1;
-            }
-            if i == start {
-                return Err(ParamError::Syntax);
-            }
-            &s[start..i]
+        skip_ows(s, &mut i);
+        let value = match param_value(s, &mut i) {
+            Ok(v) => v,
+            Err(BadValue::Syntax) => return Err(ParamError::Syntax),
+            Err(BadValue::Backslash) => return Err(ParamError::Backslash(name)),
         };
         let value = String::from_utf8(value.to_vec()).map_err(|_| ParamError::Syntax)?;
         if out.iter().any(|(k, _)| *k == name) {
@@ -238,6 +206,60 @@ pub(super) fn parse_params(s: &[u8]) -> Result<Vec<(String, String)>, ParamError
         }
         out.push((name, value));
     }
+}
+
+/// Moves `*i` past optional whitespace (spaces and tabs).
+fn skip_ows(s: &[u8], i: &mut usize) {
+    while *i < s.len() && matches!(s[*i], b' ' | b'\t') {
+        *i += 1;
+    }
+}
+
+/// Why a parameter value was refused ([`parse_params`] names the parameter).
+enum BadValue {
+    /// Not a token or a quoted string.
+    Syntax,
+    /// A backslash in the value.
+    Backslash,
+}
+
+/// Reads the value at `*i` (a quoted string or a token) and moves `*i` past it.
+fn param_value<'a>(s: &'a [u8], i: &mut usize) -> Result<&'a [u8], BadValue> {
+    let mut p = *i;
+    let value = if s.get(p) == Some(&b'"') {
+        p += 1;
+        let start = p;
+        loop {
+            match s.get(p) {
+                None => return Err(BadValue::Syntax),
+                Some(b'"') => break,
+                Some(b'\\') => return Err(BadValue::Backslash),
+                Some(&b) if b != b'\t' && (b < 0x20 || b == 0x7f) => return Err(BadValue::Syntax),
+                Some(_) => p += 1,
+            }
+        }
+        let v = &s[start..p];
+        p += 1;
+        v
+    } else {
+        let start = p;
+        while p < s.len() && !matches!(s[p], b' ' | b'\t' | b';') {
+            let b = s[p];
+            if b == b'\\' {
+                return Err(BadValue::Backslash);
+            }
+            if b == b'"' || b < 0x20 || b == 0x7f {
+                return Err(BadValue::Syntax);
+            }
+            p += 1;
+        }
+        if p == start {
+            return Err(BadValue::Syntax);
+        }
+        &s[start..p]
+    };
+    *i = p;
+    Ok(value)
 }
 
 #[cfg(test)]
