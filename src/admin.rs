@@ -33,7 +33,7 @@ fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp
 /// Whether `up` is ready now: one of its addresses accepts a connection, or,
 /// with `health_path`, answers it with `health_status` and (with
 /// `health_json`) a JSON body holding the expected members.
-pub async fn upstream_ready(shared: &Shared, up: &Upstream) -> bool {
+pub(crate) async fn upstream_ready(shared: &Shared, up: &Upstream) -> bool {
     for a in up.pool.addrs() {
         if address_ready(shared, up, &a.authority).await {
             return true;
@@ -104,7 +104,7 @@ async fn scanner_ready(shared: &Shared) -> bool {
 }
 
 /// Answers one admin request.
-pub async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
+pub(crate) async fn handle(shared: Arc<Shared>, req: Request<Body>) -> Result<Response<Body>, BoxError> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return Ok(text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n"));
     }
@@ -148,7 +148,7 @@ fn clean_host(h: &str) -> Option<&str> {
 }
 
 /// Answers a plain-HTTP request with a 308 to HTTPS.
-pub fn redirect(req: &Request<Body>, https_port: u16) -> Response<Body> {
+pub(crate) fn redirect(req: &Request<Body>, https_port: u16) -> Response<Body> {
     let host = crate::net::requested_host(req).and_then(clean_host);
     let Some(host) = host else {
         return text(StatusCode::BAD_REQUEST, "text/plain", "missing or invalid Host header\n");

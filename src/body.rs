@@ -1,5 +1,5 @@
 //! The body type that flows through the stack both ways, its error type,
-//! and [`Observed`], which counts a response body and reports when it ends.
+//! and [`ObservedBody`], which counts a response body and reports when it ends.
 //! A leaf: it depends on nothing else in the crate.
 
 use std::pin::Pin;
@@ -38,14 +38,14 @@ where
 pin_project_lite::pin_project! {
     /// Counts the bytes of a response body and runs `on_end` once, when the
     /// body ends, fails, or is dropped (client gone).
-    pub struct Observed<B, F: FnOnce(u64, bool)> {
+    pub struct ObservedBody<B, F: FnOnce(u64, bool)> {
         #[pin]
         inner: B,
         bytes: u64,
         empty: bool,
         on_end: Option<F>,
     }
-    impl<B, F: FnOnce(u64, bool)> PinnedDrop for Observed<B, F> {
+    impl<B, F: FnOnce(u64, bool)> PinnedDrop for ObservedBody<B, F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if let Some(f) = this.on_end.take() {
@@ -55,7 +55,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B: HttpBody, F: FnOnce(u64, bool)> Observed<B, F> {
+impl<B: HttpBody, F: FnOnce(u64, bool)> ObservedBody<B, F> {
     /// Wraps `inner`; `on_end(bytes, completed)`.
     pub fn new(inner: B, on_end: F) -> Self {
         let empty = inner.is_end_stream();
@@ -63,7 +63,7 @@ impl<B: HttpBody, F: FnOnce(u64, bool)> Observed<B, F> {
     }
 }
 
-impl<B, F> HttpBody for Observed<B, F>
+impl<B, F> HttpBody for ObservedBody<B, F>
 where
     B: HttpBody<Data = Bytes>,
     F: FnOnce(u64, bool),

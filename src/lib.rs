@@ -32,11 +32,17 @@
 //! `watch.rs` (file watching for reloads), `shutdown.rs`, `net.rs`,
 //! `body.rs` (the body type).
 //!
+//! The public modules are what the binary, the tests and the benches use;
+//! the rest is private to the crate, so the compiler reports dead code
+//! (`unreachable_pub` is denied).
+//!
 //! Policies respond (a rejection is an ordinary response); only
 //! infrastructure failures travel as errors, to the rescue layer. Every
 //! service in the stack is always ready (see [`policy::AlwaysReady`]).
 
-pub mod admin;
+#![deny(unreachable_pub)]
+
+pub(crate) mod admin;
 pub mod app;
 pub mod body;
 pub mod check;
@@ -44,18 +50,18 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod headers;
-pub mod listener;
-pub mod metrics;
+pub(crate) mod listener;
+pub(crate) mod metrics;
 pub mod net;
-pub mod pem;
+pub(crate) mod pem;
 pub mod policy;
 pub mod proxy;
 pub mod redact;
-pub mod scan;
-pub mod server;
+pub(crate) mod scan;
+pub(crate) mod server;
 pub mod shutdown;
 pub mod stack;
 pub mod telemetry;
 pub mod upload;
-pub mod upstream;
-pub mod watch;
+pub(crate) mod upstream;
+pub(crate) mod watch;

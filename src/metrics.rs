@@ -20,7 +20,7 @@ use crate::error::Reason;
 
 /// A route name as a label value, shared (no allocation per request).
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct RouteLabel(pub Arc<str>);
+pub(crate) struct RouteLabel(pub Arc<str>);
 
 impl EncodeLabelValue for RouteLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {

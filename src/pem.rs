@@ -38,7 +38,7 @@ pub enum CertError {
 }
 
 /// Loads and checks a PEM chain and key.
-pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
+pub(crate) fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, CertError> {
     let read = |p: &Path| {
         std::fs::read(p).map_err(|e| CertError::Read { path: p.display().to_string(), reason: e.kind().to_string() })
     };

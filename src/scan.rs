@@ -70,7 +70,7 @@ use crate::metrics::ScanMetrics;
 
 /// Bytes handed to a request's scan tasks but not yet written to clamd,
 /// above which the request body is not read further.
-pub const QUEUE_LIMIT: usize = 4 << 20;
+pub(crate) const QUEUE_LIMIT: usize = 4 << 20;
 
 /// Where clamd listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,7 +197,7 @@ impl ScanConfig {
 }
 
 /// Whether clamd answers `PING` with `PONG` within the scan timeout.
-pub async fn ping(cfg: &ScanConfig) -> bool {
+pub(crate) async fn ping(cfg: &ScanConfig) -> bool {
     let ping = clamav_client::tokio::ping(cfg.transport());
     matches!(tokio::time::timeout(cfg.timeout, ping).await, Ok(Ok(r)) if r == clamav_client::PONG)
 }

@@ -53,7 +53,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
-use crate::body::{Body, Observed};
+use crate::body::{Body, ObservedBody};
 use crate::config::Limits;
 use crate::error::BoxError;
 use crate::policy::ctx::ConnInfo;
@@ -66,11 +66,11 @@ const DRAIN_IDLE_CUTOFF: Duration = Duration::from_millis(500);
 /// The service every listener serves: a stack with its concrete type
 /// erased. Unlike tower's boxed services it keeps the stack's own boxed
 /// future instead of boxing it a second time.
-pub struct HttpService(Box<dyn ErasedService>);
+pub(crate) struct HttpService(Box<dyn ErasedService>);
 
 /// What a served stack is: a service of moat's request and response types
 /// whose future is the stack's [`BoxFuture`].
-pub trait StackService:
+pub(crate) trait StackService:
     Service<Request<Body>, Response = Response<Body>, Error = BoxError, Future = BoxFuture> + Clone + Send + Sync + 'static
 {
 }
@@ -101,12 +101,12 @@ impl<S: StackService> ErasedService for S {
 impl HttpService {
     /// Erases `svc`'s type. Like every service of the stack it must always be
     /// ready: `poll_ready` is never called.
-    pub fn new<S: StackService>(svc: S) -> Self {
+    pub(crate) fn new<S: StackService>(svc: S) -> Self {
         Self(Box::new(svc))
     }
 
     /// Handles `req`.
-    pub fn call(&mut self, req: Request<Body>) -> BoxFuture {
+    pub(crate) fn call(&mut self, req: Request<Body>) -> BoxFuture {
         self.0.call(req)
     }
 }
@@ -125,7 +125,7 @@ fn now_ms() -> u64 {
 }
 
 /// The connection builder for the public listener.
-pub fn builder(limits: &Limits) -> Builder<WatchExec> {
+pub(crate) fn builder(limits: &Limits) -> Builder<WatchExec> {
     let mut b = Builder::new(WatchExec);
     b.http1()
         .timer(TokioTimer::new())
@@ -152,7 +152,7 @@ pub fn builder(limits: &Limits) -> Builder<WatchExec> {
 /// [`now_ms`] milliseconds; 0 when the response waits for nothing from the
 /// client.
 #[derive(Debug, Default)]
-pub struct SendWatch {
+pub(crate) struct SendWatch {
     due_ms: AtomicU64,
 }
 
@@ -184,7 +184,7 @@ thread_local! {
 /// stream whose response makes no write progress for its send timeout is
 /// dropped (h2 then resets it).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct WatchExec;
+pub(crate) struct WatchExec;
 
 impl<F> hyper::rt::Executor<F> for WatchExec
 where
@@ -242,7 +242,7 @@ impl<F: Future<Output = ()>> Future for Watched<F> {
 /// The send timeout of a response (set by the proxy from its route); moat's
 /// own responses use `limits.send_timeout`.
 #[derive(Debug, Clone, Copy)]
-pub struct SendTimeout(pub Duration);
+pub(crate) struct SendTimeout(pub Duration);
 
 pin_project_lite::pin_project! {
     /// A response body that reports its write progress to a [`SendWatch`]:
@@ -348,11 +348,11 @@ impl Drop for Lingering {
 /// Work to run on a connection after hyper hands it over (an upgrade
 /// tunnel): it runs in the connection's task, so it keeps the connection's
 /// slot.
-pub type Tunnel = Pin<Box<dyn Future<Output = ()> + Send>>;
+pub(crate) type Tunnel = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Activity of one connection, for the idle and first-request timeouts.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     /// When the last response ended ([`now_ms`]).
     last_ms: AtomicU64,
     /// Requests whose response has not ended.
@@ -387,19 +387,19 @@ impl Activity {
         Duration::from_millis(now_ms().saturating_sub(self.last_ms.load(Ordering::Relaxed)))
     }
     /// Whether nothing is in flight.
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) == 0
     }
 }
 
 /// A handle on the connection a request arrived on (a request extension).
 #[derive(Debug, Clone)]
-pub struct ConnHandle(Arc<Activity>);
+pub(crate) struct ConnHandle(Arc<Activity>);
 
 impl ConnHandle {
     /// Hands `tunnel` to the connection: it runs once hyper has released the
     /// connection, in the connection's task.
-    pub fn run_after(&self, tunnel: Tunnel) {
+    pub(crate) fn run_after(&self, tunnel: Tunnel) {
         if let Ok(mut slot) = self.0.tunnel.lock() {
             *slot = Some(TunnelSlot(tunnel));
         }
@@ -444,7 +444,7 @@ fn handle(
         };
         let (parts, body) = res.into_parts();
         let timeout = parts.extensions.get::<SendTimeout>().map_or(send_timeout, |t| t.0);
-        let body = Observed::new(Progress { inner: body, watch, timeout }, move |_, _| {
+        let body = ObservedBody::new(Progress { inner: body, watch, timeout }, move |_, _| {
             act.last_ms.store(now_ms(), Ordering::Relaxed);
             act.in_flight.fetch_sub(1, Ordering::Relaxed);
         });
@@ -454,7 +454,7 @@ fn handle(
 
 /// Timeouts of one listener's connections.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// Time to the first complete request head.
     pub header_read_timeout: Duration,
     /// Time without requests before the connection is closed.
@@ -473,7 +473,7 @@ impl From<&Limits> for ConnLimits {
 /// out, or `shutdown` is cancelled (then drains gracefully). `evict` closes
 /// the connection at once if it has nothing in flight (a listener at its cap
 /// making room).
-pub async fn serve<I>(
+pub(crate) async fn serve<I>(
     io: I,
     info: ConnInfo,
     svc: HttpService,
@@ -655,12 +655,12 @@ pin_project_lite::pin_project! {
 
 impl<T> TrackedIo<T> {
     /// Wraps `inner`; `read` counts bytes read, `last_ms` the time of the last move ([`TrackedIo::idle_for`]).
-    pub fn new(inner: T, read: Arc<AtomicU64>, last_ms: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(inner: T, read: Arc<AtomicU64>, last_ms: Arc<AtomicU64>) -> Self {
         last_ms.store(now_ms(), Ordering::Relaxed);
         Self { inner, read, last_ms }
     }
     /// How long no bytes moved, by a shared `last_ms`.
-    pub fn idle_for(last_ms: &AtomicU64) -> Duration {
+    pub(crate) fn idle_for(last_ms: &AtomicU64) -> Duration {
         Duration::from_millis(now_ms().saturating_sub(last_ms.load(Ordering::Relaxed)))
     }
 }

@@ -21,15 +21,15 @@ use notify_debouncer_full::notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
 
 /// How long a burst of events is gathered into one signal.
-pub const DEBOUNCE: Duration = Duration::from_millis(200);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(200);
 
 /// A running watch; dropping it stops the watching.
-pub struct Watch {
+pub(crate) struct Watch {
     _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
 }
 
 /// The directory holding `path` (`.` for a bare file name).
-pub fn parent_dir(path: &Path) -> PathBuf {
+pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -49,7 +49,7 @@ fn concerns(path: &Path, names: &HashSet<OsString>) -> bool {
 /// debounced burst of events that concern them. A directory that cannot
 /// be watched is reported in the result's list of failures; the others are
 /// watched anyway. `Err` only when no watcher can be made at all.
-pub fn watch(
+pub(crate) fn watch(
     files: &[PathBuf],
     tx: tokio::sync::mpsc::Sender<()>,
 ) -> Result<(Watch, Vec<(PathBuf, notify_debouncer_full::notify::Error)>), notify_debouncer_full::notify::Error> {

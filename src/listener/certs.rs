@@ -20,17 +20,17 @@ use sha2::{Digest, Sha256};
 use crate::config::HostRule;
 use crate::pem::pair_from_pem;
 // Kept here for the listener's callers; the parsing lives in `crate::pem`.
-pub use crate::pem::{load_pair, CertError};
+pub(crate) use crate::pem::{load_pair, CertError};
 
 /// A self-signed certificate for `localhost`, `127.0.0.1` and `::1`.
-pub fn self_signed() -> Result<CertifiedKey, CertError> {
+pub(crate) fn self_signed() -> Result<CertifiedKey, CertError> {
     let names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
     let ck = rcgen::generate_simple_self_signed(names).map_err(|e| CertError::Other(e.to_string()))?;
     pair_from_pem(ck.cert.pem().as_bytes(), ck.signing_key.serialize_pem().as_bytes(), "self-signed", "self-signed")
 }
 
 /// SHA-256 fingerprint of the leaf certificate, `AB:CD:...`.
-pub fn fingerprint(ck: &CertifiedKey) -> String {
+pub(crate) fn fingerprint(ck: &CertifiedKey) -> String {
     let Some(leaf) = ck.cert.first() else {
         return String::new();
     };
@@ -39,7 +39,7 @@ pub fn fingerprint(ck: &CertifiedKey) -> String {
 }
 
 /// `notAfter` of the leaf, in seconds since the epoch.
-pub fn not_after(ck: &CertifiedKey) -> Option<i64> {
+pub(crate) fn not_after(ck: &CertifiedKey) -> Option<i64> {
     let leaf = ck.cert.first()?;
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
     Some(cert.validity().not_after.timestamp())
@@ -47,7 +47,7 @@ pub fn not_after(ck: &CertifiedKey) -> Option<i64> {
 
 /// Which certificate of a [`CertStore`]: the default, or the i-th of
 /// `[[tls.certificates]]`.
-pub type Slot = Option<usize>;
+pub(crate) type Slot = Option<usize>;
 
 #[derive(Debug)]
 struct SniEntry {
@@ -57,43 +57,28 @@ struct SniEntry {
 
 /// The served certificates, each swapped atomically on reload.
 #[derive(Debug)]
-pub struct CertStore {
+pub(crate) struct CertStore {
     current: ArcSwap<CertifiedKey>,
     sni: Vec<SniEntry>,
 }
 
 impl CertStore {
-    /// A store serving `ck` to everyone.
-    pub fn new(ck: CertifiedKey) -> Self {
-        Self { current: ArcSwap::from_pointee(ck), sni: Vec::new() }
-    }
-
     /// A store serving each of `sni` to the names it lists, `default` to the rest.
-    pub fn with_sni(default: CertifiedKey, sni: Vec<(Vec<HostRule>, CertifiedKey)>) -> Self {
+    pub(crate) fn with_sni(default: CertifiedKey, sni: Vec<(Vec<HostRule>, CertifiedKey)>) -> Self {
         let sni = sni.into_iter().map(|(hosts, ck)| SniEntry { hosts, ck: ArcSwap::from_pointee(ck) }).collect();
         Self { current: ArcSwap::from_pointee(default), sni }
     }
 
-    /// The default certificate served now.
-    pub fn current(&self) -> Arc<CertifiedKey> {
-        self.current.load_full()
-    }
-
     /// The certificate in `slot` (the default for an unknown index).
-    pub fn get(&self, slot: Slot) -> Arc<CertifiedKey> {
+    pub(crate) fn get(&self, slot: Slot) -> Arc<CertifiedKey> {
         match slot.and_then(|i| self.sni.get(i)) {
             Some(e) => e.ck.load_full(),
             None => self.current.load_full(),
         }
     }
 
-    /// Replaces the default certificate for new handshakes.
-    pub fn replace(&self, ck: CertifiedKey) {
-        self.current.store(Arc::new(ck));
-    }
-
     /// Replaces the certificate in `slot` for new handshakes.
-    pub fn replace_at(&self, slot: Slot, ck: CertifiedKey) {
+    pub(crate) fn replace_at(&self, slot: Slot, ck: CertifiedKey) {
         match slot.and_then(|i| self.sni.get(i)) {
             Some(e) => e.ck.store(Arc::new(ck)),
             None => self.current.store(Arc::new(ck)),
@@ -101,7 +86,7 @@ impl CertStore {
     }
 
     /// The earliest `notAfter` of every served certificate.
-    pub fn earliest_not_after(&self) -> Option<i64> {
+    pub(crate) fn earliest_not_after(&self) -> Option<i64> {
         std::iter::once(self.current.load_full())
             .chain(self.sni.iter().map(|e| e.ck.load_full()))
             .filter_map(|ck| not_after(&ck))
@@ -110,7 +95,7 @@ impl CertStore {
 
     /// The certificate for SNI `name`: an exact host first, then the
     /// longest matching `*.suffix`, then the default.
-    pub fn for_name(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+    pub(crate) fn for_name(&self, name: Option<&str>) -> Arc<CertifiedKey> {
         let Some(name) = name.filter(|_| !self.sni.is_empty()) else {
             return self.current.load_full();
         };
@@ -148,7 +133,7 @@ impl ResolvesServerCert for CertStore {
 /// Watches the cert and key files of `slot` (see [`crate::watch`]) and
 /// reloads it when they change; `on_reload` runs after a new pair is in
 /// place. Returns the watch, which must be kept alive.
-pub fn watch(
+pub(crate) fn watch(
     store: Arc<CertStore>,
     slot: Slot,
     cert: PathBuf,

@@ -2,8 +2,8 @@
 //! a deadline, then [`crate::server::serve`]. Also the plain-HTTP redirect
 //! listener. Every listener binds exactly the address the config names.
 
-pub mod certs;
-pub mod tls;
+pub(crate) mod certs;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::policy::ctx::ConnInfo;
 use crate::server::HttpService;
 
 /// Binds a TCP listener (with a clear error naming the address).
-pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, std::io::Error> {
+pub(crate) async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, std::io::Error> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}")))
@@ -33,7 +33,7 @@ pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, std::io::
 /// port is used for the others). A probe bound first without
 /// `SO_REUSEPORT` makes a port another process already listens on (even
 /// another moat of the same user) fail at start, as without the option.
-pub fn bind_each(addr: SocketAddr, n: usize, what: &str) -> Result<Vec<TcpListener>, std::io::Error> {
+pub(crate) fn bind_each(addr: SocketAddr, n: usize, what: &str) -> Result<Vec<TcpListener>, std::io::Error> {
     let named = |e: std::io::Error| std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"));
     let fresh = || if addr.is_ipv4() { tokio::net::TcpSocket::new_v4() } else { tokio::net::TcpSocket::new_v6() };
     let at = {
@@ -106,7 +106,7 @@ async fn accept_loop<F, Fut>(
 }
 
 /// What a worker's HTTPS listener serves with.
-pub struct TlsServing {
+pub(crate) struct TlsServing {
     /// The TLS acceptor (its certificate store reloads in place).
     pub acceptor: TlsAcceptor,
     /// The config the listener started with (connection limits, handshake timeout).
@@ -119,7 +119,7 @@ pub struct TlsServing {
 
 /// Serves HTTPS on `listener` until `shutdown`. `slots` is the connection
 /// cap shared by every worker (each accepting on its own socket).
-pub async fn serve_tls(
+pub(crate) async fn serve_tls(
     listener: TcpListener,
     serving: TlsServing,
     slots: Arc<Semaphore>,
@@ -167,7 +167,7 @@ pub async fn serve_tls(
 /// At most `max_conns` connections are served at once; when the cap is
 /// reached, the oldest connection with no request in flight is closed to
 /// make room, so idle or silent clients can never lock out a health probe.
-pub async fn serve_plain(
+pub(crate) async fn serve_plain(
     listener: TcpListener,
     svc: HttpService,
     limits: crate::config::Limits,

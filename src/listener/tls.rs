@@ -15,7 +15,7 @@ use crate::pem::{self, CertError};
 
 /// The crypto provider: aws-lc-rs with only AEAD + ECDHE suites
 /// (TLS 1.3: AES-GCM, ChaCha20-Poly1305; TLS 1.2: ECDHE-ECDSA/RSA with the same).
-pub fn provider() -> CryptoProvider {
+pub(crate) fn provider() -> CryptoProvider {
     let mut p = aws_lc_rs::default_provider();
     p.cipher_suites.retain(|s| {
         use rustls::CipherSuite::*;
@@ -50,7 +50,7 @@ pub enum TlsError {
 }
 
 /// Builds the server config serving certificates from `store`.
-pub fn server_config(tls: &Tls, store: Arc<CertStore>) -> Result<ServerConfig, TlsError> {
+pub(crate) fn server_config(tls: &Tls, store: Arc<CertStore>) -> Result<ServerConfig, TlsError> {
     let provider = Arc::new(provider());
     let versions: &[&'static rustls::SupportedProtocolVersion] = match tls.min_version {
         TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],

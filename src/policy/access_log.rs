@@ -12,20 +12,20 @@ use http::{Request, Response};
 use tower::{Layer, Service};
 
 use super::{ctx_of, BoxFuture};
-use crate::body::{Body, Observed};
+use crate::body::{Body, ObservedBody};
 use crate::error::{BoxError, Rejected};
 use crate::metrics::Metrics;
 use crate::redact::redact_query;
 
 /// Logs every request.
 #[derive(Clone)]
-pub struct AccessLogLayer {
+pub(crate) struct AccessLogLayer {
     metrics: Arc<Metrics>,
 }
 
 impl AccessLogLayer {
     /// The layer.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Self { metrics }
     }
 }
@@ -39,7 +39,7 @@ impl<S> Layer<S> for AccessLogLayer {
 
 /// See [`AccessLogLayer`].
 #[derive(Clone)]
-pub struct AccessLog<S> {
+pub(crate) struct AccessLog<S> {
     inner: S,
     metrics: Arc<Metrics>,
 }
@@ -78,7 +78,7 @@ where
             let status = res.status().as_u16();
             let reject = res.extensions().get::<Rejected>().map(|r| r.0);
             let (parts, body) = res.into_parts();
-            let body = Observed::new(body, move |bytes_out, completed| {
+            let body = ObservedBody::new(body, move |bytes_out, completed| {
                 let route = ctx.route();
                 let duration = ctx.start.elapsed();
                 metrics.observe_request(&route.label, &method, status, duration, reject);

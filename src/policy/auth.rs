@@ -158,31 +158,31 @@ pub struct Identity {
 }
 
 /// Credentials found in a request.
-enum Presented {
+enum Credentials {
     Key(String),
     Basic { user: String, pass: String },
     Malformed,
 }
 
-fn presented(req: &Request<Body>) -> Option<Presented> {
+fn presented(req: &Request<Body>) -> Option<Credentials> {
     if let Some(v) = req.headers().get(&X_API_KEY) {
-        return Some(v.to_str().map(|s| Presented::Key(s.trim().to_string())).unwrap_or(Presented::Malformed));
+        return Some(v.to_str().map(|s| Credentials::Key(s.trim().to_string())).unwrap_or(Credentials::Malformed));
     }
     let v = req.headers().get(header::AUTHORIZATION)?;
-    let Ok(s) = v.to_str() else { return Some(Presented::Malformed) };
+    let Ok(s) = v.to_str() else { return Some(Credentials::Malformed) };
     let (scheme, rest) = s.trim().split_once(' ').unwrap_or((s, ""));
     if scheme.eq_ignore_ascii_case("bearer") {
-        return Some(Presented::Key(rest.trim().to_string()));
+        return Some(Credentials::Key(rest.trim().to_string()));
     }
     if scheme.eq_ignore_ascii_case("basic") {
         let decoded = base64::engine::general_purpose::STANDARD.decode(rest.trim()).ok();
         let text = decoded.and_then(|d| String::from_utf8(d).ok());
         return Some(match text.as_deref().and_then(|t| t.split_once(':')) {
-            Some((u, p)) => Presented::Basic { user: u.to_string(), pass: p.to_string() },
-            None => Presented::Malformed,
+            Some((u, p)) => Credentials::Basic { user: u.to_string(), pass: p.to_string() },
+            None => Credentials::Malformed,
         });
     }
-    Some(Presented::Malformed)
+    Some(Credentials::Malformed)
 }
 
 /// The API key matching `key`, compared in constant time with every configured digest.
@@ -308,14 +308,14 @@ impl AuthState {
     /// (an API key, or cached basic credentials). Used for rate-limit keys.
     pub fn cheap_identity(&self, req: &Request<Body>, cfg: &AuthConfig, ctx: &Ctx) -> Option<Identity> {
         match presented(req)? {
-            Presented::Key(k) => {
+            Credentials::Key(k) => {
                 api_key_of(cfg, &k, ctx).map(|k| Identity { name: k.name.clone(), roles: k.roles.clone() })
             }
-            Presented::Basic { user, pass } => {
+            Credentials::Basic { user, pass } => {
                 let entry = cfg.basic.iter().find(|b| b.user == user)?;
                 self.cached(&self.cache_key(&user, &pass, &entry.hash))
             }
-            Presented::Malformed => None,
+            Credentials::Malformed => None,
         }
     }
 
@@ -451,14 +451,14 @@ async fn identify(
     state: &AuthState,
     cfg: &AuthConfig,
     mode: AuthMode,
-    creds: Option<&Presented>,
+    creds: Option<&Credentials>,
     ctx: &Ctx,
 ) -> (Option<Identity>, Option<String>) {
     match creds {
-        Some(Presented::Key(k)) if matches!(mode, AuthMode::ApiKey | AuthMode::Any) => {
+        Some(Credentials::Key(k)) if matches!(mode, AuthMode::ApiKey | AuthMode::Any) => {
             (api_key_of(cfg, k, ctx).map(|k| Identity { name: k.name.clone(), roles: k.roles.clone() }), None)
         }
-        Some(Presented::Basic { user, pass }) if matches!(mode, AuthMode::Basic | AuthMode::Any) => {
+        Some(Credentials::Basic { user, pass }) if matches!(mode, AuthMode::Basic | AuthMode::Any) => {
             (state.verify_basic(cfg, user, pass).await, Some(state.user_tag(user)))
         }
         _ => (None, None),

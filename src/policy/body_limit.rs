@@ -30,14 +30,14 @@ use crate::body::{Body, BoxError};
 use crate::error::{ProxyError, Reason};
 
 /// The media type of a `Content-Type` value, lowercase, without parameters.
-pub fn essence(v: &http::HeaderValue) -> Option<String> {
+pub(crate) fn essence(v: &http::HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
     let e = s.split(';').next()?.trim().to_ascii_lowercase();
     (!e.is_empty()).then_some(e)
 }
 
 /// Whether the request carries a body (declared length > 0, chunked, or an h2 stream not ended).
-pub fn has_body(req: &Request<Body>) -> bool {
+pub(crate) fn has_body(req: &Request<Body>) -> bool {
     match req.headers().get(CONTENT_LENGTH) {
         Some(v) => v.to_str().ok().and_then(|s| s.parse::<u64>().ok()) != Some(0),
         None => req.headers().contains_key(TRANSFER_ENCODING) || !http_body::Body::is_end_stream(req.body()),
@@ -46,7 +46,7 @@ pub fn has_body(req: &Request<Body>) -> bool {
 
 /// A rejection sent before the body was read: on HTTP/1 the connection is
 /// closed after it, since the unread body cannot be skipped safely.
-pub fn refuse(reason: Reason, ctx: &Ctx, h1: bool) -> Verdict {
+pub(crate) fn refuse(reason: Reason, ctx: &Ctx, h1: bool) -> Verdict {
     let mut res = ctx.reject(reason);
     if h1 {
         crate::error::close_after(&mut res);
@@ -55,7 +55,7 @@ pub fn refuse(reason: Reason, ctx: &Ctx, h1: bool) -> Verdict {
 }
 
 /// The policy.
-pub struct BodyLimit;
+pub(crate) struct BodyLimit;
 
 impl BodyLimit {
     fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
@@ -77,7 +77,7 @@ impl BodyLimit {
             }
         }
         let body = std::mem::replace(req.body_mut(), crate::body::empty());
-        let guarded = Guarded::new(body, route.max_body, ctx.config.limits.body_read_timeout, ctx.clone())
+        let guarded = LimitedBody::new(body, route.max_body, ctx.config.limits.body_read_timeout, ctx.clone())
             .with_total(route.body_timeout);
         *req.body_mut() = crate::body::boxed(guarded);
         Verdict::Pass
@@ -100,7 +100,7 @@ pin_project_lite::pin_project! {
     /// and the upstream never receives a complete body. A failure of the
     /// client's own body stream (bad chunked framing, a reset) is recorded as
     /// [`Reason::BadRequest`]: it is the client's fault, not the upstream's.
-    pub struct Guarded<B> {
+    pub struct LimitedBody<B> {
         #[pin]
         inner: B,
         seen: u64,
@@ -115,14 +115,14 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<B> Guarded<B> {
+impl<B> LimitedBody<B> {
     /// Wraps `inner`; the bytes read are added to `ctx.bytes_in` (for the access log).
-    pub fn new(inner: B, limit: u64, gap: Duration, ctx: Arc<Ctx>) -> Self {
+    pub(crate) fn new(inner: B, limit: u64, gap: Duration, ctx: Arc<Ctx>) -> Self {
         Self { inner, seen: 0, limit, ctx, gap, deadline: None, total: Duration::MAX, total_deadline: None }
     }
 
     /// Also limits the time to receive the whole body, counted from the first read.
-    pub fn with_total(mut self, total: Duration) -> Self {
+    pub(crate) fn with_total(mut self, total: Duration) -> Self {
         self.total = total;
         self
     }
@@ -134,7 +134,7 @@ fn cut(ctx: &Ctx, reason: Reason) -> Poll<Option<Result<Frame<Bytes>, BoxError>>
     Poll::Ready(Some(Err(Box::new(ProxyError::BodyRefused(reason)))))
 }
 
-impl<B> HttpBody for Guarded<B>
+impl<B> HttpBody for LimitedBody<B>
 where
     B: HttpBody<Data = Bytes>,
     B::Error: Into<BoxError>,
@@ -228,7 +228,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stalled_body_is_cut_after_the_read_timeout() {
         let ctx = ctx();
-        let mut body = Guarded::new(stalled(b"abc"), 1 << 20, Duration::from_secs(30), ctx.clone());
+        let mut body = Box::pin(LimitedBody::new(stalled(b"abc"), 1 << 20, Duration::from_secs(30), ctx.clone()));
         assert_eq!(body.frame().await.unwrap().unwrap().into_data().unwrap(), "abc");
         let started = tokio::time::Instant::now();
         let err = body.frame().await.unwrap().unwrap_err();
@@ -247,8 +247,9 @@ mod tests {
             Some((Ok::<_, BoxError>(Frame::data(Bytes::from_static(b"x"))), n + 1))
         });
         let inner = crate::body::boxed(http_body_util::StreamBody::new(trickle));
-        let mut body = Guarded::new(inner, 1 << 20, Duration::from_secs(30), ctx.clone())
-            .with_total(Duration::from_secs(25));
+        let mut body = Box::pin(
+            LimitedBody::new(inner, 1 << 20, Duration::from_secs(30), ctx.clone()).with_total(Duration::from_secs(25)),
+        );
         let started = tokio::time::Instant::now();
         let mut got = 0;
         let err = loop {
@@ -269,7 +270,7 @@ mod tests {
             [&b"12345"[..], b"67890", b"x"].map(|c| Ok::<_, BoxError>(Frame::data(Bytes::from_static(c)))),
         );
         let inner = crate::body::boxed(http_body_util::StreamBody::new(chunks));
-        let mut body = Guarded::new(inner, 9, Duration::from_secs(30), ctx.clone());
+        let mut body = Box::pin(LimitedBody::new(inner, 9, Duration::from_secs(30), ctx.clone()));
         assert!(body.frame().await.unwrap().is_ok());
         let err = body.frame().await.unwrap().unwrap_err();
         assert_eq!(refusal(err), Some(Reason::BodyTooLarge));

@@ -45,7 +45,7 @@ impl IpRules {
 }
 
 /// Whether `ip` is in `nets`.
-pub fn in_nets(nets: &[IpNet], ip: IpAddr) -> bool {
+pub(crate) fn in_nets(nets: &[IpNet], ip: IpAddr) -> bool {
     let ip = canonical(ip);
     nets.iter().any(|n| n.contains(&ip))
 }
@@ -54,12 +54,13 @@ pub fn in_nets(nets: &[IpNet], ip: IpAddr) -> bool {
 /// forwarding headers (`X-Forwarded-For`, `X-Request-Id`) are believed. The
 /// one place this is decided; the request-id layer asks once per request
 /// and keeps the answer in `Ctx::trusted_peer`.
-pub fn is_trusted_peer(cfg: &Config, ip: IpAddr) -> bool {
+pub(crate) fn is_trusted_peer(cfg: &Config, ip: IpAddr) -> bool {
     in_nets(&cfg.client_ip.trusted_proxies, ip)
 }
 
 /// Resolves the client address from the peer and the forwarding chain.
-pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+#[cfg(test)]
+pub(crate) fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer = canonical(peer);
     if !in_nets(trusted, peer) {
         return peer;
@@ -96,7 +97,7 @@ fn through_trusted(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
 }
 
 /// The policy.
-pub struct ClientIp;
+pub(crate) struct ClientIp;
 
 impl ClientIp {
     fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {

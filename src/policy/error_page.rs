@@ -14,7 +14,7 @@ use crate::policy::ctx::Ctx;
 
 /// Renders `res` as an HTML page when it is one of moat's problem responses
 /// and the client prefers HTML.
-pub fn render(res: &mut Response<Body>, ctx: &Ctx) {
+pub(crate) fn render(res: &mut Response<Body>, ctx: &Ctx) {
     if !ctx.prefers_html {
         return;
     }

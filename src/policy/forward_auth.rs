@@ -68,9 +68,9 @@ pub struct ForwardAuthConfig {
 }
 
 /// Client headers sent to the auth service unless `copy_request_headers` says otherwise.
-pub const DEFAULT_REQUEST_HEADERS: &[&str] = &["accept", "accept-language", "user-agent", "x-requested-with"];
+pub(crate) const DEFAULT_REQUEST_HEADERS: &[&str] = &["accept", "accept-language", "user-agent", "x-requested-with"];
 /// Answer headers copied to the upstream unless `copy_response_headers` says otherwise.
-pub const DEFAULT_RESPONSE_HEADERS: &[&str] = &["remote-user", "remote-groups", "remote-email", "remote-name"];
+pub(crate) const DEFAULT_RESPONSE_HEADERS: &[&str] = &["remote-user", "remote-groups", "remote-email", "remote-name"];
 
 /// Headers of a refusal (401, 403, 3xx) passed to the client.
 const PASSED_BACK: [HeaderName; 5] =
@@ -85,7 +85,7 @@ static X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-metho
 
 /// What an allowing answer grants.
 #[derive(Debug, Clone)]
-pub struct Allowed {
+pub(crate) struct Allowed {
     /// Headers set on the upstream request.
     headers: Vec<(HeaderName, HeaderValue)>,
     /// The user, from `user_header`.
@@ -95,7 +95,7 @@ pub struct Allowed {
 }
 
 /// The auth service's decision.
-pub enum Decision {
+pub(crate) enum Decision {
     /// 2xx.
     Allow(Arc<Allowed>),
     /// 401, 403 or 3xx: this goes to the client.
@@ -105,14 +105,14 @@ pub enum Decision {
 }
 
 /// Positive answers remembered across requests (and reloads: the key covers the URL).
-pub struct ForwardCache {
+pub(crate) struct ForwardCache {
     secret: [u8; 32],
     entries: DashMap<[u8; 32], (Arc<Allowed>, Instant)>,
 }
 
 impl ForwardCache {
     /// An empty cache keyed by `secret`.
-    pub fn new(secret: [u8; 32]) -> Self {
+    pub(crate) fn new(secret: [u8; 32]) -> Self {
         Self { secret, entries: DashMap::new() }
     }
 
@@ -153,30 +153,20 @@ impl ForwardCache {
     }
 
     /// Drops expired answers.
-    pub fn sweep(&self, ttl: Duration) {
+    pub(crate) fn sweep(&self, ttl: Duration) {
         self.entries.retain(|_, v| v.1.elapsed() < ttl);
-    }
-
-    /// Answers held now.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Whether no answer is held.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 
 /// Removes every client-sent copy of the headers the auth service's answer sets.
-pub fn strip_claims(cfg: &ForwardAuthConfig, req: &mut Request<Body>) {
+pub(crate) fn strip_claims(cfg: &ForwardAuthConfig, req: &mut Request<Body>) {
     for name in &cfg.copy_response_headers {
         req.headers_mut().remove(name);
     }
 }
 
 /// Sets what an allowing answer grants on the upstream request.
-pub fn apply(allowed: &Allowed, req: &mut Request<Body>) {
+pub(crate) fn apply(allowed: &Allowed, req: &mut Request<Body>) {
     for (name, value) in &allowed.headers {
         req.headers_mut().append(name.clone(), value.clone());
     }
@@ -184,13 +174,13 @@ pub fn apply(allowed: &Allowed, req: &mut Request<Body>) {
 
 /// What is known about a request before the auth service is asked (built
 /// while the request is at hand; the asking needs nothing of it).
-pub struct Question {
+pub(crate) struct Question {
     key: Option<[u8; 32]>,
     check: Result<Request<Body>, String>,
 }
 
 /// The cached answer for `req`, else the question to ask.
-pub fn prepare(
+pub(crate) fn prepare(
     cfg: &ForwardAuthConfig,
     cache: &ForwardCache,
     req: &Request<Body>,
@@ -204,7 +194,7 @@ pub fn prepare(
 }
 
 /// Asks the auth service; a positive answer is cached.
-pub async fn decide(cfg: &ForwardAuthConfig, cache: &ForwardCache, q: Box<Question>) -> Decision {
+pub(crate) async fn decide(cfg: &ForwardAuthConfig, cache: &ForwardCache, q: Box<Question>) -> Decision {
     let Question { key, check } = *q;
     let check = match check {
         Ok(c) => c,

@@ -36,7 +36,7 @@ use crate::error::Reason;
 use crate::policy::ctx::Ctx;
 
 /// Why a request's framing or target is refused, if it is.
-pub fn problem<B>(req: &Request<B>) -> Option<&'static str> {
+pub(crate) fn problem<B>(req: &Request<B>) -> Option<&'static str> {
     let h = req.headers();
     let hosts = h.get_all(HOST).iter().count();
     if hosts > 1 {
@@ -72,7 +72,7 @@ pub fn problem<B>(req: &Request<B>) -> Option<&'static str> {
 }
 
 /// The policy.
-pub struct Framing;
+pub(crate) struct Framing;
 
 impl Framing {
     fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {

@@ -4,25 +4,25 @@
 //! the generic [`PolicyLayer`]. Policies *respond* (a rejection is an
 //! ordinary `Ok(Response)`); only infrastructure failures travel as `Err`.
 
-pub mod access_log;
+pub(crate) mod access_log;
 pub mod auth;
-pub mod body_limit;
-pub mod client_ip;
+pub(crate) mod body_limit;
+pub(crate) mod client_ip;
 pub mod cors;
 pub mod ctx;
-pub mod error_page;
-pub mod forward_auth;
-pub mod framing;
+pub(crate) mod error_page;
+pub(crate) mod forward_auth;
+pub(crate) mod framing;
 #[cfg(test)]
 mod layer_tests;
 pub mod rate_limit;
 pub mod request_id;
-pub mod rescue;
+pub(crate) mod rescue;
 pub mod route;
-pub mod sanitize;
-pub mod security_headers;
+pub(crate) mod sanitize;
+pub(crate) mod security_headers;
 pub mod session;
-pub mod upload;
+pub(crate) mod upload;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -20,13 +20,13 @@ use crate::metrics::Metrics;
 
 /// See the module docs.
 #[derive(Clone)]
-pub struct RescueLayer {
+pub(crate) struct RescueLayer {
     metrics: Arc<Metrics>,
 }
 
 impl RescueLayer {
     /// The layer.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Self { metrics }
     }
 }
@@ -40,7 +40,7 @@ impl<S> Layer<S> for RescueLayer {
 
 /// See [`RescueLayer`].
 #[derive(Clone)]
-pub struct Rescue<S> {
+pub(crate) struct Rescue<S> {
     inner: S,
     metrics: Arc<Metrics>,
 }
@@ -57,7 +57,7 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The reason for an error: a [`ProxyError`] anywhere in the chain, or internal.
-pub fn reason_of(e: &BoxError) -> (Reason, Option<&'static str>) {
+pub(crate) fn reason_of(e: &BoxError) -> (Reason, Option<&'static str>) {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e.as_ref());
     while let Some(c) = cur {
         if let Some(p) = c.downcast_ref::<ProxyError>() {

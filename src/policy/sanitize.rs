@@ -51,9 +51,9 @@ use crate::policy::ctx::Ctx;
 use crate::redact;
 
 /// Largest 4xx body redacted in place.
-pub const MAX_REDACT: usize = 64 * 1024;
+pub(crate) const MAX_REDACT: usize = 64 * 1024;
 /// Bytes of a replaced 5xx body kept for the log.
-pub const MAX_LOGGED: usize = 4 * 1024;
+pub(crate) const MAX_LOGGED: usize = 4 * 1024;
 const READ_DEADLINE: Duration = Duration::from_secs(10);
 
 /// `[errors]`
@@ -76,7 +76,7 @@ impl Default for ErrorPolicy {
 }
 
 /// The fixed public text for a replaced upstream 5xx.
-pub fn upstream_detail(status: StatusCode) -> &'static str {
+pub(crate) fn upstream_detail(status: StatusCode) -> &'static str {
     match status.as_u16() {
         502 => "The service received an invalid response.",
         503 => "The service is temporarily unavailable.",
@@ -87,7 +87,7 @@ pub fn upstream_detail(status: StatusCode) -> &'static str {
 
 /// See the module docs.
 #[derive(Clone, Default)]
-pub struct SanitizeLayer;
+pub(crate) struct SanitizeLayer;
 
 impl<S> Layer<S> for SanitizeLayer {
     type Service = Sanitize<S>;
@@ -98,7 +98,7 @@ impl<S> Layer<S> for SanitizeLayer {
 
 /// See [`SanitizeLayer`].
 #[derive(Clone)]
-pub struct Sanitize<S> {
+pub(crate) struct Sanitize<S> {
     inner: S,
 }
 

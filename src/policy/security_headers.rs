@@ -59,7 +59,7 @@ static LEAKY: [http::HeaderName; 6] = [
 ];
 
 /// Removes leaky headers from `h` (upstream responses).
-pub fn strip_leaky(h: &mut http::HeaderMap) {
+pub(crate) fn strip_leaky(h: &mut http::HeaderMap) {
     let leaky = |k: &http::HeaderName| LEAKY.contains(k) || k.as_str().starts_with("x-debug-");
     // One pass over the names (no hashing) finds whether there is anything to remove.
     if !h.keys().any(leaky) {
@@ -72,7 +72,7 @@ pub fn strip_leaky(h: &mut http::HeaderMap) {
 }
 
 /// The layer's policy: see the module docs.
-pub struct ResponseHeaders;
+pub(crate) struct ResponseHeaders;
 
 impl Policy for ResponseHeaders {
     fn check(&self, _req: &mut Request<Body>, _ctx: &Arc<Ctx>) -> Option<Verdict> {
@@ -87,7 +87,7 @@ impl Policy for ResponseHeaders {
 }
 
 /// Leaky headers out, the route's security headers in.
-pub fn apply(res: &mut Response<Body>, ctx: &Ctx) {
+pub(crate) fn apply(res: &mut Response<Body>, ctx: &Ctx) {
     let sh = ctx.route().security_headers.as_ref().unwrap_or(&ctx.config.security_headers);
     let own_page = res.extensions().get::<crate::error::MoatPage>().is_some();
     let h = res.headers_mut();

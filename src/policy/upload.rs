@@ -26,33 +26,20 @@ use http_body_util::BodyExt;
 use super::body_limit::refuse;
 use super::{Policy, Verdict};
 use crate::body::Body;
-use crate::error::{BoxError, ProxyError, Reason};
+use crate::error::{BoxError, ProxyError};
 use crate::metrics::ScanMetrics;
 use crate::policy::ctx::Ctx;
 use crate::scan::Scanning;
-use crate::upload::{classify, inspect, InspectError, Violation};
-
-/// The reason a violation is answered with.
-pub fn reason(v: Violation) -> Reason {
-    match v {
-        Violation::UnsupportedMediaType | Violation::FileType => Reason::UploadType,
-        Violation::FileName => Reason::UploadName,
-        Violation::TooManyFiles => Reason::UploadCount,
-        Violation::FieldTooLarge | Violation::FileTooLarge => Reason::BodyTooLarge,
-        Violation::FieldRejected | Violation::Malformed => Reason::BadRequest,
-        Violation::Malware => Reason::UploadMalware,
-        Violation::ScanFailed => Reason::ScanUnavailable,
-    }
-}
+use crate::upload::{classify, inspect, InspectError};
 
 /// The policy.
-pub struct Upload {
+pub(crate) struct Upload {
     scan_metrics: Arc<ScanMetrics>,
 }
 
 impl Upload {
     /// The policy, counting scans in `scan_metrics`.
-    pub fn new(scan_metrics: Arc<ScanMetrics>) -> Self {
+    pub(crate) fn new(scan_metrics: Arc<ScanMetrics>) -> Self {
         Self { scan_metrics }
     }
 }
@@ -67,7 +54,7 @@ impl Policy for Upload {
         }
         let kind = match classify(req.headers().get(CONTENT_TYPE), &rules) {
             Ok(k) => k,
-            Err(v) => return refuse(reason(v), ctx, h1),
+            Err(v) => return refuse(v.reason(), ctx, h1),
         };
         let body = std::mem::replace(req.body_mut(), crate::body::empty());
         let record = ctx.clone();
@@ -78,7 +65,7 @@ impl Policy for Upload {
         let inspected = inspect(body, kind, rules, scanning).map_err(move |e| -> BoxError {
             match e {
                 InspectError::Violation(v, check) => {
-                    let r = reason(v);
+                    let r = v.reason();
                     tracing::info!(
                         request_id = %record.id,
                         violation = ?v,

@@ -59,7 +59,7 @@ fn tcp(connect_timeout: Duration, tls: bool) -> HttpConnector {
 }
 
 /// Builds a client: over TLS with `tls`, to the socket `unix`, else plain TCP.
-pub fn build(
+pub(crate) fn build(
     tls: Option<&UpstreamTls>,
     unix: Option<&Path>,
     connect_timeout: Duration,
@@ -95,7 +95,7 @@ pub fn build(
 /// The TLS client settings of an `https://` upstream: roots from `ca` (a
 /// PEM bundle) or the system's, TLS 1.2+ (1.3 only with `tls13_only`), and
 /// the client certificate chain and key for mTLS when given.
-pub fn tls_config(
+pub(crate) fn tls_config(
     ca: Option<&Path>,
     client: Option<(&Path, &Path)>,
     tls13_only: bool,
@@ -142,7 +142,7 @@ pub fn tls_config(
 }
 
 /// The SNI and verification name for `name` (a DNS name or an IP literal).
-pub fn server_name(name: &str) -> Result<ServerName<'static>, String> {
+pub(crate) fn server_name(name: &str) -> Result<ServerName<'static>, String> {
     let bare = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')).unwrap_or(name);
     ServerName::try_from(bare.to_owned()).map_err(|e| format!("\"{name}\": {e}"))
 }

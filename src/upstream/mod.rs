@@ -3,5 +3,5 @@
 //! addresses. Below the config (whose `[upstream]` sections hold a pool and
 //! a client each) and the proxy service that uses them.
 
-pub mod balance;
-pub mod client;
+pub(crate) mod balance;
+pub(crate) mod client;

@@ -246,7 +246,7 @@ fn unsafe_routes(p: &mut Problems, raw: &[RawRoute], routes: &[Arc<Route>], auth
 
 /// Minimal media-type syntax check (`type/subtype`, token characters).
 mod mime_like {
-    pub struct Essence;
+    pub(super) struct Essence;
     impl std::str::FromStr for Essence {
         type Err = ();
         fn from_str(s: &str) -> Result<Self, ()> {

@@ -275,7 +275,7 @@ impl<B> InspectBody<B> {
     }
 
     fn refuse(&mut self, v: Violation) {
-        self.check = self.inspector.failed_check().unwrap_or(v.reason());
+        self.check = self.inspector.failed_check().unwrap_or(v.reason().as_str());
         self.state = State::Refused(v);
         self.held = None;
         self.trailers = None;

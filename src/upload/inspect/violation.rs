@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use http::StatusCode;
+use crate::error::Reason;
 
 /// Why an upload was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -45,34 +45,24 @@ pub enum Violation {
 }
 
 impl Violation {
-    /// The HTTP status moat answers with.
-    pub fn status(&self) -> StatusCode {
+    /// The reason moat answers with (its status, its fixed text, its
+    /// `reason` label in logs and metrics).
+    pub fn reason(&self) -> Reason {
         match self {
-            Self::UnsupportedMediaType | Self::FileType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::FieldTooLarge | Self::FileTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::FileName | Self::TooManyFiles | Self::FieldRejected | Self::Malformed => StatusCode::BAD_REQUEST,
-            Self::Malware => StatusCode::FORBIDDEN,
-            Self::ScanFailed => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// The reason label moat reports (logs, metrics, error body).
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::UnsupportedMediaType | Self::FileType => "upload_type",
-            Self::FileName => "upload_name",
-            Self::TooManyFiles => "upload_count",
-            Self::FieldTooLarge | Self::FileTooLarge => "body_too_large",
-            Self::FieldRejected | Self::Malformed => "bad_request",
-            Self::Malware => "upload_malware",
-            Self::ScanFailed => "scan_unavailable",
+            Self::UnsupportedMediaType | Self::FileType => Reason::UploadType,
+            Self::FileName => Reason::UploadName,
+            Self::TooManyFiles => Reason::UploadCount,
+            Self::FieldTooLarge | Self::FileTooLarge => Reason::BodyTooLarge,
+            Self::FieldRejected | Self::Malformed => Reason::BadRequest,
+            Self::Malware => Reason::UploadMalware,
+            Self::ScanFailed => Reason::ScanUnavailable,
         }
     }
 }
 
 /// Logs a refusal at debug level and returns it.
 pub(super) fn refuse(v: Violation, detail: impl fmt::Display) -> Violation {
-    tracing::debug!(violation = %v, reason = v.reason(), %detail, "upload refused");
+    tracing::debug!(violation = %v, reason = v.reason().as_str(), %detail, "upload refused");
     v
 }
 

@@ -172,41 +172,41 @@ pub(super) async fn check(body: &[u8], rules: UploadRules) -> Result<(), Violati
 }
 
 pub(super) mod samples {
-    pub fn pdf() -> Vec<u8> {
+    pub(crate) fn pdf() -> Vec<u8> {
         b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n\
           2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n"
             .to_vec()
     }
-    pub fn png() -> Vec<u8> {
+    pub(crate) fn png() -> Vec<u8> {
         let mut v = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR".to_vec();
         v.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1, 8, 6, 0, 0, 0, 0x1f, 0x15, 0xc4, 0x89]);
         v.extend_from_slice(b"\x00\x00\x00\x00IEND\xaeB`\x82");
         v
     }
-    pub fn jpeg() -> Vec<u8> {
+    pub(crate) fn jpeg() -> Vec<u8> {
         let mut v = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00".to_vec();
         v.extend_from_slice(b"\xff\xd9");
         v
     }
-    pub fn gif() -> Vec<u8> {
+    pub(crate) fn gif() -> Vec<u8> {
         b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;".to_vec()
     }
-    pub fn webp() -> Vec<u8> {
+    pub(crate) fn webp() -> Vec<u8> {
         let mut v = b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f\x00\x00\x00".to_vec();
         v.extend_from_slice(&[0x10, 0x07, 0x10, 0x11, 0x11, 0x88, 0x88, 0xfe, 0x07, 0x00]);
         v
     }
-    pub fn tiff_le() -> Vec<u8> {
+    pub(crate) fn tiff_le() -> Vec<u8> {
         let mut v = b"II*\x00\x08\x00\x00\x00".to_vec();
         v.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
         v
     }
-    pub fn tiff_be() -> Vec<u8> {
+    pub(crate) fn tiff_be() -> Vec<u8> {
         let mut v = b"MM\x00*\x00\x00\x00\x08".to_vec();
         v.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
         v
     }
-    pub fn bmp() -> Vec<u8> {
+    pub(crate) fn bmp() -> Vec<u8> {
         let mut v = b"BM".to_vec();
         v.extend_from_slice(&58u32.to_le_bytes());
         v.extend_from_slice(&[0; 4]);
@@ -220,25 +220,25 @@ pub(super) mod samples {
         v.extend_from_slice(&[0xff, 0, 0, 0]);
         v
     }
-    pub fn ole2() -> Vec<u8> {
+    pub(crate) fn ole2() -> Vec<u8> {
         crate::upload::ole2::tests::compound_of(&[0; 16], &["WordDocument", "Workbook", "PowerPoint Document"], 1, 2)
     }
-    pub fn txt() -> Vec<u8> {
+    pub(crate) fn txt() -> Vec<u8> {
         "Quarterly notes\r\nUmsatz: 12 € — ok\n".as_bytes().to_vec()
     }
-    pub fn csv() -> Vec<u8> {
+    pub(crate) fn csv() -> Vec<u8> {
         b"id,name,amount\n1,Alice,10.5\n2,Bob,7\n".to_vec()
     }
-    pub fn md() -> Vec<u8> {
+    pub(crate) fn md() -> Vec<u8> {
         b"# Title\n\nSome *markdown* text.\n".to_vec()
     }
-    pub fn html() -> Vec<u8> {
+    pub(crate) fn html() -> Vec<u8> {
         b"<!doctype html>\n<html><body><p>hi</p></body></html>\n".to_vec()
     }
-    pub fn json() -> Vec<u8> {
+    pub(crate) fn json() -> Vec<u8> {
         b"{\"a\":1}".to_vec()
     }
-    pub fn exe() -> Vec<u8> {
+    pub(crate) fn exe() -> Vec<u8> {
         let mut v = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00".to_vec();
         v.extend_from_slice(&[0xb8, 0, 0, 0, 0, 0, 0, 0, 0x40]);
         v.resize(512, 0);

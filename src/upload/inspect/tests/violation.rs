@@ -16,8 +16,8 @@ fn violation_status_and_reason() {
         (Malformed, 400, "bad_request"),
     ];
     for (v, status, reason) in table {
-        assert_eq!(v.status().as_u16(), status);
-        assert_eq!(v.reason(), reason);
+        assert_eq!(v.reason().status().as_u16(), status);
+        assert_eq!(v.reason().as_str(), reason);
         assert!(!v.to_string().is_empty());
     }
 }
