@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Side-by-side load comparison of moat against nginx and HAProxy on this
-# machine, all on 127.0.0.1: runs the shared anchors script with moat as its
+# machine, all on 127.0.0.1: runs the anchors script with moat as its
 # candidate and prints its markdown report (ratios against direct TLS in the
-# "Ratios" table). Needs root (it installs nginx, haproxy, wrk, h2load with
-# apt-get). Shorter run: ROUNDS=3 TESTS="ka h2 up1" bash benches/compare.sh
+# "Ratios" table). The anchors script is not part of this repository: it is
+# the benchmark harness kept beside the checkout (ANCHORS, by default
+# ../shared/bench/anchors.sh); point ANCHORS at your copy. Needs root (it
+# installs nginx, haproxy, wrk, h2load with apt-get). Shorter run: ROUNDS=3 TESTS="ka h2 up1" bash benches/compare.sh
 #
 # moat runs with the policies the hardened nginx/HAProxy configs also apply
 # (rate limiting at a very high rate, CORS allowlist, body limit, error

@@ -1,5 +1,5 @@
 //! The config file as written: serde structs, every value still in its
-//! textual form. `validate.rs` turns these into typed values and reports
+//! textual form. `validate/` turns these into typed values and reports
 //! every problem with its key path. Keys that no struct here declares are
 //! collected by the loader and refused: a security proxy never silently
 //! ignores a setting.

@@ -322,7 +322,7 @@ pub fn strip_upstream(h: &mut HeaderMap) {
     }
 }
 
-/// Applies moat's CORS policy to any response (called by the hardening layer).
+/// Applies moat's CORS policy to any response (called by layer 3, `security_headers::ResponseHeaders`).
 pub fn decorate(res: &mut Response<Body>, ctx: &Ctx) {
     if res.extensions().get::<PreflightAnswered>().is_some() {
         return;

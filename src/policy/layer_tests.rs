@@ -550,7 +550,7 @@ const CORS: &str = r#"
 allowed_origins = ["https://app.example.com"]
 "#;
 
-/// The response half of CORS runs in the hardening layer: both are in the stack, as in `stack.rs`.
+/// The response half of CORS runs in layer 3 (`ResponseHeaders`): both are in the stack, as in `stack.rs`.
 fn cors(respond: Respond) -> Harness {
     Harness::new(
         CORS,

@@ -1,4 +1,6 @@
-//! Redaction of internal details from upstream error bodies and from logs.
+//! Redaction of internal details from upstream error bodies and from logs:
+//! the engine. The layer that applies it to upstream responses is
+//! `policy/sanitize.rs`; the access log uses [`redact_query`].
 //!
 //! # What this protects against
 //!

@@ -1,4 +1,6 @@
-//! Upload inspection for routes that front document-upload APIs.
+//! Upload inspection for routes that front document-upload APIs: the
+//! engine (what the bytes of an upload are). The stack's layer that applies
+//! it to a route's requests is `policy/upload.rs`.
 //!
 //! # Threat
 //!
