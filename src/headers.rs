@@ -80,6 +80,36 @@ pub fn never_indexed(mut v: HeaderValue) -> HeaderValue {
     v
 }
 
+/// Numbers below this have a prebuilt header value (see [`number_value`]).
+const SMALL_NUMBERS: u64 = 1024;
+
+/// The header value of a number, as `HeaderValue::from(n)` writes it, but
+/// without formatting or allocating for numbers below [`SMALL_NUMBERS`]:
+/// those come from a table built once (cloning a static value copies no
+/// bytes). For the `ratelimit-*` and `retry-after` values sent with every
+/// rate-limited response.
+pub fn number_value(n: u64) -> HeaderValue {
+    static TABLE: std::sync::LazyLock<Vec<HeaderValue>> = std::sync::LazyLock::new(|| {
+        // One string holds every number's digits; each value borrows its slice.
+        let mut digits = String::new();
+        let mut ends = Vec::with_capacity(SMALL_NUMBERS as usize);
+        for i in 0..SMALL_NUMBERS {
+            digits.push_str(&i.to_string());
+            ends.push(digits.len());
+        }
+        let digits: &'static str = Box::leak(digits.into_boxed_str());
+        let mut start = 0;
+        ends.into_iter()
+            .map(|end| {
+                let v = HeaderValue::from_static(&digits[start..end]);
+                start = end;
+                v
+            })
+            .collect()
+    });
+    usize::try_from(n).ok().and_then(|i| TABLE.get(i)).cloned().unwrap_or_else(|| HeaderValue::from(n))
+}
+
 /// A header value that owns `s` (no copy; invalid bytes → `None`).
 pub fn owned_value(s: String) -> Option<HeaderValue> {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(s)).ok()
@@ -177,6 +207,13 @@ pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_read_as_http_writes_them() {
+        for n in (0..2048u64).chain([4095, 65_536, 999_999, 1_000_000, u64::from(u32::MAX), u64::MAX]) {
+            assert_eq!(number_value(n), HeaderValue::from(n), "{n}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_removed() {

@@ -268,12 +268,34 @@ impl RateLimitState {
     }
 }
 
+/// `ratelimit-limit`'s value: the same bucket size on every response of a
+/// route, so each worker keeps the last one it built.
+fn limit_value(limit: u32) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u32, HeaderValue)>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((n, v)) if *n == limit => v.clone(),
+            _ => {
+                let v = crate::headers::number_value(u64::from(limit));
+                *last = Some((limit, v.clone()));
+                v
+            }
+        }
+    })
+}
+
 fn set_headers(res: &mut Response<Body>, d: &BucketState) {
     let h = res.headers_mut();
-    h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(d.limit));
+    h.insert(RATELIMIT_LIMIT.clone(), limit_value(d.limit));
     // Changes every response: kept out of HTTP/2's header table.
-    h.insert(RATELIMIT_REMAINING.clone(), crate::headers::never_indexed(HeaderValue::from(d.remaining)));
-    h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(ceil_secs(d.reset)));
+    h.insert(
+        RATELIMIT_REMAINING.clone(),
+        crate::headers::never_indexed(crate::headers::number_value(d.remaining.into())),
+    );
+    h.insert(RATELIMIT_RESET.clone(), crate::headers::number_value(ceil_secs(d.reset)));
 }
 
 /// The policy.
