@@ -1022,3 +1022,104 @@ async fn sanitize_passes_a_success_untouched_and_refuses_a_status_that_is_not_ht
     problem(h.send(get("/a")).await, 502, "The service received an invalid response.").await;
     assert_eq!(h.calls(), 1);
 }
+
+// ---------------------------------------------------------------- request id
+
+#[tokio::test]
+async fn request_id_is_kept_only_from_a_trusted_proxy_and_only_when_well_formed() {
+    let toml = "[client_ip]\ntrusted_proxies = [\"10.0.0.0/8\"]\n";
+    let h = Harness::policy(toml, Framing, ok);
+
+    let res = h.send(get("/a").peer("10.1.2.3").header("x-request-id", "edge-7f3a.1")).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(hv(&res, "x-request-id"), Some("edge-7f3a.1"));
+    assert_eq!(h.last(|r| r.headers["x-request-id"].clone()), "edge-7f3a.1");
+
+    for (peer, incoming) in [("198.51.100.20", "edge-7f3a.1"), ("10.1.2.3", "bad\"<id>")] {
+        let res = h.send(get("/a").peer(peer).header("x-request-id", incoming)).await;
+        let id = hv(&res, "x-request-id").unwrap().to_string();
+        assert_ne!(id, incoming);
+        // A fresh UUIDv7, written as 32 lowercase hex digits.
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
+        assert_eq!(&id[12..13], "7", "{id}");
+        // The upstream saw the same id the client got back.
+        assert_eq!(h.last(|r| r.headers["x-request-id"].to_str().unwrap().to_string()), id);
+    }
+    assert_eq!(h.calls(), 3);
+}
+
+// ---------------------------------------------------------------- access log + metrics
+
+#[tokio::test]
+async fn the_access_log_layer_counts_each_request_with_its_status_and_refusal_reason() {
+    let metrics = Arc::new(Metrics::new());
+    let layer = ServiceBuilder::new()
+        .layer(super::access_log::AccessLogLayer::new(metrics.clone()))
+        .layer(PolicyLayer::new(Framing));
+    let h = Harness::new("", layer, ok);
+
+    let res = h.send(get("/a")).await;
+    assert_eq!(text(res).await, "upstream ok");
+    let res = h.send(get("/a").header("content-length", "3").header("transfer-encoding", "chunked")).await;
+    problem(res, 400, Reason::BadRequest.detail()).await;
+    assert_eq!(h.calls(), 1);
+
+    // Counted when the response body has ended (read above).
+    let exposed = metrics.encode();
+    let line = |name: &str, needles: &[&str]| {
+        exposed
+            .lines()
+            .find(|l| l.starts_with(name) && needles.iter().all(|n| l.contains(n)))
+            .unwrap_or_else(|| panic!("no {name} with {needles:?} in\n{exposed}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(line("moat_requests_total", &["status=\"200\"", "method=\"GET\""]), "1");
+    assert_eq!(line("moat_requests_total", &["status=\"400\""]), "1");
+    assert_eq!(line("moat_rejections_total", &["reason=\"bad_request\""]), "1");
+}
+
+// ---------------------------------------------------------------- upload inspection
+
+const UPLOAD_ROUTE: &str = "[[routes]]\nname = \"pdf\"\npath = \"/pdf\"\nupload = { types = [\"pdf\"] }\n";
+
+fn upload_policy() -> super::upload::Upload {
+    super::upload::Upload::new(Metrics::new().scans.clone())
+}
+
+#[tokio::test]
+async fn upload_passes_a_real_pdf_to_the_upstream_whole() {
+    let h = Harness::routed(UPLOAD_ROUTE, upload_policy(), ok);
+    let pdf: &[u8] = b"%PDF-1.7\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrailer\n<< /Root 1 0 R >>\n%%EOF\n";
+    let res = h.send(req("POST", "/pdf").header("content-type", "application/pdf").sized(pdf)).await;
+    assert_eq!(res.status(), 200);
+    h.only(|r| {
+        assert_eq!(r.route, "pdf");
+        assert_eq!(r.body.as_deref().unwrap(), pdf);
+        assert_eq!(r.body_refused, None);
+    });
+}
+
+#[tokio::test]
+async fn upload_refuses_a_declared_type_the_route_does_not_take_before_the_upstream() {
+    let h = Harness::routed(UPLOAD_ROUTE, upload_policy(), ok);
+    let res = h.send(req("POST", "/pdf").header("content-type", "text/html").sized(b"<html></html>")).await;
+    problem(res, 415, Reason::UploadType.detail()).await;
+    assert_eq!(h.calls(), 0);
+}
+
+#[tokio::test]
+async fn upload_cuts_a_zip_declared_as_pdf_while_it_streams() {
+    let h = Harness::routed(UPLOAD_ROUTE, upload_policy(), ok);
+    let zip: &[u8] = b"PK\x03\x04\x14\x00\x00\x00\x08\x00META-INF/MANIFEST.MF";
+    let res = h.send(req("POST", "/pdf").header("content-type", "application/pdf").sized(zip)).await;
+    problem(res, 415, Reason::UploadType.detail()).await;
+    // The upstream's read of the body ended with moat's refusal, not the bytes.
+    h.only(|r| {
+        assert!(r.body.is_err(), "{:?}", r.body);
+        assert_eq!(r.body_refused, Some(Reason::UploadType));
+    });
+}
