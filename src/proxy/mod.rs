@@ -26,6 +26,7 @@ use crate::headers;
 use crate::policy::ctx::Ctx;
 use crate::policy::{ctx_of, BoxFuture};
 use crate::upstream::client::UpstreamClient;
+use crate::upstream::pool::PooledBody;
 
 /// About how many headers the layers add to an upstream response.
 const RESPONSE_HEADERS_ADDED: usize = 12;
@@ -49,27 +50,39 @@ impl Proxy {
 
 thread_local! {
     /// One pooled client per worker thread: its connections are driven by the
-    /// worker's own runtime, so an exchange never hops threads.
-    static CLIENT: std::cell::OnceCell<UpstreamClient> = const { std::cell::OnceCell::new() };
+    /// worker's own runtime, so an exchange never hops threads. Kept with the
+    /// config's client it was made for, and made again when a reload brings
+    /// another.
+    static CLIENT: std::cell::RefCell<Option<(UpstreamClient, UpstreamClient)>> = const { std::cell::RefCell::new(None) };
     /// Whether this thread is a worker (asked once per thread).
     static ON_WORKER: bool = std::thread::current().name().is_some_and(|n| n.starts_with("moat-worker-"));
 }
 
-/// Sends `req` with the client for `up`: for a plain-HTTP default upstream
-/// on a worker thread, that thread's own; else the upstream's pool.
-fn send(fallback: &UpstreamClient, up: &Upstream, req: Request<Body>) -> hyper_util::client::legacy::ResponseFuture {
+/// The client for `up`: for a plain-HTTP default upstream on a worker
+/// thread, that thread's own; else the upstream's pool.
+fn client_for(fallback: &UpstreamClient, up: &Upstream) -> UpstreamClient {
     let plain_default = up.tls.is_none() && up.unix.is_none() && &*up.name == "default";
     if !plain_default {
-        return up.client.request(req);
+        return up.client.clone();
     }
     if !ON_WORKER.with(|w| *w) {
-        return fallback.request(req);
+        return fallback.clone();
     }
-    CLIENT.with(|c| c.get_or_init(|| up.new_client()).request(req))
+    CLIENT.with(|c| {
+        let mut c = c.borrow_mut();
+        match &*c {
+            Some((made_for, own)) if made_for.same_pool(&up.client) => own.clone(),
+            _ => {
+                let own = up.new_client();
+                *c = Some((up.client.clone(), own.clone()));
+                own
+            }
+        }
+    })
 }
 
-/// The upstream URI for a request, to the upstream address `authority`.
-pub fn upstream_uri(ctx: &Ctx, uri: &Uri, authority: &http::uri::Authority) -> Result<Uri, BoxError> {
+/// The upstream URI for a request (origin form: path and query).
+pub fn upstream_uri(ctx: &Ctx, uri: &Uri) -> Result<Uri, BoxError> {
     let route = ctx.route();
     let path = uri.path();
     let path = match (&route.path, route.strip_prefix) {
@@ -77,14 +90,19 @@ pub fn upstream_uri(ctx: &Ctx, uri: &Uri, authority: &http::uri::Authority) -> R
         _ => path,
     };
     let up = ctx.upstream();
-    let mut pq = String::with_capacity(up.base_path.len() + path.len() + 64);
+    if up.base_path.is_empty() && std::ptr::eq(path, uri.path()) {
+        if let Some(pq) = uri.path_and_query() {
+            return Ok(Uri::from(pq.clone()));
+        }
+    }
+    let mut pq = String::with_capacity(up.base_path.len() + path.len() + uri.query().map_or(0, |q| q.len() + 1));
     pq.push_str(&up.base_path);
     pq.push_str(path);
     if let Some(q) = uri.query() {
         pq.push('?');
         pq.push_str(q);
     }
-    Ok(Uri::builder().scheme(up.scheme()).authority(authority.clone()).path_and_query(pq).build()?)
+    Ok(Uri::from(http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(pq))?))
 }
 
 /// Rewrites a client request into the upstream request (in place), to the
@@ -106,7 +124,7 @@ pub fn prepare(
             read.as_deref()
         }
     };
-    *req.uri_mut() = upstream_uri(ctx, req.uri(), authority)?;
+    *req.uri_mut() = upstream_uri(ctx, req.uri())?;
     *req.version_mut() = Version::HTTP_11;
     let h = req.headers_mut();
     headers::remove_hop_by_hop(h, upgrade);
@@ -197,7 +215,7 @@ async fn exchange(
     ctx: &Ctx,
     mut req: Request<Body>,
     upgrade: bool,
-) -> Result<Response<hyper::body::Incoming>, BoxError> {
+) -> Result<Response<PooledBody>, BoxError> {
     let target = ctx.upstream();
     let pool = &target.pool;
     let mut at = pool.pick(None);
@@ -211,7 +229,8 @@ async fn exchange(
             return Err(ProxyError::Upstream("no request to send".into()).into());
         };
         let in_flight = pool.enter(at);
-        let sent = tokio::time::timeout_at(deadline, send(fallback, target, req)).await;
+        let client = client_for(fallback, target);
+        let sent = tokio::time::timeout_at(deadline, client.send(&pool.addrs()[at].authority, req)).await;
         drop(in_flight);
         let e = match sent {
             Ok(Ok(res)) => {
@@ -237,7 +256,7 @@ async fn exchange(
                         next = %pool.addrs()[at].authority,
                         "upstream address refused the connection; trying another"
                     );
-                    next = Some(resend(method, uri, headers, &pool.addrs()[at].authority)?);
+                    next = Some(resend(method, uri, headers));
                     continue;
                 }
             }
@@ -251,26 +270,19 @@ async fn exchange(
     }
 }
 
-/// The same bodiless request again, to the address `authority`.
-fn resend(
-    method: http::Method,
-    uri: Uri,
-    headers: http::HeaderMap,
-    authority: &http::uri::Authority,
-) -> Result<Request<Body>, BoxError> {
-    let mut parts = uri.into_parts();
-    parts.authority = Some(authority.clone());
+/// The same bodiless request again.
+fn resend(method: http::Method, uri: Uri, headers: http::HeaderMap) -> Request<Body> {
     let mut again = Request::new(crate::body::empty());
     *again.method_mut() = method;
-    *again.uri_mut() = Uri::from_parts(parts)?;
+    *again.uri_mut() = uri;
     *again.headers_mut() = headers;
-    Ok(again)
+    again
 }
 
 /// The upstream's `101`: joins the two upgraded connections when the client
 /// asked for this WebSocket upgrade; any other `101` is never passed on.
 fn switch_protocols(
-    mut res: Response<hyper::body::Incoming>,
+    mut res: Response<PooledBody>,
     upgrading: Option<Upgrading>,
     ctx: &Ctx,
 ) -> Result<Response<Body>, BoxError> {

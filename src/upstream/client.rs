@@ -1,5 +1,5 @@
-//! The pooled keep-alive HTTP/1.1 clients to the upstreams (the legacy
-//! client needs absolute-form URIs). An upstream is reached over plain TCP
+//! The pooled keep-alive HTTP/1.1 clients to the upstreams (each a
+//! [`Pool`] of moat's own over one connector). An upstream is reached over plain TCP
 //! (`http://`), TLS (`https://`: verified against `ca` or the system roots,
 //! with `server_name` as SNI and verification name, optionally presenting a
 //! client certificate), or a unix socket (`unix:/path.sock`).
@@ -17,34 +17,64 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Uri};
+use http::uri::Authority;
+use http::{Request, Response, Uri};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::client::legacy::{Client, ResponseFuture};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
+use super::pool::{Pool, PooledBody, SendError};
 use crate::body::Body;
 
-/// A client for one upstream.
+/// A client for one upstream: a pool of connections opened over plain TCP,
+/// TLS or a unix socket. Clones share the pool.
 #[derive(Clone, Debug)]
 pub enum UpstreamClient {
     /// `http://`
-    Http(Client<HttpConnector, Body>),
+    Http(Pool<HttpConnector>),
     /// `https://`
-    Https(Client<HttpsConnector<HttpConnector>, Body>),
+    Https(Pool<HttpsConnector<HttpConnector>>),
     /// `unix:/path`
-    Unix(Client<UnixConnector, Body>),
+    Unix(Pool<UnixConnector>),
 }
 
 impl UpstreamClient {
-    /// Sends `req` (absolute-form URI) to the upstream.
-    pub fn request(&self, req: Request<Body>) -> ResponseFuture {
+    /// Sends `req` (origin-form URI) to the address `authority`.
+    pub async fn send(&self, authority: &Authority, req: Request<Body>) -> Result<Response<PooledBody>, SendError> {
         match self {
-            Self::Http(c) => c.request(req),
-            Self::Https(c) => c.request(req),
-            Self::Unix(c) => c.request(req),
+            Self::Http(p) => p.send(authority, req).await,
+            Self::Https(p) => p.send(authority, req).await,
+            Self::Unix(p) => p.send(authority, req).await,
+        }
+    }
+
+    /// Sends `req`, whose absolute-form URI names the address, with the
+    /// URI in origin form.
+    pub fn request(
+        &self,
+        mut req: Request<Body>,
+    ) -> impl Future<Output = Result<Response<PooledBody>, SendError>> + Send + 'static {
+        let this = self.clone();
+        let authority = req.uri().authority().cloned();
+        let origin_form = req.uri().path_and_query().cloned().map_or_else(|| Uri::from_static("/"), Uri::from);
+        *req.uri_mut() = origin_form;
+        async move {
+            let Some(authority) = authority else {
+                return Err(SendError::Connect("request URI without an authority".into()));
+            };
+            this.send(&authority, req).await
+        }
+    }
+
+    /// Whether `self` and `other` share their pool.
+    pub fn same_pool(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Http(a), Self::Http(b)) => a.same(b),
+            (Self::Https(a), Self::Https(b)) => a.same(b),
+            (Self::Unix(a), Self::Unix(b)) => a.same(b),
+            _ => false,
         }
     }
 }
@@ -66,20 +96,12 @@ pub(crate) fn build(
     pool_idle_timeout: Duration,
     pool_max_idle: usize,
 ) -> UpstreamClient {
-    let mut b = Client::builder(TokioExecutor::new());
-    b.timer(TokioTimer::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(pool_idle_timeout)
-        .pool_max_idle_per_host(pool_max_idle)
-        .retry_canceled_requests(true)
-        .set_host(false);
     if let Some(path) = unix {
-        return UpstreamClient::Unix(
-            b.build(UnixConnector { path: Arc::new(path.to_path_buf()), timeout: connect_timeout }),
-        );
+        let unix = UnixConnector { path: Arc::new(path.to_path_buf()), timeout: connect_timeout };
+        return UpstreamClient::Unix(Pool::new(unix, "http", pool_idle_timeout, pool_max_idle));
     }
     match tls {
-        None => UpstreamClient::Http(b.build(tcp(connect_timeout, false))),
+        None => UpstreamClient::Http(Pool::new(tcp(connect_timeout, false), "http", pool_idle_timeout, pool_max_idle)),
         Some(tls) => {
             let builder = HttpsConnectorBuilder::new().with_tls_config((*tls.config).clone()).https_only();
             let builder = match &tls.server_name {
@@ -87,7 +109,7 @@ pub(crate) fn build(
                 None => builder,
             };
             let https = builder.enable_http1().wrap_connector(tcp(connect_timeout, true));
-            UpstreamClient::Https(b.build(https))
+            UpstreamClient::Https(Pool::new(https, "https", pool_idle_timeout, pool_max_idle))
         }
     }
 }
@@ -194,12 +216,6 @@ impl tower::Service<Uri> for UnixConnector {
 /// A unix-socket connection to the upstream.
 #[derive(Debug)]
 pub struct UnixIo(TokioIo<tokio::net::UnixStream>);
-
-impl Connection for UnixIo {
-    fn connected(&self) -> Connected {
-        Connected::new()
-    }
-}
 
 impl hyper::rt::Read for UnixIo {
     fn poll_read(

@@ -5,3 +5,4 @@
 
 pub(crate) mod balance;
 pub(crate) mod client;
+pub(crate) mod pool;
