@@ -20,6 +20,21 @@ static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// `connection` tokens that name no header to remove beyond those removed
+/// by name ([`is_hop_by_hop`]).
+const HOP_BY_HOP_TOKENS: &[&str] = &[
+    "close",
+    "keep-alive",
+    "upgrade",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "connection",
+];
+
 /// Whether `n` is hop-by-hop by name (the names `connection` lists aside).
 fn is_hop_by_hop(n: &HeaderName) -> bool {
     *n == header::CONNECTION
@@ -48,6 +63,11 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     for v in h.get_all(header::CONNECTION) {
         let Ok(s) = v.to_str() else { continue };
         for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            // The usual tokens need no parsing (nor the allocation of a
+            // custom name): `close`, or a name removed by name anyway.
+            if HOP_BY_HOP_TOKENS.iter().any(|t| name.eq_ignore_ascii_case(t)) {
+                continue;
+            }
             // `from_bytes` lowercases.
             let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else { continue };
             if !is_hop_by_hop(&n) && !doomed.contains(&n) {
@@ -153,7 +173,7 @@ pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: 
     use std::fmt::Write;
     // The peer is formatted once; its value is shared by the headers that carry it alone.
     let peer_value = owned_value(ip_text(peer));
-    let xff = match (trusted, h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok())) {
+    let xff = match (trusted, trusted.then(|| h.get(&X_FORWARDED_FOR)).flatten().and_then(|v| v.to_str().ok())) {
         (true, Some(prev)) if !prev.trim().is_empty() => owned_value(format!("{prev}, {peer}")),
         _ => peer_value.clone(),
     };
@@ -161,7 +181,7 @@ pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: 
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    let prev = match (trusted, h.get(header::FORWARDED).and_then(|v| v.to_str().ok())) {
+    let prev = match (trusted, trusted.then(|| h.get(header::FORWARDED)).flatten().and_then(|v| v.to_str().ok())) {
         (true, Some(prev)) if !prev.trim().is_empty() => prev,
         _ => "",
     };

@@ -93,6 +93,26 @@ pub struct Metrics {
     pub scans: Arc<ScanMetrics>,
     /// Log lines dropped because stdout fell behind (brought up to date at each scrape).
     log_dropped: Counter,
+    /// Tells this instance's series apart in the per-thread [`HANDLES`].
+    id: u64,
+}
+
+/// Series handles of the request metrics a thread has looked up, so a
+/// request's counter and histogram are found without taking the families'
+/// locks or hashing their labels. Each entry holds its route name, so an
+/// `Arc::ptr_eq` match is the same name; at most [`MAX_HANDLES`] entries
+/// (cleared when full), for the [`Metrics`] whose `id` is `owner`.
+struct Handles {
+    owner: u64,
+    requests: Vec<(Arc<str>, &'static str, u16, Counter)>,
+    duration: Vec<(Arc<str>, Histogram)>,
+}
+
+const MAX_HANDLES: usize = 64;
+
+thread_local! {
+    static HANDLES: std::cell::RefCell<Handles> =
+        const { std::cell::RefCell::new(Handles { owner: 0, requests: Vec::new(), duration: Vec::new() }) };
 }
 
 /// `moat_scans_total{result}` and `moat_scan_duration_seconds`.
@@ -250,6 +270,10 @@ impl Metrics {
             address_up,
             scans,
             log_dropped,
+            id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         }
     }
 
@@ -262,14 +286,51 @@ impl Metrics {
         took: Duration,
         reject: Option<Reason>,
     ) {
-        let route = RouteLabel(route.clone());
-        self.requests
-            .get_or_create(&RequestLabels { route: route.clone(), method: method_label(method), status })
-            .inc();
+        let method = method_label(method);
         if let Some(r) = reject {
-            self.rejections.get_or_create(&RejectLabels { route: route.clone(), reason: r.as_str() }).inc();
+            let route = RouteLabel(route.clone());
+            self.rejections.get_or_create(&RejectLabels { route, reason: r.as_str() }).inc();
         }
-        self.duration.get_or_create(&RouteOnly { route }).observe(took.as_secs_f64());
+        let cached = HANDLES.with(|h| {
+            let Ok(mut h) = h.try_borrow_mut() else { return false };
+            let h = &mut *h;
+            if h.owner != self.id {
+                h.requests.clear();
+                h.duration.clear();
+                h.owner = self.id;
+            }
+            match h.requests.iter().find(|(r, m, s, _)| Arc::ptr_eq(r, route) && *m == method && *s == status) {
+                Some((.., c)) => {
+                    c.inc();
+                }
+                None => {
+                    let labels = RequestLabels { route: RouteLabel(route.clone()), method, status };
+                    let c = self.requests.get_or_create_owned(&labels);
+                    c.inc();
+                    if h.requests.len() >= MAX_HANDLES {
+                        h.requests.clear();
+                    }
+                    h.requests.push((route.clone(), method, status, c));
+                }
+            }
+            match h.duration.iter().find(|(r, _)| Arc::ptr_eq(r, route)) {
+                Some((_, d)) => d.observe(took.as_secs_f64()),
+                None => {
+                    let d = self.duration.get_or_create_owned(&RouteOnly { route: RouteLabel(route.clone()) });
+                    d.observe(took.as_secs_f64());
+                    if h.duration.len() >= MAX_HANDLES {
+                        h.duration.clear();
+                    }
+                    h.duration.push((route.clone(), d));
+                }
+            }
+            true
+        });
+        if !cached {
+            let route = RouteLabel(route.clone());
+            self.requests.get_or_create(&RequestLabels { route: route.clone(), method, status }).inc();
+            self.duration.get_or_create(&RouteOnly { route }).observe(took.as_secs_f64());
+        }
     }
 
     /// Counts a failure talking to the upstream `upstream` (a config name).
@@ -360,4 +421,40 @@ fn process_metrics() -> String {
         let _ = writeln!(out, "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}", fds.count());
     }
     out
+}
+
+#[cfg(test)]
+mod handle_tests {
+    use super::*;
+
+    fn count(m: &Metrics, route: &str, status: u16) -> u64 {
+        let want = format!("moat_requests_total{{route=\"{route}\",method=\"GET\",status=\"{status}\"}} ");
+        m.encode().lines().find_map(|l| l.strip_prefix(&want).and_then(|n| n.parse().ok())).unwrap_or(0)
+    }
+
+    #[test]
+    fn cached_series_count_for_their_own_registry_and_labels() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        let api: Arc<str> = Arc::from("api");
+        // The same name in another allocation (a reload's config) is the same series.
+        let api_again: Arc<str> = Arc::from("api");
+        let ms = Duration::from_millis(1);
+        for _ in 0..3 {
+            a.observe_request(&api, &Method::GET, 200, ms, None);
+            b.observe_request(&api, &Method::GET, 200, ms, None);
+        }
+        a.observe_request(&api_again, &Method::GET, 200, ms, None);
+        a.observe_request(&api, &Method::GET, 404, ms, None);
+        assert_eq!(count(&a, "api", 200), 4);
+        assert_eq!(count(&a, "api", 404), 1);
+        assert_eq!(count(&b, "api", 200), 3);
+        // More series than the cache holds: every one still counted.
+        let routes: Vec<Arc<str>> = (0..MAX_HANDLES + 8).map(|i| Arc::from(format!("r{i}"))).collect();
+        for r in routes.iter().chain(routes.iter()) {
+            a.observe_request(r, &Method::GET, 200, ms, None);
+        }
+        assert!(routes.iter().all(|r| count(&a, r, 200) == 2));
+        let text = a.encode();
+        assert!(text.contains("moat_request_duration_seconds_count{route=\"api\"} 5"), "{text}");
+    }
 }

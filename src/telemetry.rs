@@ -165,14 +165,8 @@ where
     N: for<'a> FormatFields<'a> + 'static,
 {
     fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
-        let now = time::OffsetDateTime::now_utc();
-        // An RFC 3339 timestamp fits in TS_MAX bytes; formatted on the stack.
-        const TS_MAX: usize = 40;
-        let mut ts = [0u8; TS_MAX];
-        let mut rest = &mut ts[..];
-        let written = now.format_into(&mut rest, &time::format_description::well_known::Rfc3339).is_ok();
-        let used = TS_MAX - rest.len();
-        let ts = if written { std::str::from_utf8(&ts[..used]).unwrap_or_default() } else { "" };
+        let mut ts = Timestamp::default();
+        let ts = ts.now();
         let level = match *event.metadata().level() {
             tracing::Level::TRACE => "trace",
             tracing::Level::DEBUG => "debug",
@@ -194,6 +188,197 @@ where
     }
 }
 
+/// An RFC 3339 UTC timestamp with nanoseconds, as `time` writes it
+/// (`2026-12-06T21:49:24.840921714Z`, trailing zeros of the fraction
+/// dropped), formatted on the stack. The date and time of day are formatted
+/// once per second per thread.
+struct Timestamp {
+    buf: [u8; 40],
+}
+
+impl Default for Timestamp {
+    fn default() -> Self {
+        Self { buf: [0; 40] }
+    }
+}
+
+thread_local! {
+    /// The second last formatted on this thread and its text without the
+    /// fraction (`2026-12-06T21:49:24`).
+    static SECOND: std::cell::Cell<(i64, [u8; 32], u8)> = const { std::cell::Cell::new((i64::MIN, [0; 32], 0)) };
+}
+
+impl Timestamp {
+    /// The time now.
+    fn now(&mut self) -> &str {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.at(since.as_secs() as i64, since.subsec_nanos())
+    }
+
+    fn at(&mut self, secs: i64, nanos: u32) -> &str {
+        let (cached, mut text, mut len) = SECOND.get();
+        if cached != secs {
+            len = 0;
+            if let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs) {
+                let mut rest = &mut text[..];
+                if t.format_into(&mut rest, &time::format_description::well_known::Rfc3339).is_ok() {
+                    // Without its `Z` (there is no fraction in a whole second).
+                    len = (32 - rest.len()).saturating_sub(1) as u8;
+                }
+            }
+            SECOND.set((secs, text, len));
+        }
+        let len = usize::from(len);
+        if len == 0 {
+            return "";
+        }
+        self.buf[..len].copy_from_slice(&text[..len]);
+        let mut end = len;
+        if nanos != 0 {
+            let mut digits = [b'0'; 9];
+            let mut n = nanos;
+            for d in digits.iter_mut().rev() {
+                *d = b'0' + (n % 10) as u8;
+                n /= 10;
+            }
+            let mut keep = 9;
+            while digits[keep - 1] == b'0' {
+                keep -= 1;
+            }
+            self.buf[end] = b'.';
+            self.buf[end + 1..end + 1 + keep].copy_from_slice(&digits[..keep]);
+            end += 1 + keep;
+        }
+        self.buf[end] = b'Z';
+        std::str::from_utf8(&self.buf[..end + 1]).unwrap_or_default()
+    }
+}
+
+/// One access-log line (target `moat::access`, message `request`).
+pub(crate) struct AccessLine<'a> {
+    pub(crate) request_id: &'a str,
+    pub(crate) client_ip: std::net::IpAddr,
+    pub(crate) method: &'a str,
+    pub(crate) path: &'a str,
+    pub(crate) route: &'a str,
+    pub(crate) status: u16,
+    pub(crate) upstream_status: Option<u16>,
+    pub(crate) bytes_in: u64,
+    pub(crate) bytes_out: u64,
+    pub(crate) duration_ms: f64,
+    pub(crate) reject_reason: Option<&'a str>,
+    pub(crate) user: Option<&'a str>,
+    pub(crate) completed: bool,
+}
+
+/// The log writer, when lines are JSON: access lines are formatted by moat
+/// straight into it (the same text `JsonLines` writes for the event).
+static DIRECT: std::sync::OnceLock<tracing_appender::non_blocking::NonBlocking> = std::sync::OnceLock::new();
+
+thread_local! {
+    /// This thread's handle on [`DIRECT`] and its reused line buffer.
+    static LINE: std::cell::RefCell<(Option<tracing_appender::non_blocking::NonBlocking>, String)> =
+        const { std::cell::RefCell::new((None, String::new())) };
+}
+
+impl AccessLine<'_> {
+    /// Whether access lines are written at all (`MOAT_LOG`).
+    pub(crate) fn enabled() -> bool {
+        tracing::enabled!(target: "moat::access", tracing::Level::INFO)
+    }
+
+    /// Writes the line (if [`enabled`](Self::enabled)): formatted here when
+    /// the log is JSON, else as a `tracing` event.
+    pub(crate) fn emit(&self) {
+        if !Self::enabled() {
+            return;
+        }
+        let Some(direct) = DIRECT.get() else {
+            self.event();
+            return;
+        };
+        LINE.with(|cell| {
+            let Ok(mut cell) = cell.try_borrow_mut() else { return self.event() };
+            let (writer, line) = &mut *cell;
+            line.clear();
+            if self.json(line).is_ok() {
+                let w = writer.get_or_insert_with(|| direct.clone());
+                let _ = std::io::Write::write(w, line.as_bytes());
+            }
+        })
+    }
+
+    /// The JSON line, as [`JsonLines`] formats the event.
+    fn json(&self, w: &mut String) -> fmt::Result {
+        use fmt::Write;
+        let mut ts = Timestamp::default();
+        w.push_str("{\"time\":\"");
+        w.push_str(ts.now());
+        w.push_str("\",\"level\":\"info\",\"target\":\"moat::access\",\"message\":\"request\",\"request_id\":\"");
+        escape(w, self.request_id)?;
+        w.push_str("\",\"client_ip\":\"");
+        write!(w, "{}", self.client_ip)?;
+        w.push_str("\",\"method\":\"");
+        escape(w, self.method)?;
+        w.push_str("\",\"path\":\"");
+        escape(w, self.path)?;
+        w.push_str("\",\"route\":\"");
+        escape(w, self.route)?;
+        w.push_str("\",\"status\":");
+        w.push_str(itoa::Buffer::new().format(self.status));
+        if let Some(u) = self.upstream_status {
+            w.push_str(",\"upstream_status\":");
+            w.push_str(itoa::Buffer::new().format(u));
+        }
+        w.push_str(",\"bytes_in\":");
+        w.push_str(itoa::Buffer::new().format(self.bytes_in));
+        w.push_str(",\"bytes_out\":");
+        w.push_str(itoa::Buffer::new().format(self.bytes_out));
+        w.push_str(",\"duration_ms\":");
+        if self.duration_ms.is_finite() {
+            w.push_str(ryu::Buffer::new().format_finite(self.duration_ms));
+        } else {
+            w.push_str("null");
+        }
+        if let Some(r) = self.reject_reason {
+            w.push_str(",\"reject_reason\":\"");
+            escape(w, r)?;
+            w.push('"');
+        }
+        if let Some(u) = self.user {
+            w.push_str(",\"user\":\"");
+            escape(w, u)?;
+            w.push('"');
+        }
+        w.push_str(",\"completed\":");
+        w.push_str(if self.completed { "true" } else { "false" });
+        w.push_str("}\n");
+        Ok(())
+    }
+
+    /// The line as a `tracing` event (pretty format, or another subscriber).
+    fn event(&self) {
+        tracing::info!(
+            target: "moat::access",
+            // Strings as `&str` (no formatting machinery per field).
+            request_id = self.request_id,
+            client_ip = %self.client_ip,
+            method = self.method,
+            path = self.path,
+            route = self.route,
+            status = self.status,
+            upstream_status = self.upstream_status,
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            duration_ms = self.duration_ms,
+            reject_reason = self.reject_reason,
+            user = self.user,
+            completed = self.completed,
+            "request"
+        );
+    }
+}
+
 /// Lines the non-blocking writer dropped because stdout fell behind.
 static DROPPED: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> = std::sync::OnceLock::new();
 
@@ -205,13 +390,18 @@ pub fn dropped_lines() -> u64 {
 /// Installs the global subscriber. Keep the guard alive until exit: it flushes the log.
 pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_env("MOAT_LOG").unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
+    // Lines are written to stdout in batches: as many as have queued up
+    // while the last batch was written, in one write.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .buffered_lines_limit(64 * 1024)
-        .finish(std::io::stdout());
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let _ = DROPPED.set(writer.error_counter());
     let pretty = std::env::var("MOAT_LOG_FORMAT").is_ok_and(|v| v == "pretty");
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer.clone());
     let res = if pretty { builder.try_init() } else { builder.event_format(JsonLines).try_init() };
+    if res.is_ok() && !pretty {
+        let _ = DIRECT.set(writer);
+    }
     if res.is_err() {
         eprintln!("moat: logging was already initialised");
     }
@@ -275,5 +465,76 @@ mod tests {
         assert!(text.contains(r#""f":1.0,"#), "{text}");
         let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
         assert_eq!(&keys[..5], ["time", "level", "target", "message", "s"]);
+    }
+
+    #[test]
+    fn timestamps_as_time_formats_them() {
+        for (secs, nanos) in [
+            (0i64, 0u32),
+            (1_796_600_000, 840_921_714),
+            (1_796_600_000, 500_000_000),
+            (1_796_600_001, 1),
+            (951_782_400, 120),
+        ] {
+            let t = time::OffsetDateTime::from_unix_timestamp(secs).unwrap()
+                + time::Duration::nanoseconds(i64::from(nanos));
+            let want = t.format(&time::format_description::well_known::Rfc3339).unwrap();
+            assert_eq!(Timestamp::default().at(secs, nanos), want);
+        }
+    }
+
+    #[test]
+    fn direct_access_lines_match_the_event_format() {
+        let line = AccessLine {
+            request_id: "id-1",
+            client_ip: "2001:db8::1".parse().unwrap(),
+            method: "GET",
+            path: "/a?q=\"x\"&token=[redacted]",
+            route: "api",
+            status: 429,
+            upstream_status: Some(200),
+            bytes_in: 3,
+            bytes_out: 1024,
+            duration_ms: 0.123,
+            reject_reason: Some("rate_limited"),
+            user: Some("al\\ice"),
+            completed: true,
+        };
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new("info"))
+            .with_writer(move || w.clone())
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(sub, || line.event());
+        let via_event = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let mut direct = String::new();
+        line.json(&mut direct).unwrap();
+        let strip = |s: &str| s[s.find("\",\"level").unwrap()..].to_string();
+        assert_eq!(strip(&direct), strip(&via_event));
+        let sparse = AccessLine {
+            upstream_status: None,
+            reject_reason: None,
+            user: None,
+            completed: false,
+            duration_ms: 2.0,
+            ..line
+        };
+        buf.0.lock().unwrap().clear();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_env_filter(EnvFilter::new("info"))
+            .with_writer(move || w.clone())
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(sub, || sparse.event());
+        let via_event = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        direct.clear();
+        sparse.json(&mut direct).unwrap();
+        assert_eq!(strip(&direct), strip(&via_event));
+        let v: serde_json::Value = serde_json::from_str(direct.trim_end()).unwrap();
+        assert_eq!(v["path"], "/a?q=\"x\"&token=[redacted]");
+        assert!(v.get("user").is_none());
     }
 }

@@ -643,3 +643,153 @@ async fn upstream_errors_are_counted_per_upstream() {
         "every upstream's series exists at zero: {text}"
     );
 }
+
+/// A raw HTTP/1.1 upstream on 127.0.0.1 that counts the connections it
+/// accepted and those still open. Each connection answers its requests in
+/// turn (`GET /big` streams 4 MiB, anything else `ok <n>` with the
+/// connection's number); with `close_idle_after`, it closes a connection that
+/// has been idle that long after a response, without a word (as an upstream
+/// with a short keep-alive timeout does).
+struct CountingUpstream {
+    addr: std::net::SocketAddr,
+    accepted: Arc<std::sync::atomic::AtomicUsize>,
+    open: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingUpstream {
+    async fn start(close_idle_after: Option<std::time::Duration>) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let (acc, op) = (accepted.clone(), open.clone());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let n = acc.fetch_add(1, Ordering::SeqCst) + 1;
+                op.fetch_add(1, Ordering::SeqCst);
+                let op = op.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    'conn: loop {
+                        // One request head (the tests send no bodies).
+                        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                            let mut chunk = [0u8; 4096];
+                            let read = match close_idle_after {
+                                Some(t) if buf.is_empty() => match tokio::time::timeout(t, s.read(&mut chunk)).await {
+                                    Ok(r) => r,
+                                    Err(_) => break 'conn,
+                                },
+                                _ => s.read(&mut chunk).await,
+                            };
+                            match read {
+                                Ok(0) | Err(_) => break 'conn,
+                                Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                            }
+                        }
+                        let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end);
+                        let sent = if head.starts_with("GET /big ") {
+                            let size = 4 << 20;
+                            let h = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
+                            let mut ok = s.write_all(h.as_bytes()).await.is_ok();
+                            let block = vec![b'b'; 64 << 10];
+                            let mut left = size;
+                            while ok && left > 0 {
+                                ok = s.write_all(&block[..left.min(block.len())]).await.is_ok();
+                                left -= left.min(block.len());
+                            }
+                            ok
+                        } else {
+                            let body = format!("ok {n}");
+                            let r = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+                            s.write_all(r.as_bytes()).await.is_ok()
+                        };
+                        if !sent {
+                            break;
+                        }
+                    }
+                    op.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        Self { addr, accepted, open }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_then_closed_after_the_idle_timeout() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = CountingUpstream::start(None).await;
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurl = \"http://{}\"\npool_idle_timeout = \"1s\"\n",
+        pki.tls_toml(),
+        up.addr
+    ));
+    // One client connection, requests one after another: one upstream connection.
+    let c = pki.builder().pool_max_idle_per_host(1).build().unwrap();
+    for _ in 0..5 {
+        assert_eq!(get(&c, &m.url("/x")).await, (200, "ok 1".to_string()));
+    }
+    assert_eq!(up.accepted(), 1, "the upstream connection is reused");
+    assert_eq!(up.open(), 1);
+    // Idle for longer than pool_idle_timeout: moat closes it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while up.open() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the idle upstream connection was never closed");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The next request opens a new one.
+    assert_eq!(get(&c, &m.url("/x")).await, (200, "ok 2".to_string()));
+}
+
+#[tokio::test]
+async fn a_connection_the_upstream_closed_while_idle_costs_no_request() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = CountingUpstream::start(Some(std::time::Duration::from_millis(100))).await;
+    let m = Moat::start(&format!("{}[upstream]\nurl = \"http://{}\"\n", pki.tls_toml(), up.addr));
+    let c = pki.builder().pool_max_idle_per_host(1).build().unwrap();
+    for i in 1..=4 {
+        // Each request finds its pooled connection closed by the upstream.
+        assert_eq!(get(&c, &m.url("/x")).await, (200, format!("ok {i}")));
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(up.accepted(), 4);
+}
+
+#[tokio::test]
+async fn a_response_the_client_abandoned_never_returns_its_connection_to_the_pool() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = CountingUpstream::start(None).await;
+    let m = Moat::start(&format!("{}[upstream]\nurl = \"http://{}\"\n", pki.tls_toml(), up.addr));
+    let c = pki.builder().pool_max_idle_per_host(1).build().unwrap();
+    // The client reads a little of a large response, then goes away.
+    let mut res = c.get(m.url("/big")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.chunk().await.unwrap().is_some());
+    drop(res);
+    // moat closes that upstream connection (the rest of its body is never read)...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while up.open() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the abandoned upstream connection stayed open");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // ...and later requests get whole, right answers on a new one.
+    for _ in 0..3 {
+        assert_eq!(get(&c, &m.url("/x")).await, (200, "ok 2".to_string()));
+    }
+    assert_eq!(up.accepted(), 2);
+}

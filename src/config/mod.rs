@@ -471,7 +471,7 @@ impl HostRule {
 
 /// The host name of a `Host` / `:authority` value: lowercase, without port
 /// or IPv6 brackets.
-pub fn host_name(authority: &str) -> String {
+pub fn host_name(authority: &str) -> std::borrow::Cow<'_, str> {
     let h = if let Some(rest) = authority.strip_prefix('[') {
         rest.split(']').next().unwrap_or("")
     } else {
@@ -479,7 +479,12 @@ pub fn host_name(authority: &str) -> String {
             .rsplit_once(':')
             .map_or(authority, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { authority })
     };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    let h = h.trim_end_matches('.');
+    if h.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(h.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(h)
+    }
 }
 
 /// One problem found in a config.

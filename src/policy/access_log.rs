@@ -16,6 +16,7 @@ use crate::body::{Body, ObservedBody};
 use crate::error::{BoxError, Rejected};
 use crate::metrics::Metrics;
 use crate::redact::redact_query;
+use crate::telemetry::AccessLine;
 
 /// Logs every request.
 #[derive(Clone)]
@@ -61,7 +62,7 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let method = req.method().clone();
         // The path is only rendered when the access log is on.
-        let path = if tracing::enabled!(target: "moat::access", tracing::Level::INFO) {
+        let path = if AccessLine::enabled() {
             match req.uri().query() {
                 Some(q) => format!("{}?{}", req.uri().path(), redact_query(q)),
                 None => req.uri().path().to_string(),
@@ -82,26 +83,23 @@ where
                 let route = ctx.route();
                 let duration = ctx.start.elapsed();
                 metrics.observe_request(&route.label, &method, status, duration, reject);
-                let route = route.name.as_str();
                 let upstream_status = ctx.upstream_status.load(Ordering::Relaxed);
-                tracing::info!(
-                    target: "moat::access",
-                    // Strings as `&str` (no formatting machinery per field).
-                    request_id = ctx.id.as_str(),
-                    client_ip = %ctx.client_ip(),
-                    method = method.as_str(),
-                    path = path.as_str(),
-                    route = route,
-                    status = status,
-                    upstream_status = (upstream_status != 0).then_some(upstream_status),
-                    bytes_in = ctx.bytes_in.load(Ordering::Relaxed),
-                    bytes_out = bytes_out,
-                    duration_ms = (duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-                    reject_reason = reject.map(|r| r.as_str()),
-                    user = ctx.user.get().map(String::as_str),
-                    completed = completed,
-                    "request"
-                );
+                AccessLine {
+                    request_id: &ctx.id,
+                    client_ip: ctx.client_ip(),
+                    method: method.as_str(),
+                    path: &path,
+                    route: &route.name,
+                    status,
+                    upstream_status: (upstream_status != 0).then_some(upstream_status),
+                    bytes_in: ctx.bytes_in.load(Ordering::Relaxed),
+                    bytes_out,
+                    duration_ms: (duration.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+                    reject_reason: reject.map(|r| r.as_str()),
+                    user: ctx.user.get().map(String::as_str),
+                    completed,
+                }
+                .emit();
             });
             Ok(Response::from_parts(parts, crate::body::boxed(body)))
         })

@@ -540,6 +540,12 @@ async fn forwarded(
 }
 
 impl Policy for Auth {
+    /// A request `check` lets through (a route without authentication)
+    /// refreshes no session: its response is left alone.
+    fn adjusts_checked(&self, ctx: &Ctx) -> bool {
+        ctx.session_cookie.get().is_some()
+    }
+
     fn response(&self, res: &mut http::Response<Body>, ctx: &Arc<Ctx>) {
         if let Some(v) = ctx.session_cookie.get() {
             res.headers_mut().append(header::SET_COOKIE, v.clone());

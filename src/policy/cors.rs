@@ -204,6 +204,9 @@ pub struct CorsPolicy {
     pub headers: Vec<String>,
     /// Response headers exposed to scripts.
     pub expose: Vec<String>,
+    /// `expose` as the header's value (`None` when empty), made with the
+    /// config: see [`CorsPolicy::with_expose`].
+    pub expose_value: Option<HeaderValue>,
     /// Send `access-control-allow-credentials: true`.
     pub credentials: bool,
     /// Preflight cache lifetime.
@@ -216,6 +219,11 @@ pub struct CorsPolicy {
 
 impl Default for CorsPolicy {
     fn default() -> Self {
+        let expose: Vec<String> =
+            ["x-request-id", "retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         Self {
             origins: Vec::new(),
             methods: vec![Method::GET, Method::HEAD, Method::POST],
@@ -231,10 +239,8 @@ impl Default for CorsPolicy {
             .iter()
             .map(|s| s.to_string())
             .collect(),
-            expose: ["x-request-id", "retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            expose_value: expose_value(&expose),
+            expose,
             credentials: false,
             max_age: Duration::from_secs(600),
             private_network: false,
@@ -243,7 +249,22 @@ impl Default for CorsPolicy {
     }
 }
 
+/// The `access-control-expose-headers` value listing `names`.
+fn expose_value(names: &[String]) -> Option<HeaderValue> {
+    if names.is_empty() {
+        return None;
+    }
+    crate::headers::owned_value(names.join(", "))
+}
+
 impl CorsPolicy {
+    /// The policy exposing `names` instead.
+    pub fn with_expose(mut self, names: Vec<String>) -> Self {
+        self.expose_value = expose_value(&names);
+        self.expose = names;
+        self
+    }
+
     /// Whether the raw `Origin` value is allowed by the list.
     pub fn allows(&self, raw: &str) -> bool {
         // What browsers send: an allowed origin exactly as it serializes.
@@ -335,16 +356,18 @@ pub fn decorate(res: &mut Response<Body>, ctx: &Ctx) {
     }
     merge_vary(h, &["Origin"]);
     let Some(origin) = allowed_origin(ctx, policy) else { return };
-    if let Ok(v) = HeaderValue::from_str(origin) {
+    let value = match &ctx.origin_value {
+        Some(v) if v.as_bytes() == origin.as_bytes() => Ok(v.clone()),
+        _ => HeaderValue::from_str(origin),
+    };
+    if let Ok(v) = value {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
     if policy.credentials {
         h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
     }
-    if !policy.expose.is_empty() {
-        if let Some(v) = crate::headers::owned_value(policy.expose.join(", ")) {
-            h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v);
-        }
+    if let Some(v) = &policy.expose_value {
+        h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, v.clone());
     }
 }
 

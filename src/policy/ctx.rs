@@ -65,6 +65,9 @@ pub struct Ctx {
     pub permits: std::sync::Mutex<Vec<tokio::sync::OwnedSemaphorePermit>>,
     /// The request's `Origin` header, if any.
     pub origin: Option<String>,
+    /// The same `Origin` header value (shared, not copied), for an
+    /// `access-control-allow-origin` that repeats it.
+    pub origin_value: Option<http::HeaderValue>,
     /// The host the client asked for (`:authority` or `Host`).
     pub host: Option<String>,
     /// The client's `Accept` prefers `text/html` over JSON (a browser navigating).
@@ -100,6 +103,7 @@ impl Ctx {
             session_cookie: OnceLock::new(),
             api_key: OnceLock::new(),
             origin: None,
+            origin_value: None,
             host: None,
             ratelimit: OnceLock::new(),
             permits: std::sync::Mutex::new(Vec::new()),

@@ -86,6 +86,13 @@ pub trait Policy: Send + Sync + 'static {
     /// response goes out through the inner service's own future).
     const ADJUSTS_RESPONSE: bool = true;
 
+    /// Whether the response of a request [`Policy::check`] let through needs
+    /// [`Policy::response`] (when not, it goes out through the inner
+    /// service's own future).
+    fn adjusts_checked(&self, _ctx: &Ctx) -> bool {
+        Self::ADJUSTS_RESPONSE
+    }
+
     /// Adjusts the response (the inner service's, or this policy's own rejection).
     fn response(&self, _res: &mut Response<Body>, _ctx: &Arc<Ctx>) {}
 }
@@ -150,7 +157,7 @@ where
         // this policy leaves the response alone.
         if let Some(verdict) = self.policy.check(&mut req, &ctx) {
             return match verdict {
-                Verdict::Pass if !P::ADJUSTS_RESPONSE => self.inner.call(req),
+                Verdict::Pass if !self.policy.adjusts_checked(&ctx) => self.inner.call(req),
                 Verdict::Pass => {
                     let fut = self.inner.call(req);
                     let policy = self.policy.clone();

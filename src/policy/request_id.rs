@@ -112,7 +112,12 @@ where
                 .get(http::header::ACCEPT)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(Ctx::accept_prefers_html);
-        ctx.origin = req.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+        if let Some(v) = req.headers().get(http::header::ORIGIN) {
+            if let Ok(s) = v.to_str() {
+                ctx.origin = Some(s.to_string());
+                ctx.origin_value = Some(v.clone());
+            }
+        }
         ctx.host = crate::net::requested_host(&req).map(str::to_string);
         let ctx = Arc::new(ctx);
         req.extensions_mut().insert(ctx);

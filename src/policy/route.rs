@@ -64,6 +64,7 @@
 //! `/API/admin` reaches the app under the policy of whatever route (or the
 //! defaults) matches it instead.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use http::header::HeaderName;
@@ -84,12 +85,12 @@ pub static METHOD_OVERRIDE_HEADERS: [HeaderName; 3] = [
 
 /// A normalized path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Normalized {
+pub struct Normalized<'a> {
     /// The decoded path routes are matched against (no empty segments; with
     /// path parameters allowed, each segment without its `;...` tail).
-    pub matched: String,
+    pub matched: Cow<'a, str>,
     /// The path forwarded: the client's bytes with empty segments removed.
-    pub forward: String,
+    pub forward: Cow<'a, str>,
 }
 
 fn hex_val(b: u8) -> Option<u8> {
@@ -97,11 +98,12 @@ fn hex_val(b: u8) -> Option<u8> {
 }
 
 /// The normalized path, or why it is refused (see the module docs).
-pub fn normalize(path: &str, allow_params: bool) -> Result<Normalized, Reason> {
+pub fn normalize(path: &str, allow_params: bool) -> Result<Normalized<'_>, Reason> {
     if !path.starts_with('/') {
         return Err(Reason::PathRejected);
     }
     let raw = path.as_bytes();
+    let mut escaped = false;
     let mut i = 0;
     while i < raw.len() {
         let b = raw[i];
@@ -121,10 +123,18 @@ pub fn normalize(path: &str, allow_params: bool) -> Result<Normalized, Reason> {
             {
                 return Err(Reason::PathRejected);
             }
+            escaped = true;
             i += 3;
             continue;
         }
         i += 1;
+    }
+    // Already normal (what clients send almost always): nothing to decode,
+    // drop or strip, so both forms are the path itself.
+    let params = allow_params && raw.contains(&b';');
+    let dots = path.split('/').any(|s| s == "." || s == "..");
+    if !(escaped || params || dots || path.contains("//")) {
+        return Ok(Normalized { matched: Cow::Borrowed(path), forward: Cow::Borrowed(path) });
     }
     let mut forward = String::with_capacity(path.len());
     let mut matched = String::with_capacity(path.len());
@@ -147,7 +157,7 @@ pub fn normalize(path: &str, allow_params: bool) -> Result<Normalized, Reason> {
     if matched.is_empty() || (path.ends_with('/') && !matched.ends_with('/')) {
         matched.push('/');
     }
-    Ok(Normalized { matched, forward })
+    Ok(Normalized { matched: Cow::Owned(matched), forward: Cow::Owned(forward) })
 }
 
 /// The size of a request head as HTTP/1.1 would carry it.
@@ -231,7 +241,10 @@ impl Routing {
         if head_size(req) > ctx.config.limits.max_header_bytes {
             return reject(Reason::HeaderTooLarge, ctx);
         }
-        let path = match normalize(req.uri().path(), ctx.config.allow_path_params) {
+        // A handle on the URI (shared, not copied): the path it holds is read
+        // while the request's own URI is rewritten.
+        let uri = req.uri().clone();
+        let path = match normalize(uri.path(), ctx.config.allow_path_params) {
             Ok(p) => p,
             Err(r) => return reject(r, ctx),
         };
@@ -318,7 +331,7 @@ mod tests {
     use super::*;
 
     fn n(p: &str) -> Result<(String, String), Reason> {
-        normalize(p, false).map(|n| (n.matched, n.forward))
+        normalize(p, false).map(|n| (n.matched.into_owned(), n.forward.into_owned()))
     }
 
     #[test]

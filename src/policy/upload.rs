@@ -45,7 +45,16 @@ impl Upload {
 }
 
 impl Policy for Upload {
-    async fn request(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+    // Decided at once: the inspection itself runs as the body streams.
+    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
+        Some(self.decide(req, ctx))
+    }
+
+    const ADJUSTS_RESPONSE: bool = false;
+}
+
+impl Upload {
+    fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let Some(rules) = ctx.route().upload.clone() else { return Verdict::Pass };
         let h1 = req.version() < http::Version::HTTP_2;
         if !super::body_limit::has_body(req) {

@@ -181,7 +181,12 @@ async fn forward(fallback: UpstreamClient, mut req: Request<Body>) -> Result<Res
     });
     let mut res = exchange(&fallback, &ctx, req, upgrade).await?;
     ctx.upstream_status.store(res.status().as_u16(), Ordering::Relaxed);
-    res.extensions_mut().insert(crate::server::SendTimeout(ctx.route().send_timeout));
+    // A connection applies `limits.send_timeout` (as of its start) unless the
+    // response names another: only a route's own is passed on.
+    let send_timeout = ctx.route().send_timeout;
+    if send_timeout != ctx.config.limits.send_timeout {
+        res.extensions_mut().insert(crate::server::SendTimeout(send_timeout));
+    }
     if res.status() == StatusCode::SWITCHING_PROTOCOLS {
         return switch_protocols(res, upgrading, &ctx);
     }

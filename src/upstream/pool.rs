@@ -125,7 +125,8 @@ impl<C: Connect> Pool<C> {
         loop {
             let (mut tx, reused) = match self.idle.take(authority) {
                 Some(tx) => (tx, true),
-                None => (self.connect(authority).await?, false),
+                // Boxed: the rare path keeps its state out of every request's future.
+                None => (Box::pin(self.connect(authority)).await?, false),
             };
             // A parked connection finishes its previous exchange just after
             // its body ended; it is ready within a turn of its task, or closed.
@@ -185,7 +186,12 @@ impl Idle {
     }
 
     /// The response, with a body that parks `tx` once read to its end.
-    fn watch(self: &Arc<Self>, res: Response<Incoming>, tx: SendRequest<Body>, authority: &Authority) -> Response<PooledBody> {
+    fn watch(
+        self: &Arc<Self>,
+        res: Response<Incoming>,
+        tx: SendRequest<Body>,
+        authority: &Authority,
+    ) -> Response<PooledBody> {
         let keep = self.max > 0 && res.status() != StatusCode::SWITCHING_PROTOCOLS;
         let (parts, inner) = res.into_parts();
         let mut park = keep.then(|| Park { tx, authority: authority.clone(), idle: Arc::downgrade(self) });

@@ -45,7 +45,8 @@ pub(super) fn cors(p: &mut Problems, key: &str, raw: &RawCors, base: &CorsPolicy
         }
     };
     c.headers = header_list(p, "allowed_headers", &raw.allowed_headers, &c.headers);
-    c.expose = header_list(p, "expose_headers", &raw.expose_headers, &c.expose);
+    let expose = header_list(p, "expose_headers", &raw.expose_headers, &c.expose);
+    let mut c = c.with_expose(expose);
     if let Some(b) = raw.allow_credentials {
         c.credentials = b;
     }
