@@ -426,8 +426,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn lines_are_json_with_escapes_numbers_and_redaction() {
+    /// What the JSON line format writes for the events `f` logs.
+    fn json_lines(f: impl FnOnce()) -> String {
         let buf = Buf::default();
         let w = buf.clone();
         let sub = tracing_subscriber::fmt()
@@ -435,12 +435,18 @@ mod tests {
             .with_writer(move || w.clone())
             .event_format(JsonLines)
             .finish();
-        tracing::subscriber::with_default(sub, || {
+        tracing::subscriber::with_default(sub, f);
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn lines_are_json_with_escapes_numbers_and_redaction() {
+        let text = json_lines(|| {
             let tricky = "a\"b\\c\nd\te\u{1}f\u{7f}é";
             tracing::info!(target: "moat::access", s = tricky, n = 42u64, i = -3i64, f = 1.0f64, g = 0.125f64,
                 nan = f64::NAN, b = true, d = ?Some("x"), cookie = "session=abc", "hello {}", "world");
         });
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert!(text.ends_with('\n') && text.lines().count() == 1, "{text}");
         let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(v["level"], "info");
@@ -503,15 +509,7 @@ mod tests {
         // The line as the event format writes it, and as moat writes it,
         // from the level on (the timestamps differ).
         let both = |line: &AccessLine| {
-            let buf = Buf::default();
-            let w = buf.clone();
-            let sub = tracing_subscriber::fmt()
-                .with_env_filter(EnvFilter::new("info"))
-                .with_writer(move || w.clone())
-                .event_format(JsonLines)
-                .finish();
-            tracing::subscriber::with_default(sub, || line.event());
-            let via_event = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+            let via_event = json_lines(|| line.event());
             let mut direct = String::new();
             line.json(&mut direct).unwrap();
             let strip = |s: &str| s[s.find("\",\"level").unwrap()..].to_string();
