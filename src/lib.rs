@@ -41,6 +41,8 @@
 //! service in the stack is always ready (see [`policy::AlwaysReady`]).
 
 #![deny(unreachable_pub)]
+// No panicking shortcuts outside tests: a request path answers errors, it does not unwind.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub(crate) mod admin;
 pub mod app;

@@ -1,6 +1,8 @@
 //! The `moat` binary: CLI → telemetry → config → App::build → run until a
 //! signal → drain.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::process::ExitCode;
 
 use clap::Parser;

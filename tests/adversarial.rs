@@ -6,7 +6,7 @@
 //! one, never a request whose framing differs from what moat parsed, never
 //! a protected path reached without credentials, never a hang.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Access control end to end: CIDR allow/deny, API keys, basic auth, roles,
 //! credential stripping, and failed-attempt throttling.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@
 //! (or one that answers exactly the leaky response) and asserts what the
 //! client and the upstream saw.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Config errors as a user meets them: `moat check` and `moat run` on bad
 //! files print `FILE: key: reason` and exit non-zero before binding anything.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -5,7 +5,7 @@
 //! a process against an upstream on 127.0.0.1 with small timeouts; every
 //! wait is bounded.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

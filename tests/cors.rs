@@ -2,7 +2,7 @@
 //! `Access-Control-Allow-Origin: *`, checked with a raw client and with a
 //! real headless Chromium.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

@@ -1,6 +1,6 @@
 //! Error sanitization, security headers and redacted logs, end to end.
 
-mod common;
+use crate::common;
 
 use common::*;
 use http::Response;

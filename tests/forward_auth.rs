@@ -4,7 +4,7 @@
 //! cookies; 2xx with `Remote-*` headers allows, a redirect to the portal or
 //! a 401 refuses.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! page, and the monitoring queries (Grafana dashboard, alert rules)
 //! checked against the metrics a live moat exports.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! Operations end to end: Prometheus metrics, live reload (file change,
 //! SIGHUP, invalid config), readiness, and `moat health`.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! deployment sets by environment overridden (listen addresses, upstream,
 //! certificate, credential file), in front of a recording upstream.
 
-mod common;
+use crate::common;
 
 use common::samples::{self, form, form_content_type, part};
 use common::*;

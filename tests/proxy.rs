@@ -1,7 +1,7 @@
 //! End-to-end tests of the spine: a real moat process between a real TLS
 //! client and an in-process hyper upstream, all on 127.0.0.1.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

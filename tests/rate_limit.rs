@@ -1,7 +1,7 @@
 //! Rate limiting end to end: memory and Redis backends, trusted-proxy client
 //! IPs, load shedding, and bounded memory under a flood of client addresses.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

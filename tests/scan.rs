@@ -3,7 +3,7 @@
 //! test with a signature database the test writes (the EICAR test string and
 //! one custom byte pattern; the official database is not needed).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

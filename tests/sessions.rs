@@ -3,7 +3,7 @@
 //! open-redirect refusal, and both backends (the `[auth] basic` users and
 //! paperless-ngx's DRF token endpoint, written here to its contract).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

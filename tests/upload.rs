@@ -1,7 +1,7 @@
 //! Upload size and type limits, enforced on the streaming body, end to end
 //! against a recording upstream.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! logged), and the upstream must never receive it complete. The same files
 //! fed to the inspector in random chunk sizes get the same verdict.
 
-mod common;
+use crate::common;
 
 use std::convert::Infallible;
 use std::io::{Cursor, Write};

@@ -3,7 +3,7 @@
 //! certificate per host by SNI, balancing with passive and active health:
 //! moat as a process in front of real servers on 127.0.0.1 and a unix socket.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -11,6 +11,7 @@ use regex::{Regex, RegexSet, RegexSetBuilder};
 use super::rules::{Decide, LONG_TOKEN_MIN, LONG_TOKEN_RULE, RULES};
 
 /// Compiles one constant pattern; every pattern is exercised by the tests.
+#[allow(clippy::expect_used)] // constant patterns, compiled by every test run
 fn compile(pattern: &str) -> Regex {
     Regex::new(pattern).expect("constant redaction pattern") // ok: constant pattern
 }
@@ -24,6 +25,7 @@ static LONG_TOKEN: LazyLock<Regex> = LazyLock::new(|| compile(LONG_TOKEN_RULE.pa
 /// some inputs and falls back to a much slower engine.
 const PRECHECK_DFA_LIMIT: usize = 8 << 20;
 
+#[allow(clippy::expect_used)] // constant patterns, compiled by every test run
 static PRECHECK: LazyLock<RegexSet> = LazyLock::new(|| {
     let mut builder = RegexSetBuilder::new(RULES.iter().map(|rule| rule.pattern));
     builder.dfa_size_limit(PRECHECK_DFA_LIMIT);
