@@ -17,35 +17,28 @@ pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwa
 pub(crate) static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub(crate) static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-
-/// `connection` tokens that name no header to remove beyond those removed
-/// by name ([`is_hop_by_hop`]).
-const HOP_BY_HOP_TOKENS: &[&str] = &[
-    "close",
-    "keep-alive",
-    "upgrade",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "connection",
+/// The hop-by-hop headers removed by name (the names `connection` lists aside).
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
 
 /// Whether `n` is hop-by-hop by name (the names `connection` lists aside).
 fn is_hop_by_hop(n: &HeaderName) -> bool {
-    *n == header::CONNECTION
-        || *n == header::UPGRADE
-        || *n == header::TE
-        || *n == header::TRAILER
-        || *n == header::TRANSFER_ENCODING
-        || *n == header::PROXY_AUTHENTICATE
-        || *n == header::PROXY_AUTHORIZATION
-        || *n == KEEP_ALIVE
-        || *n == PROXY_CONNECTION
+    HOP_BY_HOP.iter().any(|h| h == n)
+}
+
+/// Whether a `connection` token names no header beyond those removed by
+/// name: `close`, or one of [`HOP_BY_HOP`] (no parsing needed).
+fn removed_anyway(token: &str) -> bool {
+    token.eq_ignore_ascii_case("close") || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()))
 }
 
 /// Removes hop-by-hop headers. When `keep_upgrade` is set (an upgrade
@@ -65,7 +58,7 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
         for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             // The usual tokens need no parsing (nor the allocation of a
             // custom name): `close`, or a name removed by name anyway.
-            if HOP_BY_HOP_TOKENS.iter().any(|t| name.eq_ignore_ascii_case(t)) {
+            if removed_anyway(name) {
                 continue;
             }
             // `from_bytes` lowercases.

@@ -16,6 +16,7 @@
 //! `proxy::send`), so its connections are driven by the worker that uses
 //! them; the lock around the idle list is then never contended.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
@@ -101,7 +102,8 @@ struct Idle {
 
 #[derive(Default)]
 struct Slots {
-    by_addr: Vec<(Authority, Vec<Parked>)>,
+    /// Oldest first: taken from the back, dropped from the front when full.
+    by_addr: Vec<(Authority, VecDeque<Parked>)>,
     /// Whether a reaper task is running.
     reaping: bool,
 }
@@ -169,15 +171,16 @@ impl<C: Connect> Pool<C> {
 }
 
 impl Idle {
-    fn count(&self) -> usize {
-        self.slots.lock().map_or(0, |s| s.by_addr.iter().map(|(_, v)| v.len()).sum())
+    /// For `Debug`: never waits for the lock (`None` while it is held).
+    fn count(&self) -> Option<usize> {
+        self.slots.try_lock().ok().map(|s| s.by_addr.iter().map(|(_, v)| v.len()).sum())
     }
 
     /// The most recently parked open connection to `authority`.
     fn take(&self, authority: &Authority) -> Option<SendRequest<Body>> {
         let mut slots = self.slots.lock().ok()?;
         let (_, parked) = slots.by_addr.iter_mut().find(|(a, _)| a == authority)?;
-        while let Some(p) = parked.pop() {
+        while let Some(p) = parked.pop_back() {
             if !p.tx.is_closed() {
                 return Some(p.tx);
             }
@@ -212,11 +215,11 @@ impl Idle {
         match slots.by_addr.iter_mut().find(|(a, _)| *a == authority) {
             Some((_, v)) => {
                 if v.len() >= self.max {
-                    v.remove(0);
+                    v.pop_front();
                 }
-                v.push(parked);
+                v.push_back(parked);
             }
-            None => slots.by_addr.push((authority, vec![parked])),
+            None => slots.by_addr.push((authority, VecDeque::from([parked]))),
         }
         if !slots.reaping {
             if let Ok(rt) = tokio::runtime::Handle::try_current() {
