@@ -27,7 +27,6 @@ cd "$(dirname "$0")/.."
 N=${N:-4000}
 H1_SECONDS=${H1_SECONDS:-10}
 MODES=${MODES:-"h2 h1"}
-ORIGIN=https://app.example.com
 if [ -z "${MOAT_BIN:-}" ]; then
   cargo build --release --locked --bin moat >&2
   MOAT_BIN=$(pwd)/target/release/moat
@@ -35,33 +34,9 @@ fi
 for c in valgrind callgrind_control nginx wrk h2load openssl curl; do
   command -v "$c" >/dev/null || { echo "needs $c" >&2; exit 1; }
 done
-W=$(mktemp -d /tmp/moat-callgrind.XXXXXX)
-mkdir -p "$W"/{logs,tmp,errors,out}
-cleanup() {
-  [ -f "$W/upstream.pid" ] && kill "$(cat "$W/upstream.pid")" 2>/dev/null || true
-  pkill -9 -f "$W/" 2>/dev/null || true
-  rm -f /tmp/vgdb-pipe-*-"${VG_PID:-none}"-* 2>/dev/null || true
-}
-trap cleanup EXIT
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$W/key.pem" \
-  -out "$W/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+# shellcheck source=benches/proxy-setup.sh
+. benches/proxy-setup.sh
 echo '<html><body>error</body></html>' > "$W/errors/__error.html"
-BODY=$(head -c 1024 /dev/zero | tr '\0' x)
-common() {
-  cat <<EOF
-  access_log off; server_tokens off; tcp_nodelay on; keepalive_requests 1000000; keepalive_timeout 75s;
-  client_body_temp_path $W/tmp/b; proxy_temp_path $W/tmp/p; fastcgi_temp_path $W/tmp/f;
-  uwsgi_temp_path $W/tmp/u; scgi_temp_path $W/tmp/s;
-EOF
-}
-cat > "$W/upstream.conf" <<EOF
-user root root; worker_processes 1; pid $W/upstream.pid; error_log $W/logs/upstream.err warn;
-events { worker_connections 8192; }
-http {
-$(common)
-  server { listen 127.0.0.1:9000 default_server; location / { default_type text/plain; return 200 "$BODY"; } }
-}
-EOF
 cat > "$W/hardened.conf" <<EOF
 user root root; worker_processes 1; master_process off; daemon off; pid $W/hardened.pid;
 error_log $W/logs/hardened.err warn;
@@ -93,8 +68,6 @@ $(common)
   }
 }
 EOF
-nginx -c "$W/upstream.conf"
-
 # measure NAME PORT MODE CMD... : instructions per request of CMD under callgrind.
 measure() {
   local name=$1 port=$2 mode=$3; shift 3
@@ -130,17 +103,11 @@ measure() {
   printf '%-16s %-3s %8d requests %10d instr/request\n' "$name" "$mode" "$n" $(( total / n ))
 }
 
-moat_env() {
-  export MOAT_LISTEN__HTTPS=127.0.0.1:8446 MOAT_LISTEN__ADMIN=127.0.0.1:9911 MOAT_UPSTREAM__URL=http://127.0.0.1:9000 \
-    MOAT_TLS__CERT="$W/cert.pem" MOAT_TLS__KEY="$W/key.pem" MOAT_TLS__MIN_VERSION=1.3 MOAT_LOG="${MOAT_LOG:-warn}" \
-    MOAT_RATE_LIMIT__DEFAULT='{ rate = "1000000/s", burst = 1000000 }' \
-    MOAT_CORS__ALLOWED_ORIGINS="[\"$ORIGIN\"]" MOAT_LIMITS__MAX_BODY=200MiB
-}
 for mode in $MODES; do
   # The environment is set before valgrind starts: it does not follow an exec.
   ( moat_env; measure moat 8446 "$mode" "$MOAT_BIN" run )
   measure nginx-hardened 8443 "$mode" nginx -c "$W/hardened.conf"
 done
-echo "profiles: $W/out (callgrind_annotate --inclusive=yes FILE); removed on the next run only"
+echo "profiles: $W/out (kept; callgrind_annotate --inclusive=yes FILE)"
 trap - EXIT
 kill "$(cat "$W/upstream.pid")" 2>/dev/null || true

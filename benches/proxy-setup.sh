@@ -1,0 +1,43 @@
+# Sourced by benches/callgrind-process.sh and benches/perf-profile.sh: the
+# shared setup of a proxy measured on 127.0.0.1. A work directory ($W) with a
+# throwaway certificate, an nginx upstream answering 1 KiB on 127.0.0.1:9000,
+# `common` (the nginx directives every nginx config here shares) and
+# `moat_env` (moat's listeners, certificate and the policies of
+# benches/compare.sh: a rate limit that never rejects, a CORS allowlist, a
+# body limit; access log off unless MOAT_LOG says otherwise). Needs root (for
+# nginx's `user root`), nginx and openssl; port 9000 must be free.
+ORIGIN=${ORIGIN:-https://app.example.com}
+W=$(mktemp -d /tmp/moat-bench.XXXXXX)
+mkdir -p "$W"/{logs,tmp,errors,out}
+cleanup() {
+  [ -f "$W/upstream.pid" ] && kill "$(cat "$W/upstream.pid")" 2>/dev/null || true
+  pkill -9 -f "$W/" 2>/dev/null || true
+  rm -f /tmp/vgdb-pipe-*-"${VG_PID:-none}"-* 2>/dev/null || true
+}
+trap cleanup EXIT
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$W/key.pem" \
+  -out "$W/cert.pem" -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+BODY=$(head -c 1024 /dev/zero | tr '\0' x)
+common() {
+  cat <<CONF
+  access_log off; server_tokens off; tcp_nodelay on; keepalive_requests 1000000; keepalive_timeout 75s;
+  client_body_temp_path $W/tmp/b; proxy_temp_path $W/tmp/p; fastcgi_temp_path $W/tmp/f;
+  uwsgi_temp_path $W/tmp/u; scgi_temp_path $W/tmp/s;
+CONF
+}
+cat > "$W/upstream.conf" <<CONF
+user root root; worker_processes 1; pid $W/upstream.pid; error_log $W/logs/upstream.err warn;
+events { worker_connections 8192; }
+http {
+$(common)
+  server { listen 127.0.0.1:9000 default_server; location / { default_type text/plain; return 200 "$BODY"; } }
+}
+CONF
+nginx -c "$W/upstream.conf"
+
+moat_env() {
+  export MOAT_LISTEN__HTTPS=127.0.0.1:8446 MOAT_LISTEN__ADMIN=127.0.0.1:9911 MOAT_UPSTREAM__URL=http://127.0.0.1:9000 \
+    MOAT_TLS__CERT="$W/cert.pem" MOAT_TLS__KEY="$W/key.pem" MOAT_TLS__MIN_VERSION=1.3 MOAT_LOG="${MOAT_LOG:-warn}" \
+    MOAT_RATE_LIMIT__DEFAULT='{ rate = "1000000/s", burst = 1000000 }' \
+    MOAT_CORS__ALLOWED_ORIGINS="[\"$ORIGIN\"]" MOAT_LIMITS__MAX_BODY=200MiB
+}
