@@ -25,12 +25,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-4000}
-H1_SECONDS=${H1_SECONDS:-10}
-MODES=${MODES:-"h2 h1"}
-if [ -z "${MOAT_BIN:-}" ]; then
-  cargo build --release --locked --bin moat >&2
-  MOAT_BIN=$(pwd)/target/release/moat
-fi
 for c in valgrind callgrind_control nginx wrk h2load openssl curl; do
   command -v "$c" >/dev/null || { echo "needs $c" >&2; exit 1; }
 done

@@ -5,7 +5,14 @@
 # `moat_env` (moat's listeners, certificate and the policies of
 # benches/compare.sh: a rate limit that never rejects, a CORS allowlist, a
 # body limit; access log off unless MOAT_LOG says otherwise). Needs root (for
-# nginx's `user root`), nginx and openssl; port 9000 must be free.
+# nginx's `user root`), nginx and openssl; port 9000 must be free. Also the
+# load's defaults (MODES, H1_SECONDS) and MOAT_BIN, built when not given.
+H1_SECONDS=${H1_SECONDS:-10}
+MODES=${MODES:-"h2 h1"}
+if [ -z "${MOAT_BIN:-}" ]; then
+  cargo build --release --locked --bin moat >&2
+  MOAT_BIN=$(pwd)/target/release/moat
+fi
 ORIGIN=${ORIGIN:-https://app.example.com}
 W=$(mktemp -d /tmp/moat-bench.XXXXXX)
 mkdir -p "$W"/{logs,tmp,errors,out}
