@@ -13,7 +13,7 @@ use super::rules::{Decide, LONG_TOKEN_MIN, LONG_TOKEN_RULE, RULES};
 /// Compiles one constant pattern; every pattern is exercised by the tests.
 #[allow(clippy::expect_used)] // constant patterns, compiled by every test run
 fn compile(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("constant redaction pattern") // ok: constant pattern
+    Regex::new(pattern).expect("constant redaction pattern")
 }
 
 static COMPILED: LazyLock<Vec<Regex>> = LazyLock::new(|| RULES.iter().map(|rule| compile(rule.pattern)).collect());
@@ -29,7 +29,7 @@ const PRECHECK_DFA_LIMIT: usize = 8 << 20;
 static PRECHECK: LazyLock<RegexSet> = LazyLock::new(|| {
     let mut builder = RegexSetBuilder::new(RULES.iter().map(|rule| rule.pattern));
     builder.dfa_size_limit(PRECHECK_DFA_LIMIT);
-    builder.build().expect("constant redaction patterns") // ok: constant pattern
+    builder.build().expect("constant redaction patterns")
 });
 
 /// Redact every leak in free text. Returns `Cow::Borrowed` when nothing
