@@ -30,38 +30,7 @@ for c in valgrind callgrind_control nginx wrk h2load openssl curl; do
 done
 # shellcheck source=benches/proxy-setup.sh
 . benches/proxy-setup.sh
-echo '<html><body>error</body></html>' > "$W/errors/__error.html"
-cat > "$W/hardened.conf" <<EOF
-user root root; worker_processes 1; master_process off; daemon off; pid $W/hardened.pid;
-error_log $W/logs/hardened.err warn;
-events { worker_connections 8192; }
-http {
-$(common)
-  ssl_certificate $W/cert.pem; ssl_certificate_key $W/key.pem; ssl_protocols TLSv1.3;
-  upstream app { server 127.0.0.1:9000; keepalive 512; keepalive_requests 1000000; keepalive_timeout 75s; }
-  limit_req_zone \$binary_remote_addr zone=perip:10m rate=1000000r/s;
-  limit_req_status 429;
-  map \$http_origin \$cors_allow_origin { default ""; "$ORIGIN" \$http_origin; "https://admin.example.com" \$http_origin; }
-  map \$content_type \$ct_ok { default 0; "" 1; ~*^application/octet-stream 1; ~*^application/json 1;
-    ~*^multipart/form-data 1; ~*^image/(png|jpeg|webp) 1; }
-  server {
-    listen 127.0.0.1:8443 ssl http2; server_name localhost;
-    client_max_body_size 100m; proxy_request_buffering off;
-    limit_req zone=perip burst=1000000 nodelay;
-    if (\$ct_ok = 0) { return 415; }
-    proxy_intercept_errors on;
-    error_page 400 403 404 405 413 415 429 500 502 503 504 /__error.html;
-    location = /__error.html { internal; root $W/errors; }
-    location / {
-      proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header Host \$host; proxy_set_header X-Forwarded-For \$remote_addr;
-      proxy_set_header X-Forwarded-Proto https;
-      proxy_hide_header X-Powered-By; proxy_hide_header Server;
-      add_header Access-Control-Allow-Origin \$cors_allow_origin always; add_header Vary Origin always;
-    }
-  }
-}
-EOF
+hardened_conf "worker_processes 1; master_process off; daemon off;"
 # measure NAME PORT MODE CMD... : instructions per request of CMD under callgrind.
 measure() {
   local name=$1 port=$2 mode=$3; shift 3

@@ -420,7 +420,10 @@ fn handle(
     let h1 = req.version() < http::Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(info);
-    parts.extensions.insert(ConnHandle(act.clone()));
+    // Only an upgrade needs the connection (its tunnel runs there).
+    if h1 && parts.headers.contains_key(http::header::UPGRADE) {
+        parts.extensions.insert(ConnHandle(act.clone()));
+    }
     let body = if h1 { crate::body::boxed(body) } else { crate::body::boxed(Lingering::new(body)) };
     let req = Request::from_parts(parts, body);
     // Every service of the stack is always ready; calling directly keeps the
@@ -510,26 +513,58 @@ pub(crate) async fn serve_evictable<I>(
     let mut ticker = check_interval(&limits);
     let mut closing = false;
     let mut draining_since: Option<Instant> = None;
+    // The connection's control events (shutdown, eviction, the periodic
+    // check) wake the task through their own waker, so the task's many
+    // wake-ups for I/O poll the connection only, not the three of them too.
+    let control = Arc::new(ControlWake {
+        woken: std::sync::atomic::AtomicBool::new(true),
+        task: futures_util::task::AtomicWaker::new(),
+    });
+    let control_waker = std::task::Waker::from(control.clone());
+    let mut on_shutdown = std::pin::pin!(shutdown.cancelled());
+    let mut on_evict = std::pin::pin!(evict.cancelled());
     loop {
-        tokio::select! {
-            r = conn.as_mut() => {
+        let event = std::future::poll_fn(|cx| {
+            control.task.register(cx.waker());
+            if control.woken.swap(false, Ordering::AcqRel) {
+                let mut ccx = Context::from_waker(&control_waker);
+                let event = if !closing && on_shutdown.as_mut().poll(&mut ccx).is_ready() {
+                    Some(Event::Shutdown)
+                } else if draining_since.is_none() && on_evict.as_mut().poll(&mut ccx).is_ready() {
+                    Some(Event::Evict)
+                } else if ticker.poll_tick(&mut ccx).is_ready() {
+                    Some(Event::Tick)
+                } else {
+                    None
+                };
+                if let Some(event) = event {
+                    // The others were not all asked: ask again next time.
+                    control.woken.store(true, Ordering::Release);
+                    return Poll::Ready(event);
+                }
+            }
+            conn.as_mut().poll(cx).map(Event::Ended)
+        })
+        .await;
+        match event {
+            Event::Ended(r) => {
                 if let Err(e) = r {
                     tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
                 }
                 break;
             }
-            _ = shutdown.cancelled(), if !closing => {
+            Event::Shutdown => {
                 closing = true;
                 draining_since = Some(Instant::now());
                 conn.as_mut().graceful_shutdown();
                 // Check often from now on: a client that ignores GOAWAY is cut once idle.
                 ticker = tokio::time::interval(Duration::from_millis(100));
             }
-            _ = evict.cancelled(), if draining_since.is_none() => {
+            Event::Evict => {
                 tracing::debug!(peer = %info.peer, "idle connection evicted to make room");
                 break;
             }
-            _ = ticker.tick() => match periodic_check(&activity, &info, &limits, started, draining_since) {
+            Event::Tick => match periodic_check(&activity, &info, &limits, started, draining_since) {
                 Tick::Close => break,
                 Tick::Wait => {}
                 Tick::Drain(reason) => {
@@ -543,6 +578,38 @@ pub(crate) async fn serve_evictable<I>(
         }
     }
     run_tunnel(&activity, &shutdown).await;
+}
+
+/// What woke a connection's serving loop.
+enum Event<E> {
+    /// The connection ended (the client closed it, or an error).
+    Ended(Result<(), E>),
+    /// Shutdown began: drain.
+    Shutdown,
+    /// The listener needs the slot of this idle connection.
+    Evict,
+    /// Time for the periodic check.
+    Tick,
+}
+
+/// The waker of a connection's control events: marks that one of them woke
+/// the task, then wakes it.
+struct ControlWake {
+    /// A control event woke the task since its futures were last polled
+    /// (true at first, so that they are polled and registered).
+    woken: std::sync::atomic::AtomicBool,
+    /// The connection's task.
+    task: futures_util::task::AtomicWaker,
+}
+
+impl std::task::Wake for ControlWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.task.wake();
+    }
 }
 
 /// The interval of a connection's periodic checks (a quarter of its shortest timeout, 50 ms to 1 s).

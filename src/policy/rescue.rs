@@ -83,13 +83,16 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let ctx = ctx_of(&req);
+        let ctx = match ctx_of(&req) {
+            Ok(ctx) => ctx,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
         let h1 = req.version() < http::Version::HTTP_2;
-        let mut inner = self.inner.clone();
+        // The synchronous part of the layers below runs now, under its own
+        // guard; their future runs under the other one.
+        let fut = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(req)));
         let metrics = self.metrics.clone();
         Box::pin(async move {
-            let ctx = ctx?;
-            let fut = std::panic::catch_unwind(AssertUnwindSafe(|| inner.call(req)));
             let outcome = match fut {
                 Ok(f) => AssertUnwindSafe(f).catch_unwind().await,
                 Err(p) => Err(p),
