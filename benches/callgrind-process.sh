@@ -25,9 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-4000}
-for c in valgrind callgrind_control nginx wrk h2load openssl curl; do
-  command -v "$c" >/dev/null || { echo "needs $c" >&2; exit 1; }
-done
+NEEDS="valgrind callgrind_control wrk h2load curl"
 # shellcheck source=benches/proxy-setup.sh
 . benches/proxy-setup.sh
 hardened_conf "worker_processes 1; master_process off; daemon off;"

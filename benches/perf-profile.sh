@@ -19,9 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-100000}
-for c in perf nginx wrk h2load openssl curl; do
-  command -v "$c" >/dev/null || { echo "needs $c" >&2; exit 1; }
-done
+NEEDS="perf wrk h2load curl"
 # shellcheck source=benches/proxy-setup.sh
 . benches/proxy-setup.sh
 

@@ -8,6 +8,11 @@
 # nginx's `user root`), nginx and openssl; port 9000 must be free. Also the
 # load's defaults (MODES, H1_SECONDS) and MOAT_BIN, built when not given;
 # `hardened_conf` writes the nginx-hardened config they compare moat with.
+# The tools the sourcing script names in NEEDS, with nginx and openssl, are
+# checked before anything starts.
+for c in nginx openssl ${NEEDS:-}; do
+  command -v "$c" >/dev/null || { echo "needs $c" >&2; exit 1; }
+done
 H1_SECONDS=${H1_SECONDS:-10}
 MODES=${MODES:-"h2 h1"}
 if [ -z "${MOAT_BIN:-}" ]; then

@@ -15,9 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${SECONDS_PER_RUN:-4}
-for c in perf nginx wrk h2load openssl curl bc; do
-  command -v "$c" >/dev/null || { echo "needs $c" >&2; exit 1; }
-done
+NEEDS="perf wrk h2load curl bc"
 # shellcheck source=benches/proxy-setup.sh
 . benches/proxy-setup.sh
 hardened_conf "worker_processes 2;"
