@@ -3,7 +3,7 @@
 //! `benches/common/stack.rs`.
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: moat_alloc::MiMalloc = moat_alloc::MiMalloc;
 
 #[path = "common/stack.rs"]
 mod stack;

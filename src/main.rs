@@ -9,9 +9,10 @@ use clap::Parser;
 use moat::cli::{Cli, Command};
 
 /// mimalloc: fewer instructions per allocation than glibc's malloc on the
-/// request path, and per-thread free lists (see `benches/RESULTS.md`).
+/// request path, and per-thread free lists (see `benches/RESULTS.md` and
+/// `crates/moat-alloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: moat_alloc::MiMalloc = moat_alloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
