@@ -65,12 +65,20 @@ pub enum OriginRule {
     },
 }
 
-/// A parsed origin: scheme, host, port.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    scheme: String,
-    host: String,
+/// A parsed origin: scheme, host, port, borrowed from the text (in the case
+/// it was sent in; every comparison ignores ASCII case).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    scheme: &'a str,
+    host: &'a str,
     port: u16,
+}
+
+impl Origin<'_> {
+    /// Whether this is `scheme://host:port`.
+    fn is(&self, scheme: &str, host: &str, port: u16) -> bool {
+        self.port == port && self.scheme.eq_ignore_ascii_case(scheme) && self.host.eq_ignore_ascii_case(host)
+    }
 }
 
 fn default_port(scheme: &str) -> Option<u16> {
@@ -87,13 +95,13 @@ fn valid_host(h: &str, allow_wild: bool) -> bool {
     }
     !h.is_empty()
         && h.len() <= 253
-        && h.split('.').enumerate().all(|(i, label)| {
-            (allow_wild && i == 0 && label == "*")
+        && h.as_bytes().split(|b| *b == b'.').enumerate().all(|(i, label)| {
+            (allow_wild && i == 0 && label == b"*")
                 || (!label.is_empty()
                     && label.len() <= 63
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !label.starts_with('-')
-                    && !label.ends_with('-'))
+                    && label.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                    && !label.starts_with(b"-")
+                    && !label.ends_with(b"-"))
         })
 }
 
@@ -106,12 +114,27 @@ fn port_number(p: &str) -> Option<u16> {
     p.parse().ok()
 }
 
-/// Parses `scheme://host[:port]` (what a browser sends in `Origin`).
-pub fn parse_origin(s: &str) -> Option<Origin> {
-    let (scheme, rest) = s.split_once("://")?;
-    let scheme = scheme.to_ascii_lowercase();
-    let dport = default_port(&scheme)?;
-    if rest.is_empty() || rest.contains(['/', '?', '#', '@']) {
+/// Parses `scheme://host[:port]` (what a browser sends in `Origin`), without
+/// allocating: it runs for every request whose origin is not on the list.
+pub fn parse_origin(s: &str) -> Option<Origin<'_>> {
+    // The scheme has no `:`, so the first one starts `://`.
+    let colon = memchr::memchr(b':', s.as_bytes())?;
+    let (scheme, rest) = (&s[..colon], s[colon..].strip_prefix("://")?);
+    let dport = if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else if scheme.eq_ignore_ascii_case("http") {
+        80
+    } else {
+        return None;
+    };
+    let (host, port) = parse_authority(rest, dport)?;
+    Some(Origin { scheme, host, port })
+}
+
+/// Parses `host[:port]` (an origin's, or a request's `Host`), the port
+/// `dport` when none is given.
+fn parse_authority(rest: &str, dport: u16) -> Option<(&str, u16)> {
+    if rest.is_empty() || rest.bytes().any(|b| matches!(b, b'/' | b'?' | b'#' | b'@')) {
         return None;
     }
     let (host, port) = if let Some(end) = rest.strip_prefix('[').and_then(|r| r.find(']')) {
@@ -122,15 +145,14 @@ pub fn parse_origin(s: &str) -> Option<Origin> {
             None if after.is_empty() => dport,
             None => return None,
         };
-        (host.to_string(), port)
+        (host, port)
     } else {
-        match rest.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), port_number(p)?),
-            None => (rest.to_string(), dport),
+        match memchr::memrchr(b':', rest.as_bytes()) {
+            Some(i) => (&rest[..i], port_number(&rest[i + 1..])?),
+            None => (rest, dport),
         }
     };
-    let host = host.to_ascii_lowercase();
-    valid_host(&host, false).then_some(Origin { scheme, host, port })
+    valid_host(host, false).then_some((host, port))
 }
 
 impl OriginRule {
@@ -148,14 +170,16 @@ impl OriginRule {
         };
         let (scheme, rest) = s.split_once("://").ok_or_else(bad)?;
         if let Some(wild) = rest.strip_prefix("*.") {
-            let o = parse_origin(&format!("{scheme}://{wild}")).ok_or_else(bad)?;
+            let text = format!("{scheme}://{wild}");
+            let o = parse_origin(&text).ok_or_else(bad)?;
             if o.host.starts_with('[') || o.host.parse::<std::net::Ipv4Addr>().is_ok() || !o.host.contains('.') {
                 return Err(format!("\"{s}\": a wildcard needs a domain with at least two labels after *."));
             }
-            return Ok(OriginRule::Wildcard { scheme: o.scheme, suffix: o.host, port: o.port });
+            let (scheme, suffix) = (o.scheme.to_ascii_lowercase(), o.host.to_ascii_lowercase());
+            return Ok(OriginRule::Wildcard { scheme, suffix, port: o.port });
         }
         let o = parse_origin(s).ok_or_else(bad)?;
-        Ok(OriginRule::Exact { scheme: o.scheme, host: o.host, port: o.port })
+        Ok(OriginRule::Exact { scheme: o.scheme.to_ascii_lowercase(), host: o.host.to_ascii_lowercase(), port: o.port })
     }
 
     /// Whether `raw` is this exact origin serialized the way browsers do it
@@ -178,15 +202,14 @@ impl OriginRule {
         match (self, parsed) {
             (OriginRule::Any, _) => true,
             (OriginRule::Null, _) => raw == "null",
-            (OriginRule::Exact { scheme, host, port }, Some(o)) => {
-                o.scheme == *scheme && o.host == *host && o.port == *port
-            }
+            (OriginRule::Exact { scheme, host, port }, Some(o)) => o.is(scheme, host, *port),
             (OriginRule::Wildcard { scheme, suffix, port }, Some(o)) => {
-                o.scheme == *scheme
-                    && o.port == *port
+                // A parsed host is ASCII (see `valid_host`): any byte index is a char boundary.
+                o.port == *port
+                    && o.scheme.eq_ignore_ascii_case(scheme)
                     && o.host.len() > suffix.len() + 1
-                    && o.host.ends_with(suffix.as_str())
                     && o.host.as_bytes()[o.host.len() - suffix.len() - 1] == b'.'
+                    && o.host.as_bytes()[o.host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
             }
             _ => false,
         }
@@ -279,8 +302,8 @@ impl CorsPolicy {
 /// Whether `origin` is the request's own origin (`https://` + its host).
 pub fn same_origin(origin: &str, ctx: &Ctx) -> bool {
     let (Some(o), Some(host)) = (parse_origin(origin), ctx.host.as_deref()) else { return false };
-    let scheme = if ctx.conn.tls { "https" } else { "http" };
-    parse_origin(&format!("{scheme}://{host}")).is_some_and(|own| own == o)
+    let (scheme, dport) = if ctx.conn.tls { ("https", 443) } else { ("http", 80) };
+    parse_authority(host, dport).is_some_and(|(host, port)| o.is(scheme, host, port))
 }
 
 fn is_safe(m: &Method) -> bool {
