@@ -1,6 +1,11 @@
 //! Logging: one JSON object per line on stdout (or human-readable lines with
-//! `MOAT_LOG_FORMAT=pretty`), filtered by `MOAT_LOG` (default `info,rustls=error`:
-//! rustls reports odd but harmless client hellos at warn, one line per connection).
+//! `MOAT_LOG_FORMAT=pretty`), filtered by `MOAT_LOG` (default `info`). Unless
+//! `MOAT_LOG` names `rustls` itself or is `debug` or `trace` for every
+//! target, rustls logs errors only: it reports odd but harmless client
+//! hellos (an IP address as SNI, as wrk and curl send one) at warn, one
+//! line per connection that any client can repeat. Lines
+//! from libraries that use the `log` crate carry their own target, without
+//! the bridge's `log.*` fields (source paths on the build machine).
 //! Writes go through a non-blocking writer so a slow stdout never stalls a
 //! request: when stdout falls behind by more than 64k lines, further lines
 //! are dropped rather than waited for, and counted in
@@ -12,6 +17,7 @@ use std::fmt;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_log::NormalizeEvent;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
@@ -74,12 +80,18 @@ impl<W: fmt::Write> fmt::Write for Escaping<'_, W> {
 struct Fields<'a, 'w> {
     w: &'a mut Writer<'w>,
     res: fmt::Result,
+    /// A `log` record: its `log.*` fields are left out.
+    bridged: bool,
 }
 
 impl Fields<'_, '_> {
-    /// Starts a field; `false` when its value is written as `[redacted]` already.
+    /// Starts a field; `false` when its value is written as `[redacted]`
+    /// already, or left out.
     fn key(&mut self, field: &Field) -> bool {
         let name = field.name();
+        if self.bridged && name.starts_with("log.") {
+            return false;
+        }
         let secret = SECRET_FIELDS.contains(&name);
         // Field names are identifiers: escaped only if one ever is not.
         let plain = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
@@ -178,10 +190,13 @@ where
         escape(&mut writer, ts)?;
         writer.write_str("\",\"level\":\"")?;
         writer.write_str(level)?;
+        // A `log` record's own target, not the bridge's `log`.
+        let normalized = event.normalized_metadata();
+        let target = normalized.as_ref().map_or(event.metadata().target(), |m| m.target());
         writer.write_str("\",\"target\":\"")?;
-        escape(&mut writer, event.metadata().target())?;
+        escape(&mut writer, target)?;
         writer.write_char('"')?;
-        let mut fields = Fields { w: &mut writer, res: Ok(()) };
+        let mut fields = Fields { w: &mut writer, res: Ok(()), bridged: normalized.is_some() };
         event.record(&mut fields);
         fields.res?;
         writer.write_str("}\n")
@@ -379,6 +394,28 @@ impl AccessLine<'_> {
     }
 }
 
+/// The filter when `MOAT_LOG` is not set.
+const DEFAULT_FILTER: &str = "info,rustls=error";
+
+/// The log filter for `MOAT_LOG`'s value (`None`: not set): its directives,
+/// with `rustls=error` added unless they name rustls or set every target to
+/// `debug` or `trace` (see the module's documentation).
+pub fn filter(moat_log: Option<&str>) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    let Some(given) = moat_log.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(EnvFilter::new(DEFAULT_FILTER));
+    };
+    let f = EnvFilter::builder().parse(given)?;
+    // A filter that asks for everything at debug gets rustls's lines too.
+    let verbose = given.split(',').any(|d| {
+        let d = d.trim();
+        d.eq_ignore_ascii_case("debug") || d.eq_ignore_ascii_case("trace")
+    });
+    if verbose || given.contains("rustls") {
+        return Ok(f);
+    }
+    Ok(f.add_directive("rustls=error".parse()?))
+}
+
 /// Lines the non-blocking writer dropped because stdout fell behind.
 static DROPPED: std::sync::OnceLock<tracing_appender::non_blocking::ErrorCounter> = std::sync::OnceLock::new();
 
@@ -389,7 +426,13 @@ pub fn dropped_lines() -> u64 {
 
 /// Installs the global subscriber. Keep the guard alive until exit: it flushes the log.
 pub fn init() -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = EnvFilter::try_from_env("MOAT_LOG").unwrap_or_else(|_| EnvFilter::new("info,rustls=error"));
+    let filter = match filter(std::env::var("MOAT_LOG").ok().as_deref()) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("moat: MOAT_LOG: {e}; logging at info");
+            EnvFilter::new(DEFAULT_FILTER)
+        }
+    };
     // Lines are written to stdout in batches: as many as have queued up
     // while the last batch was written, in one write.
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -530,5 +573,60 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(whole.trim_end()).unwrap();
         assert_eq!(v["path"], "/a?q=\"x\"&token=[redacted]");
         assert!(v.get("user").is_none());
+    }
+
+    /// What `filter` with `moat_log` writes of a warning from rustls (as
+    /// the `log` crate hands it over) and of one from moat.
+    fn filtered(moat_log: Option<&str>) -> String {
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_env_filter(filter(moat_log).unwrap())
+            .with_writer(move || w.clone())
+            .event_format(JsonLines)
+            .finish();
+        tracing::subscriber::with_default(sub, || {
+            let record = log::Record::builder()
+                .target("rustls::msgs::handshake")
+                .module_path_static(Some("rustls::msgs::handshake"))
+                .file_static(Some("/home/build/.cargo/registry/src/rustls/src/msgs/handshake.rs"))
+                .line(Some(348))
+                .level(log::Level::Warn)
+                .args(format_args!("Illegal SNI extension: ignoring IP address presented as hostname"))
+                .build();
+            tracing_log::format_trace(&record).unwrap();
+            tracing::warn!(target: "moat::app", "from moat");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        text
+    }
+
+    #[test]
+    fn rustls_warnings_stay_out_unless_asked_for() {
+        for moat_log in [None, Some(""), Some("warn"), Some("info"), Some("info,moat=debug")] {
+            let text = filtered(moat_log);
+            assert!(!text.contains("Illegal SNI"), "{moat_log:?}: {text}");
+            assert!(text.contains("from moat"), "{moat_log:?}: {text}");
+        }
+        for moat_log in ["debug", "trace,hyper=info"] {
+            assert!(filtered(Some(moat_log)).contains("Illegal SNI"), "{moat_log}");
+        }
+        let text = filtered(Some("warn,rustls=warn"));
+        assert_eq!(text.lines().count(), 2, "{text}");
+        let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        // The record's own target; none of the bridge's fields (a build path).
+        assert_eq!(first["target"], "rustls::msgs::handshake");
+        assert_eq!(first["level"], "warn");
+        assert!(first["message"].as_str().unwrap().starts_with("Illegal SNI"));
+        let keys: Vec<&str> = first.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["time", "level", "target", "message"], "{text}");
+        assert!(!text.contains("/home/build"), "{text}");
+    }
+
+    #[test]
+    fn a_bad_filter_is_an_error() {
+        let e = filter(Some("moat=notalevel")).unwrap_err();
+        assert!(!e.to_string().is_empty());
+        assert!(filter(Some("error")).is_ok());
     }
 }
