@@ -497,7 +497,9 @@ pub struct RawUpstream {
     /// How long an idle pooled connection is kept.
     #[schemars(with = "Option<DurationText>")]
     pub pool_idle_timeout: Option<Scalar>,
-    /// Idle pooled connections kept at most.
+    /// Idle pooled connections kept at most per upstream address. A plain
+    /// `http://` default upstream has a pool per worker thread (one per
+    /// core), each keeping this many, as nginx's `keepalive` counts them.
     pub pool_max_idle: Option<i64>,
     /// Readiness asks this path instead of a TCP connect.
     pub health_path: Option<String>,
