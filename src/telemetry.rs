@@ -3,9 +3,9 @@
 //! `MOAT_LOG` names `rustls` itself or is `debug` or `trace` for every
 //! target, rustls logs errors only: it reports odd but harmless client
 //! hellos (an IP address as SNI, as wrk and curl send one) at warn, one
-//! line per connection that any client can repeat. Lines
-//! from libraries that use the `log` crate carry their own target, without
-//! the bridge's `log.*` fields (source paths on the build machine).
+//! line per connection that any client can repeat. Lines from libraries
+//! that use the `log` crate carry their own target, without the bridge's
+//! `log.*` fields (source paths on the build machine).
 //! Writes go through a non-blocking writer so a slow stdout never stalls a
 //! request: when stdout falls behind by more than 64k lines, further lines
 //! are dropped rather than waited for, and counted in

@@ -81,11 +81,14 @@ impl Origin<'_> {
     }
 }
 
+/// The default port of `scheme` (any ASCII case), for the schemes an origin may have.
 fn default_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" => Some(80),
-        "https" => Some(443),
-        _ => None,
+    if scheme.eq_ignore_ascii_case("https") {
+        Some(443)
+    } else if scheme.eq_ignore_ascii_case("http") {
+        Some(80)
+    } else {
+        None
     }
 }
 
@@ -120,13 +123,7 @@ pub fn parse_origin(s: &str) -> Option<Origin<'_>> {
     // The scheme has no `:`, so the first one starts `://`.
     let colon = memchr::memchr(b':', s.as_bytes())?;
     let (scheme, rest) = (&s[..colon], s[colon..].strip_prefix("://")?);
-    let dport = if scheme.eq_ignore_ascii_case("https") {
-        443
-    } else if scheme.eq_ignore_ascii_case("http") {
-        80
-    } else {
-        return None;
-    };
+    let dport = default_port(scheme)?;
     let (host, port) = parse_authority(rest, dport)?;
     Some(Origin { scheme, host, port })
 }
