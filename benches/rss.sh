@@ -3,8 +3,10 @@
 # upload test of compare.sh sees it (its "RSS before" is what the earlier
 # tests left): VmRSS at start, after 6 s of `wrk -c50` keep-alive, after
 # `h2load -n 60000 -c 50 -m 10`, after 6 s of `wrk -c50` with a new
-# connection per request, 3 s later, and VmHWM; with the idle upstream
-# connections moat then keeps (`ss`). Setup from benches/proxy-setup.sh.
+# connection per request, 3 s later, after $IDLE_WAIT s more without load
+# (default 45: about what compare.sh runs between moat's h2 and upload
+# tests), and VmHWM; with the idle upstream connections moat keeps after the
+# h2 load and at the end (`ss`). Setup from benches/proxy-setup.sh.
 # Each entry of VARIANTS is a comma-separated list of environment settings
 # for one run ("-" for none), e.g. moat's own config variables or mimalloc's
 # options. Needs root, nginx, openssl, wrk, nghttp2-client, curl, ss.
@@ -13,6 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VARIANTS=${VARIANTS:-"-"}
+IDLE_WAIT=${IDLE_WAIT:-45}
 NEEDS="wrk h2load curl ss"
 # shellcheck source=benches/proxy-setup.sh
 . benches/proxy-setup.sh
@@ -34,6 +37,9 @@ for v in $VARIANTS; do
   r3=$(rss "$P" VmRSS)
   sleep 3
   r4=$(rss "$P" VmRSS)
-  echo "$v: start ${r0} MiB, after ka ${r1}, after h2 ${r2} (${idle} upstream connections), after new-connection load ${r3}, 3 s later ${r4}, VmHWM $(rss "$P" VmHWM)"
+  sleep "$IDLE_WAIT"
+  r5=$(rss "$P" VmRSS)
+  idle2=$(ss -Htn state established '( dport = :9000 )' | wc -l)
+  echo "$v: start ${r0} MiB, after ka ${r1}, after h2 ${r2} (${idle} upstream connections), after new-connection load ${r3}, 3 s later ${r4}, ${IDLE_WAIT} s later ${r5} (${idle2} upstream connections), VmHWM $(rss "$P" VmHWM)"
   kill "$P"; wait "$P" 2>/dev/null || true
 done

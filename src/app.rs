@@ -450,6 +450,7 @@ pub async fn reload_config(shared: &Arc<Shared>) -> bool {
             if new.upstream.connect_timeout != old.upstream.connect_timeout
                 || new.upstream.pool_idle_timeout != old.upstream.pool_idle_timeout
                 || new.upstream.pool_max_idle != old.upstream.pool_max_idle
+                || new.upstream.pool_purge_interval != old.upstream.pool_purge_interval
                 || new.limits.max_connections != old.limits.max_connections
                 || new.limits.header_read_timeout != old.limits.header_read_timeout
                 || new.limits.max_header_bytes != old.limits.max_header_bytes

@@ -240,6 +240,8 @@ fn upstream_settings_are_checked_at_start() {
         ("[upstream]\nurl = \"https://x:1\"\nca = \"/nonexistent/ca.pem\"\n", "upstream.ca"),
         ("[upstream]\nurl = \"https://x:1\"\nclient_cert = \"/etc/hostname\"\n", "upstream.client_key"),
         ("[upstream]\nurl = \"https://x:1\"\nmin_version = \"1.1\"\n", "upstream.min_version"),
+        ("[upstream]\nurl = \"http://x:1\"\npool_purge_interval = \"soon\"\n", "upstream.pool_purge_interval"),
+        ("[upstream]\nurl = \"http://x:1\"\npool_purge_interval = \"-1s\"\n", "upstream.pool_purge_interval"),
         ("[upstreams.b]\nconnect_timeout = \"1s\"\n", "upstreams.b.url"),
         ("[upstreams.default]\nurl = \"http://x:1\"\n", "upstreams.default"),
         ("[upstreams.\"a b\"]\nurl = \"http://x:1\"\n", "upstreams.a b"),
@@ -646,8 +648,8 @@ async fn upstream_errors_are_counted_per_upstream() {
 
 /// A raw HTTP/1.1 upstream on 127.0.0.1 that counts the connections it
 /// accepted and those still open. Each connection answers its requests in
-/// turn (`GET /big` streams 4 MiB, anything else `ok <n>` with the
-/// connection's number); with `close_idle_after`, it closes a connection that
+/// turn (`GET /big` streams 4 MiB, `GET /slow` answers `ok <n>` with the
+/// connection's number after 300 ms, anything else at once); with `close_idle_after`, it closes a connection that
 /// has been idle that long after a response, without a word (as an upstream
 /// with a short keep-alive timeout does).
 struct CountingUpstream {
@@ -691,6 +693,9 @@ impl CountingUpstream {
                         let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
                         let head = String::from_utf8_lossy(&buf[..end]).to_string();
                         buf.drain(..end);
+                        if head.starts_with("GET /slow ") {
+                            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                        }
                         let sent = if head.starts_with("GET /big ") {
                             let size = 4 << 20;
                             let h = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
@@ -752,6 +757,68 @@ async fn upstream_connections_are_reused_then_closed_after_the_idle_timeout() {
     }
     // The next request opens a new one.
     assert_eq!(get(&c, &m.url("/x")).await, (200, "ok 2".to_string()));
+}
+
+/// Twelve requests at once over one HTTP/2 connection (one moat worker, one
+/// pool), each held 300 ms by the upstream: twelve upstream connections.
+async fn burst(m: &Moat, c: &reqwest::Client) {
+    // The client's connection first, so that all twelve share it.
+    assert_eq!(get(c, &m.url("/x")).await.0, 200);
+    let url = m.url("/slow");
+    let all = (0..12).map(|_| get(c, &url));
+    for (status, body) in futures_util::future::join_all(all).await {
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn idle_upstream_connections_left_by_a_burst_are_purged_down_to_one() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = CountingUpstream::start(None).await;
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurl = \"http://{}\"\npool_idle_timeout = \"60s\"\npool_purge_interval = \"200ms\"\n",
+        pki.tls_toml(),
+        up.addr
+    ));
+    let c = pki.builder().http2_prior_knowledge().build().unwrap();
+    burst(&m, &c).await;
+    assert_eq!(up.accepted(), 12, "one upstream connection per request in flight");
+    // Unused through whole intervals, half of them are closed each time,
+    // long before the idle timeout, down to one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while up.open() > 1 {
+        assert!(std::time::Instant::now() < deadline, "{} idle upstream connections were never purged", up.open());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The last one is kept (for the idle timeout) and serves the next request.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    assert_eq!(up.open(), 1, "the last idle connection is kept");
+    let (status, body) = get(&c, &m.url("/x")).await;
+    assert_eq!(status, 200);
+    assert!(body.starts_with("ok "), "{body}");
+    assert_eq!(up.accepted(), 12, "no new upstream connection for it");
+}
+
+#[tokio::test]
+async fn with_the_purge_off_idle_upstream_connections_wait_for_the_idle_timeout() {
+    init_crypto();
+    let pki = Pki::new();
+    let up = CountingUpstream::start(None).await;
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurl = \"http://{}\"\npool_idle_timeout = \"60s\"\npool_purge_interval = \"0s\"\n",
+        pki.tls_toml(),
+        up.addr
+    ));
+    let c = pki.builder().http2_prior_knowledge().build().unwrap();
+    burst(&m, &c).await;
+    // Longer than the purge of the test above takes to close eleven (four
+    // halvings, 200 ms apart).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(up.open(), 12, "no purge: the idle connections are kept");
+    // ...and reused: a second burst opens none.
+    burst(&m, &c).await;
+    assert_eq!(up.accepted(), 12);
 }
 
 #[tokio::test]

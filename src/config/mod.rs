@@ -158,6 +158,8 @@ pub struct Upstream {
     pub pool_idle_timeout: Duration,
     /// Idle pooled connections kept.
     pub pool_max_idle: usize,
+    /// Surplus idle connections are halved this often (zero: never).
+    pub pool_purge_interval: Duration,
     /// Readiness probe path (`None`: TCP connect).
     pub health_path: Option<String>,
     /// Active health checks of every address, this often (`None`: off).
@@ -203,6 +205,7 @@ impl Upstream {
             self.connect_timeout,
             self.pool_idle_timeout,
             self.pool_max_idle,
+            self.pool_purge_interval,
         )
     }
 

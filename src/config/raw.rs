@@ -497,6 +497,13 @@ pub struct RawUpstream {
     /// How long an idle pooled connection is kept.
     #[schemars(with = "Option<DurationText>")]
     pub pool_idle_timeout: Option<Scalar>,
+    /// Every this often, half of the idle pooled connections that went
+    /// unused over the whole interval are closed (the oldest first; a last
+    /// one is left to `pool_idle_timeout`), so the pool shrinks back after
+    /// a burst, as HAProxy's `pool-purge-delay`. "0s": only the idle
+    /// timeout and `pool_max_idle` bound the pool.
+    #[schemars(with = "Option<DurationText>")]
+    pub pool_purge_interval: Option<Scalar>,
     /// Idle pooled connections kept at most per upstream address. A plain
     /// `http://` default upstream has a pool per worker thread (one per
     /// core), each keeping this many, as nginx's `keepalive` counts them.

@@ -25,7 +25,7 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
-use super::pool::{Pool, PooledBody, SendError};
+use super::pool::{Pool, PooledBody, Retention, SendError};
 use crate::body::Body;
 
 /// A client for one upstream: a pool of connections opened over plain TCP,
@@ -95,13 +95,15 @@ pub(crate) fn build(
     connect_timeout: Duration,
     pool_idle_timeout: Duration,
     pool_max_idle: usize,
+    pool_purge_interval: Duration,
 ) -> UpstreamClient {
+    let idle = Retention { timeout: pool_idle_timeout, max: pool_max_idle, purge: pool_purge_interval };
     if let Some(path) = unix {
         let unix = UnixConnector { path: Arc::new(path.to_path_buf()), timeout: connect_timeout };
-        return UpstreamClient::Unix(Pool::new(unix, "http", pool_idle_timeout, pool_max_idle));
+        return UpstreamClient::Unix(Pool::new(unix, "http", idle));
     }
     match tls {
-        None => UpstreamClient::Http(Pool::new(tcp(connect_timeout, false), "http", pool_idle_timeout, pool_max_idle)),
+        None => UpstreamClient::Http(Pool::new(tcp(connect_timeout, false), "http", idle)),
         Some(tls) => {
             let builder = HttpsConnectorBuilder::new().with_tls_config((*tls.config).clone()).https_only();
             let builder = match &tls.server_name {
@@ -109,7 +111,7 @@ pub(crate) fn build(
                 None => builder,
             };
             let https = builder.enable_http1().wrap_connector(tcp(connect_timeout, true));
-            UpstreamClient::Https(Pool::new(https, "https", pool_idle_timeout, pool_max_idle))
+            UpstreamClient::Https(Pool::new(https, "https", idle))
         }
     }
 }

@@ -8,9 +8,13 @@
 //! `Connection: close` closes the connection instead. A request that a
 //! pooled connection could not even start sending (the upstream closed it
 //! while it was idle) goes again on another connection, as nothing of it
-//! left moat. Idle connections are closed after the idle timeout (by a
-//! reaper task that runs only while some are idle), and at most `max_idle`
-//! are kept per address.
+//! left moat. Idle connections are closed after the idle timeout, at most
+//! `max_idle` are kept per address, and, every purge interval, half of those
+//! that sat unused through the whole interval are closed, so that the pool
+//! shrinks back to what the traffic needs after a burst (as HAProxy's
+//! `pool-purge-delay`): each one keeps about 26 KiB of buffers and task in
+//! moat, and a socket and its state in the upstream. A reaper task does
+//! both, and runs only while some connections are idle.
 //!
 //! Each worker thread has its own pool of the default upstream (see
 //! `proxy::send`), so its connections are driven by the worker that uses
@@ -93,16 +97,28 @@ impl<C> std::fmt::Debug for Pool<C> {
     }
 }
 
+/// How long and how many idle connections a pool keeps.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Idle longer than this: closed.
+    pub timeout: Duration,
+    /// Kept at most, per address.
+    pub max: usize,
+    /// Every this often, half of the connections unused through the whole
+    /// interval are closed (zero: never).
+    pub purge: Duration,
+}
+
 /// The idle connections, per address.
 struct Idle {
     slots: Mutex<Slots>,
-    timeout: Duration,
-    max: usize,
+    keep: Retention,
 }
 
 #[derive(Default)]
 struct Slots {
-    /// Oldest first: taken from the back, dropped from the front when full.
+    /// Oldest first (in the order they were parked): taken from the back,
+    /// dropped from the front when full or purged.
     by_addr: Vec<(Authority, VecDeque<Parked>)>,
     /// Whether a reaper task is running.
     reaping: bool,
@@ -115,10 +131,9 @@ struct Parked {
 
 impl<C: Connect> Pool<C> {
     /// A pool opening connections with `connector` (`scheme` is what its URIs
-    /// carry), keeping at most `max_idle` idle connections per address for
-    /// at most `idle_timeout` each.
-    pub fn new(connector: C, scheme: &'static str, idle_timeout: Duration, max_idle: usize) -> Self {
-        let idle = Arc::new(Idle { slots: Mutex::new(Slots::default()), timeout: idle_timeout, max: max_idle });
+    /// carry), keeping idle connections as `keep` says.
+    pub fn new(connector: C, scheme: &'static str, keep: Retention) -> Self {
+        let idle = Arc::new(Idle { slots: Mutex::new(Slots::default()), keep });
         Self { connector, scheme, idle }
     }
 
@@ -195,7 +210,7 @@ impl Idle {
         tx: SendRequest<Body>,
         authority: &Authority,
     ) -> Response<PooledBody> {
-        let keep = self.max > 0 && res.status() != StatusCode::SWITCHING_PROTOCOLS;
+        let keep = self.keep.max > 0 && res.status() != StatusCode::SWITCHING_PROTOCOLS;
         let (parts, inner) = res.into_parts();
         let mut park = keep.then(|| Park { tx, authority: authority.clone(), idle: Arc::downgrade(self) });
         if inner.is_end_stream() {
@@ -214,7 +229,7 @@ impl Idle {
         let parked = Parked { tx, since: Instant::now() };
         match slots.by_addr.iter_mut().find(|(a, _)| *a == authority) {
             Some((_, v)) => {
-                if v.len() >= self.max {
+                if v.len() >= self.keep.max {
                     v.pop_front();
                 }
                 v.push_back(parked);
@@ -230,19 +245,30 @@ impl Idle {
     }
 }
 
-/// Closes connections idle for longer than the timeout, until none is idle.
+/// Closes connections idle for longer than the timeout, and halves the
+/// purge's surplus, until none is idle.
 async fn reap(idle: Weak<Idle>) {
     let every = match idle.upgrade() {
-        Some(i) => (i.timeout / 2).max(Duration::from_millis(100)),
+        Some(i) if !i.keep.purge.is_zero() => i.keep.purge.min(i.keep.timeout / 2),
+        Some(i) => i.keep.timeout / 2,
         None => return,
-    };
+    }
+    .max(Duration::from_millis(100));
+    let mut purged = Instant::now();
     loop {
         tokio::time::sleep(every).await;
         let Some(idle) = idle.upgrade() else { return };
         let Ok(mut slots) = idle.slots.lock() else { return };
         let now = Instant::now();
+        let purge = !idle.keep.purge.is_zero() && now.duration_since(purged) >= idle.keep.purge;
+        if purge {
+            purged = now;
+        }
         for (_, v) in &mut slots.by_addr {
-            v.retain(|p| !p.tx.is_closed() && now.duration_since(p.since) < idle.timeout);
+            v.retain(|p| !p.tx.is_closed() && now.duration_since(p.since) < idle.keep.timeout);
+            if purge {
+                halve_unused(v, now, idle.keep.purge);
+            }
         }
         slots.by_addr.retain(|(_, v)| !v.is_empty());
         if slots.by_addr.is_empty() {
@@ -250,6 +276,15 @@ async fn reap(idle: Weak<Idle>) {
             return;
         }
     }
+}
+
+/// Closes half of the connections of `parked` that have been idle for at
+/// least `interval`: as connections are taken from the back, these were not
+/// needed at any time in it. A single one is kept (for the next request of a
+/// slow trickle); the idle timeout closes it.
+fn halve_unused(parked: &mut VecDeque<Parked>, now: Instant, interval: Duration) {
+    let unused = parked.iter().take_while(|p| now.duration_since(p.since) >= interval).count();
+    parked.drain(..unused / 2);
 }
 
 /// A connection to put back once its response has been read.

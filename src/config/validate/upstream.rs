@@ -136,12 +136,21 @@ pub(super) fn upstream_section(
     let connect_timeout = dur(p, &k("connect_timeout"), &raw.connect_timeout, Duration::from_secs(5));
     let pool_idle_timeout = dur(p, &k("pool_idle_timeout"), &raw.pool_idle_timeout, Duration::from_secs(90));
     let pool_max_idle = count(p, &k("pool_max_idle"), raw.pool_max_idle, 256, 0, 1 << 20) as usize;
+    // Zero is allowed here: it turns the purge off.
+    let pool_purge_interval = match &raw.pool_purge_interval {
+        None => Duration::from_secs(5),
+        Some(v) => crate::config::units::duration(v).unwrap_or_else(|e| {
+            p.push(k("pool_purge_interval"), e);
+            Duration::from_secs(5)
+        }),
+    };
     let client = crate::upstream::client::build(
         tls.as_ref(),
         unix.as_deref(),
         connect_timeout,
         pool_idle_timeout,
         pool_max_idle,
+        pool_purge_interval,
     );
     let up = Upstream {
         name: Arc::from(name),
@@ -156,6 +165,7 @@ pub(super) fn upstream_section(
         response_timeout: dur(p, &k("response_timeout"), &raw.response_timeout, Duration::from_secs(300)),
         pool_idle_timeout,
         pool_max_idle,
+        pool_purge_interval,
         health_path: match raw.health_path.as_deref() {
             None => None,
             Some(h) if h.starts_with('/') && h.parse::<http::uri::PathAndQuery>().is_ok() => Some(h.to_string()),
