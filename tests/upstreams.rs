@@ -759,8 +759,25 @@ async fn upstream_connections_are_reused_then_closed_after_the_idle_timeout() {
     assert_eq!(get(&c, &m.url("/x")).await, (200, "ok 2".to_string()));
 }
 
-/// Twelve requests at once over one HTTP/2 connection (one moat worker, one
-/// pool), each held 300 ms by the upstream: twelve upstream connections.
+/// moat with `pool_purge_interval = purge` (and an idle timeout of 60 s)
+/// after a burst: twelve requests at once over one HTTP/2 connection (one
+/// moat worker, one pool), each held 300 ms by the upstream, so twelve
+/// upstream connections.
+async fn after_burst(purge: &str) -> (Pki, CountingUpstream, Moat, reqwest::Client) {
+    init_crypto();
+    let pki = Pki::new();
+    let up = CountingUpstream::start(None).await;
+    let m = Moat::start(&format!(
+        "{}[upstream]\nurl = \"http://{}\"\npool_idle_timeout = \"60s\"\npool_purge_interval = \"{purge}\"\n",
+        pki.tls_toml(),
+        up.addr
+    ));
+    let c = pki.builder().http2_prior_knowledge().build().unwrap();
+    burst(&m, &c).await;
+    assert_eq!(up.accepted(), 12, "one upstream connection per request in flight");
+    (pki, up, m, c)
+}
+
 async fn burst(m: &Moat, c: &reqwest::Client) {
     // The client's connection first, so that all twelve share it.
     assert_eq!(get(c, &m.url("/x")).await.0, 200);
@@ -773,17 +790,7 @@ async fn burst(m: &Moat, c: &reqwest::Client) {
 
 #[tokio::test]
 async fn idle_upstream_connections_left_by_a_burst_are_purged_down_to_one() {
-    init_crypto();
-    let pki = Pki::new();
-    let up = CountingUpstream::start(None).await;
-    let m = Moat::start(&format!(
-        "{}[upstream]\nurl = \"http://{}\"\npool_idle_timeout = \"60s\"\npool_purge_interval = \"200ms\"\n",
-        pki.tls_toml(),
-        up.addr
-    ));
-    let c = pki.builder().http2_prior_knowledge().build().unwrap();
-    burst(&m, &c).await;
-    assert_eq!(up.accepted(), 12, "one upstream connection per request in flight");
+    let (_pki, up, m, c) = after_burst("200ms").await;
     // Unused through whole intervals, half of them are closed each time,
     // long before the idle timeout, down to one.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -802,16 +809,7 @@ async fn idle_upstream_connections_left_by_a_burst_are_purged_down_to_one() {
 
 #[tokio::test]
 async fn with_the_purge_off_idle_upstream_connections_wait_for_the_idle_timeout() {
-    init_crypto();
-    let pki = Pki::new();
-    let up = CountingUpstream::start(None).await;
-    let m = Moat::start(&format!(
-        "{}[upstream]\nurl = \"http://{}\"\npool_idle_timeout = \"60s\"\npool_purge_interval = \"0s\"\n",
-        pki.tls_toml(),
-        up.addr
-    ));
-    let c = pki.builder().http2_prior_knowledge().build().unwrap();
-    burst(&m, &c).await;
+    let (_pki, up, m, c) = after_burst("0s").await;
     // Longer than the purge of the test above takes to close eleven (four
     // halvings, 200 ms apart).
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
