@@ -26,6 +26,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Request, Response};
+use rustc_hash::FxBuildHasher;
 use tokio::sync::Semaphore;
 
 use super::{Policy, Verdict};
@@ -167,10 +168,12 @@ pub fn ceil_secs(d: Duration) -> u64 {
 /// Rate-limit and concurrency state shared across requests and reloads.
 #[derive(Default)]
 pub struct RateLimitState {
-    memory: DashMap<String, Arc<memory::MemoryLimiter>>,
+    // Keyed by route names from the config, not by anything a client sends:
+    // a fast hasher instead of SipHash (one lookup per request).
+    memory: DashMap<String, Arc<memory::MemoryLimiter>, FxBuildHasher>,
     redis: arc_swap::ArcSwapOption<(String, redis::RedisLimiter)>,
     global_inflight: arc_swap::ArcSwapOption<(usize, Arc<Semaphore>)>,
-    route_inflight: DashMap<String, (usize, Arc<Semaphore>)>,
+    route_inflight: DashMap<String, (usize, Arc<Semaphore>), FxBuildHasher>,
 }
 
 impl RateLimitState {
