@@ -41,13 +41,30 @@ fn removed_anyway(token: &str) -> bool {
     token.eq_ignore_ascii_case("close") || HOP_BY_HOP.iter().any(|h| token.eq_ignore_ascii_case(h.as_str()))
 }
 
+/// Whether every token of every `connection` header is [`removed_anyway`].
+fn names_nothing_else(h: &HeaderMap) -> bool {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .all(|v| v.to_str().is_ok_and(|s| s.split(',').map(str::trim).all(|t| t.is_empty() || removed_anyway(t))))
+}
+
 /// Removes hop-by-hop headers. When `keep_upgrade` is set (an upgrade
 /// handshake being forwarded), `connection: upgrade` and `upgrade` are kept.
 pub fn remove_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none: one pass over the names (no hashing) tells.
-    // Without `connection` no other header can be named hop-by-hop.
-    if !keep_upgrade && !h.keys().any(is_hop_by_hop) {
-        return;
+    if !keep_upgrade {
+        // Most messages carry none, or only a `connection: keep-alive` or
+        // `close` (as most upstreams answer): one pass over the names (no
+        // hashing) tells. Without `connection` no other header can be named
+        // hop-by-hop.
+        let mut present = h.keys().filter(|n| is_hop_by_hop(n));
+        match (present.next(), present.next()) {
+            (None, _) => return,
+            (Some(n), None) if *n == header::CONNECTION && names_nothing_else(h) => {
+                h.remove(header::CONNECTION);
+                return;
+            }
+            _ => {}
+        }
     }
     let kept = |n: &HeaderName| keep_upgrade && (*n == header::CONNECTION || *n == header::UPGRADE);
     // Only the names present are removed (each removal hashes its name).
@@ -263,6 +280,33 @@ mod tests {
         none.insert("x-keep", "1".parse().unwrap());
         remove_hop_by_hop(&mut none, false);
         assert_eq!(none.len(), 1);
+    }
+
+    #[test]
+    fn connection_alone_removed_with_every_header_it_names() {
+        let map = |pairs: &[(&str, &[u8])]| {
+            let mut h = HeaderMap::new();
+            for (n, v) in pairs {
+                h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_bytes(v).unwrap());
+            }
+            h
+        };
+        let names = |h: &HeaderMap| h.keys().map(|k| k.as_str().to_string()).collect::<Vec<_>>();
+        for (pairs, left) in [
+            (&[("connection", &b"keep-alive"[..]), ("x-keep", b"1")][..], &["x-keep"][..]),
+            (&[("connection", b"Close"), ("x-keep", b"1")], &["x-keep"]),
+            (&[("connection", b"close, X-Secret"), ("x-secret", b"1"), ("x-keep", b"1")], &["x-keep"]),
+            (
+                &[("connection", b"keep-alive"), ("connection", b"x-secret"), ("x-secret", b"1"), ("x-keep", b"1")],
+                &["x-keep"],
+            ),
+            (&[("connection", b"\xffclose"), ("x-keep", b"1")], &["x-keep"]),
+            (&[("connection", b" , ,"), ("x-keep", b"1")], &["x-keep"]),
+        ] {
+            let mut h = map(pairs);
+            remove_hop_by_hop(&mut h, false);
+            assert_eq!(names(&h), left, "{pairs:?}");
+        }
     }
 
     #[test]
