@@ -135,7 +135,7 @@ pub(super) fn upstream_section(
     };
     let connect_timeout = dur(p, &k("connect_timeout"), &raw.connect_timeout, Duration::from_secs(5));
     let pool_idle_timeout = dur(p, &k("pool_idle_timeout"), &raw.pool_idle_timeout, Duration::from_secs(90));
-    let pool_max_idle = count(p, &k("pool_max_idle"), raw.pool_max_idle, 256, 0, 1 << 20) as usize;
+    let pool_max_idle = count(p, &k("pool_max_idle"), raw.pool_max_idle, 512, 0, 1 << 20) as usize;
     // Zero is allowed here: it turns the purge off.
     let pool_purge_interval = match &raw.pool_purge_interval {
         None => Duration::from_secs(5),
