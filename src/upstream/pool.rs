@@ -246,9 +246,9 @@ impl Idle {
 }
 
 /// Whether two pool keys are the same address. The keys come from the
-/// config's upstream addresses, so the exact text is compared: `Authority`'s
-/// own `==` ignores case byte by byte, several times the cost, on every
-/// request.
+/// config (upstream addresses, forward-auth and sign-in service URLs), so
+/// the exact text is compared: `Authority`'s own `==` ignores case byte by
+/// byte, several times the cost, on every request.
 fn same_addr(a: &Authority, b: &Authority) -> bool {
     a.as_str() == b.as_str()
 }
