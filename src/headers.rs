@@ -174,64 +174,123 @@ fn ip_text(ip: IpAddr) -> String {
     }
 }
 
+/// The values [`set_forwarding`] gives the requests of one peer, client and
+/// host. A worker's requests mostly come from the same peer for the same
+/// host (every request of a connection does), so the last ones are kept per
+/// thread and shared by the next request instead of being formatted,
+/// checked and allocated again.
+#[derive(Clone)]
+struct Values {
+    /// The peer's address (the `x-forwarded-for` moat starts).
+    peer: Option<HeaderValue>,
+    /// The client's address (`x-real-ip`).
+    client: Option<HeaderValue>,
+    /// moat's own `forwarded` element.
+    forwarded: Option<HeaderValue>,
+    /// The host, if it is a valid header value.
+    host: Option<HeaderValue>,
+}
+
+impl Values {
+    fn new(peer: IpAddr, client: IpAddr, host: Option<&str>) -> Values {
+        use std::fmt::Write;
+        let peer_value = owned_value(ip_text(peer));
+        let client_value = if client == peer { peer_value.clone() } else { owned_value(ip_text(client)) };
+        let mut fwd = String::with_capacity(64 + host.map_or(0, str::len));
+        let _ = match peer {
+            IpAddr::V4(a) => {
+                fwd.push_str("for=");
+                push_v4(&mut fwd, a);
+                fwd.push_str(";proto=https");
+                Ok(())
+            }
+            IpAddr::V6(a) => write!(fwd, "for=\"[{a}]\";proto=https"),
+        };
+        if let Some(host) = host {
+            if host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
+                fwd.push_str(";host=\"");
+                fwd.push_str(host);
+                fwd.push('"');
+            }
+        }
+        Values {
+            peer: peer_value,
+            client: client_value,
+            forwarded: owned_value(fwd),
+            host: host.and_then(|h| HeaderValue::from_str(h).ok()),
+        }
+    }
+
+    /// The values for `peer`, `client` and `host`: this thread's last ones
+    /// when they are for the same three.
+    fn of(peer: IpAddr, client: IpAddr, host: Option<&str>) -> Values {
+        type Key = (IpAddr, IpAddr, Option<String>);
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<(Key, Values)>> = const { std::cell::RefCell::new(None) };
+        }
+        LAST.with_borrow_mut(|last| match last {
+            Some(((p, c, h), v)) if *p == peer && *c == client && h.as_deref() == host => v.clone(),
+            _ => {
+                let v = Values::new(peer, client, host);
+                *last = Some(((peer, client, host.map(str::to_string)), v.clone()));
+                v
+            }
+        })
+    }
+}
+
+/// A previous forwarding chain, if it is to be extended: only from a trusted
+/// peer, and only when it says something.
+fn previous(h: &HeaderMap, name: &HeaderName, trusted: bool) -> Option<String> {
+    if !trusted {
+        return None;
+    }
+    let prev = h.get(name)?.to_str().ok()?;
+    (!prev.trim().is_empty()).then(|| prev.to_string())
+}
+
 /// Sets the forwarding headers for the upstream.
 ///
 /// `peer` is the TCP peer, `client` the resolved client address, `trusted`
 /// whether the peer is a trusted proxy (its chain is extended, else replaced),
-/// `host` the host the client asked for.
-pub fn set_forwarding(h: &mut HeaderMap, peer: IpAddr, client: IpAddr, trusted: bool, host: Option<&str>) {
-    use std::fmt::Write;
-    // The peer is formatted once; its value is shared by the headers that carry it alone.
-    let peer_value = owned_value(ip_text(peer));
-    let xff = match (trusted, trusted.then(|| h.get(&X_FORWARDED_FOR)).flatten().and_then(|v| v.to_str().ok())) {
-        (true, Some(prev)) if !prev.trim().is_empty() => owned_value(format!("{prev}, {peer}")),
-        _ => peer_value.clone(),
+/// `host` the host the client asked for. Returns `host` as a header value,
+/// when it is a valid one (the value of the upstream request's `Host`).
+pub fn set_forwarding(
+    h: &mut HeaderMap,
+    peer: IpAddr,
+    client: IpAddr,
+    trusted: bool,
+    host: Option<&str>,
+) -> Option<HeaderValue> {
+    let v = Values::of(peer, client, host);
+    let xff = match previous(h, &X_FORWARDED_FOR, trusted) {
+        Some(prev) => owned_value(format!("{prev}, {peer}")),
+        None => v.peer,
     };
-    if let Some(v) = xff {
-        h.insert(X_FORWARDED_FOR.clone(), v);
+    if let Some(xff) = xff {
+        h.insert(X_FORWARDED_FOR.clone(), xff);
     }
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
-    let prev = match (trusted, trusted.then(|| h.get(header::FORWARDED)).flatten().and_then(|v| v.to_str().ok())) {
-        (true, Some(prev)) if !prev.trim().is_empty() => prev,
-        _ => "",
-    };
-    let mut fwd = String::with_capacity(prev.len() + 64 + host.map_or(0, str::len));
-    if !prev.is_empty() {
-        fwd.push_str(prev);
-        fwd.push_str(", ");
-    }
-    let _ = match peer {
-        IpAddr::V4(a) => {
-            fwd.push_str("for=");
-            push_v4(&mut fwd, a);
-            fwd.push_str(";proto=https");
-            Ok(())
-        }
-        IpAddr::V6(a) => write!(fwd, "for=\"[{a}]\";proto=https"),
-    };
     // Inserting replaces the client's own; without a host there is none.
-    match host.map(HeaderValue::from_str) {
-        Some(Ok(v)) => {
-            h.insert(X_FORWARDED_HOST.clone(), v);
+    match &v.host {
+        Some(host) => {
+            h.insert(X_FORWARDED_HOST.clone(), host.clone());
         }
-        _ => {
+        None => {
             h.remove(&X_FORWARDED_HOST);
         }
     }
-    if let Some(host) = host {
-        if host.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b)) {
-            fwd.push_str(";host=\"");
-            fwd.push_str(host);
-            fwd.push('"');
-        }
+    let forwarded = match (previous(h, &header::FORWARDED, trusted), v.forwarded) {
+        (Some(prev), Some(ours)) => ours.to_str().ok().and_then(|ours| owned_value(format!("{prev}, {ours}"))),
+        (_, ours) => ours,
+    };
+    if let Some(f) = forwarded {
+        h.insert(header::FORWARDED, f);
     }
-    if let Some(v) = owned_value(fwd) {
-        h.insert(header::FORWARDED, v);
+    if let Some(c) = v.client {
+        h.insert(X_REAL_IP.clone(), c);
     }
-    let real_ip = if client == peer { peer_value } else { owned_value(ip_text(client)) };
-    if let Some(v) = real_ip {
-        h.insert(X_REAL_IP.clone(), v);
-    }
+    v.host
 }
 
 #[cfg(test)]
@@ -321,6 +380,109 @@ mod tests {
         assert_eq!(h["x-forwarded-host"], "app.example.com");
         assert_eq!(h["forwarded"], "for=192.0.2.1;proto=https;host=\"app.example.com\"");
         assert_eq!(h["x-real-ip"], "192.0.2.1");
+    }
+
+    #[test]
+    fn forwarding_values_follow_peer_client_and_host() {
+        // The same thread, one request after another: the values kept from
+        // the last request are only reused for the same peer, client and host.
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "198.51.100.7".parse().unwrap();
+        let c: IpAddr = "2001:db8::5".parse().unwrap();
+        for (peer, client, host, xff, real, fwd, xfh) in [
+            (
+                a,
+                a,
+                Some("one.example"),
+                "192.0.2.1",
+                "192.0.2.1",
+                "for=192.0.2.1;proto=https;host=\"one.example\"",
+                Some("one.example"),
+            ),
+            (
+                a,
+                a,
+                Some("one.example"),
+                "192.0.2.1",
+                "192.0.2.1",
+                "for=192.0.2.1;proto=https;host=\"one.example\"",
+                Some("one.example"),
+            ),
+            (
+                b,
+                b,
+                Some("one.example"),
+                "198.51.100.7",
+                "198.51.100.7",
+                "for=198.51.100.7;proto=https;host=\"one.example\"",
+                Some("one.example"),
+            ),
+            (
+                b,
+                b,
+                Some("two.example"),
+                "198.51.100.7",
+                "198.51.100.7",
+                "for=198.51.100.7;proto=https;host=\"two.example\"",
+                Some("two.example"),
+            ),
+            (
+                b,
+                a,
+                Some("two.example"),
+                "198.51.100.7",
+                "192.0.2.1",
+                "for=198.51.100.7;proto=https;host=\"two.example\"",
+                Some("two.example"),
+            ),
+            (b, a, None, "198.51.100.7", "192.0.2.1", "for=198.51.100.7;proto=https", None),
+            (
+                c,
+                c,
+                Some("bad host"),
+                "2001:db8::5",
+                "2001:db8::5",
+                "for=\"[2001:db8::5]\";proto=https",
+                Some("bad host"),
+            ),
+            (
+                c,
+                c,
+                Some("one.example"),
+                "2001:db8::5",
+                "2001:db8::5",
+                "for=\"[2001:db8::5]\";proto=https;host=\"one.example\"",
+                Some("one.example"),
+            ),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-host", "client.example".parse().unwrap());
+            let host_value = set_forwarding(&mut h, peer, client, false, host);
+            assert_eq!(h["x-forwarded-for"], xff, "{peer} {client} {host:?}");
+            assert_eq!(h["x-real-ip"], real, "{peer} {client} {host:?}");
+            assert_eq!(h["forwarded"], fwd, "{peer} {client} {host:?}");
+            assert_eq!(h.get("x-forwarded-host").map(|v| v.to_str().unwrap()), xfh, "{peer} {client} {host:?}");
+            assert_eq!(host_value.as_ref().map(|v| v.to_str().unwrap()), xfh);
+        }
+        // A host that is no header value: no `x-forwarded-host`, no `Host` value.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-host", "client.example".parse().unwrap());
+        assert!(set_forwarding(&mut h, a, a, false, Some("bad\nhost")).is_none());
+        assert!(!h.contains_key("x-forwarded-host"));
+        // A trusted peer's chains are extended, then the next request's replaced again.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        h.insert("forwarded", "for=203.0.113.9".parse().unwrap());
+        set_forwarding(&mut h, a, b, true, Some("one.example"));
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
+        assert_eq!(h["forwarded"], "for=203.0.113.9, for=192.0.2.1;proto=https;host=\"one.example\"");
+        assert_eq!(h["x-real-ip"], "198.51.100.7");
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        h.insert("forwarded", "for=203.0.113.9".parse().unwrap());
+        set_forwarding(&mut h, a, b, false, Some("one.example"));
+        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
+        assert_eq!(h["forwarded"], "for=192.0.2.1;proto=https;host=\"one.example\"");
     }
 
     #[test]

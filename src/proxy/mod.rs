@@ -128,12 +128,13 @@ pub fn prepare(
     *req.version_mut() = Version::HTTP_11;
     let h = req.headers_mut();
     headers::remove_hop_by_hop(h, upgrade);
-    headers::set_forwarding(h, crate::net::canonical(ctx.conn.peer.ip()), ctx.client_ip(), trusted_peer, host);
-    match host.map(HeaderValue::from_str) {
-        Some(Ok(v)) => {
+    let host =
+        headers::set_forwarding(h, crate::net::canonical(ctx.conn.peer.ip()), ctx.client_ip(), trusted_peer, host);
+    match host {
+        Some(v) => {
             h.insert(header::HOST, v);
         }
-        _ => {
+        None => {
             if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
                 h.insert(header::HOST, v);
             }
