@@ -25,7 +25,7 @@ use http::Request;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use super::ctx::Ctx;
-use super::{Policy, Verdict};
+use super::{Decide, Verdict};
 use crate::body::{Body, BoxError};
 use crate::error::{ProxyError, Reason};
 
@@ -84,12 +84,10 @@ impl BodyLimit {
     }
 }
 
-impl Policy for BodyLimit {
-    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
-        Some(self.decide(req, ctx))
+impl Decide for BodyLimit {
+    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        self.decide(req, ctx)
     }
-
-    const ADJUSTS_RESPONSE: bool = false;
 }
 
 pin_project_lite::pin_project! {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Request};
 use ipnet::IpNet;
 
-use super::{reject, Policy, Verdict};
+use super::{reject, Decide, Verdict};
 use crate::body::Body;
 use crate::config::Config;
 use crate::error::Reason;
@@ -116,12 +116,10 @@ impl ClientIp {
     }
 }
 
-impl Policy for ClientIp {
-    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
-        Some(self.decide(req, ctx))
+impl Decide for ClientIp {
+    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        self.decide(req, ctx)
     }
-
-    const ADJUSTS_RESPONSE: bool = false;
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use std::time::Duration;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use super::{reject, Policy, Verdict};
+use super::{reject, Decide, Verdict};
 use crate::body::Body;
 use crate::error::Reason;
 use crate::policy::ctx::Ctx;
@@ -416,12 +416,10 @@ impl Cors {
     }
 }
 
-impl Policy for Cors {
-    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
-        Some(self.decide(req, ctx))
+impl Decide for Cors {
+    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        self.decide(req, ctx)
     }
-
-    const ADJUSTS_RESPONSE: bool = false;
 }
 
 /// Answers a CORS preflight: 204 with the allow headers, or the refusal.

@@ -30,7 +30,7 @@ use std::sync::Arc;
 use http::header::{CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
 use http::{Method, Request, Version};
 
-use super::{Policy, Verdict};
+use super::{Decide, Verdict};
 use crate::body::Body;
 use crate::error::Reason;
 use crate::policy::ctx::Ctx;
@@ -82,12 +82,10 @@ impl Framing {
     }
 }
 
-impl Policy for Framing {
-    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
-        Some(self.decide(req, ctx))
+impl Decide for Framing {
+    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        self.decide(req, ctx)
     }
-
-    const ADJUSTS_RESPONSE: bool = false;
 }
 
 #[cfg(test)]

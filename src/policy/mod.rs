@@ -97,6 +97,45 @@ pub trait Policy: Send + Sync + 'static {
     fn response(&self, _res: &mut Response<Body>, _ctx: &Arc<Ctx>) {}
 }
 
+/// A policy that always decides at once and leaves responses alone
+/// (framing, routing, client IP, CORS, body limit, upload). Each is a
+/// [`Policy`]; several in a tuple are one too, run in the tuple's order in
+/// one layer (one context lookup, one call of the service below), each
+/// seeing only the requests the ones before it let through.
+pub trait Decide: Send + Sync + 'static {
+    /// The verdict on the request (which the policy may adjust).
+    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict;
+}
+
+impl<T: Decide> Policy for T {
+    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
+        Some(self.verdict(req, ctx))
+    }
+
+    const ADJUSTS_RESPONSE: bool = false;
+}
+
+/// [`Decide`] for tuples: the first verdict that answers, else `Pass`.
+macro_rules! decide_in_order {
+    ($($p:ident),+) => {
+        impl<$($p: Decide),+> Decide for ($($p,)+) {
+            #[allow(non_snake_case)]
+            fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+                let ($($p,)+) = self;
+                $(
+                    if let Verdict::Respond(res) = $p.verdict(req, ctx) {
+                        return Verdict::Respond(res);
+                    }
+                )+
+                Verdict::Pass
+            }
+        }
+    };
+}
+decide_in_order!(A, B);
+decide_in_order!(A, B, C);
+decide_in_order!(A, B, C, D);
+
 /// Wraps a service with a [`Policy`].
 pub struct PolicyLayer<P> {
     policy: Arc<P>,

@@ -70,7 +70,7 @@ use std::sync::Arc;
 use http::header::HeaderName;
 use http::{HeaderValue, Method, Request, Response, Uri};
 
-use super::{reject, Policy, Verdict};
+use super::{reject, Decide, Verdict};
 use crate::body::Body;
 use crate::config::{Config, Route};
 use crate::error::Reason;
@@ -318,12 +318,10 @@ fn wrong_method(ctx: &Ctx, ms: &[Method]) -> Verdict {
     Verdict::Respond(res)
 }
 
-impl Policy for Routing {
-    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
-        Some(self.decide(req, ctx))
+impl Decide for Routing {
+    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        self.decide(req, ctx)
     }
-
-    const ADJUSTS_RESPONSE: bool = false;
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use http::Request;
 use http_body_util::BodyExt;
 
 use super::body_limit::refuse;
-use super::{Policy, Verdict};
+use super::{Decide, Verdict};
 use crate::body::Body;
 use crate::error::{BoxError, ProxyError};
 use crate::metrics::ScanMetrics;
@@ -44,13 +44,11 @@ impl Upload {
     }
 }
 
-impl Policy for Upload {
+impl Decide for Upload {
     // Decided at once: the inspection itself runs as the body streams.
-    fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
-        Some(self.decide(req, ctx))
+    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+        self.decide(req, ctx)
     }
-
-    const ADJUSTS_RESPONSE: bool = false;
 }
 
 impl Upload {
