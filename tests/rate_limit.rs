@@ -128,6 +128,36 @@ async fn route_limits_and_off() {
 }
 
 #[tokio::test]
+async fn moat_own_answers_on_a_limited_route_carry_the_bucket_headers() {
+    init_crypto();
+    let pki = Pki::new();
+    // An upstream that refuses connections: moat answers 502 itself.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let m = Moat::start(&format!(
+        "[upstream]\nurl = \"http://127.0.0.1:{port}\"\n{}[rate_limit]\ndefault = {{ rate = \"3/min\", burst = 3 }}\n[[routes]]\nname = \"free\"\npath = \"/free\"\nrate_limit = \"off\"\n",
+        pki.tls_toml()
+    ));
+    let c = pki.builder().http2_prior_knowledge().build().unwrap();
+    for remaining in ["2", "1", "0"] {
+        let r = c.get(m.url("/x")).send().await.unwrap();
+        assert_eq!(r.status(), 502);
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        assert_eq!(r.headers()["ratelimit-limit"], "3");
+        assert_eq!(r.headers()["ratelimit-remaining"], remaining);
+        assert!(r.headers().get("ratelimit-reset").is_some());
+        assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    }
+    let r = c.get(m.url("/x")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["ratelimit-remaining"], "0");
+    assert!(r.headers().get("retry-after").is_some());
+    // A route without a limit: moat's 502 carries none.
+    let r = c.get(m.url("/free")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.headers().get("ratelimit-limit").is_none());
+}
+
+#[tokio::test]
 async fn max_in_flight_sheds_with_503() {
     init_crypto();
     let pki = Pki::new();

@@ -660,7 +660,15 @@ rate_limit = "off"
 fn rate_limited() -> Harness {
     let policy =
         RateLimit::new(Arc::new(RateLimitState::default()), Arc::new(AuthState::default()), Arc::new(Metrics::new()));
-    Harness::routed(RATE, policy, ok)
+    // Layer 3 sets the `ratelimit-*` headers from the bucket's answer, as in `stack.rs`.
+    Harness::new(
+        RATE,
+        ServiceBuilder::new()
+            .layer(PolicyLayer::new(ResponseHeaders))
+            .layer(PolicyLayer::new(Routing))
+            .layer(PolicyLayer::new(policy)),
+        ok,
+    )
 }
 
 #[tokio::test]

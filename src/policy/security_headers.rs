@@ -1,8 +1,10 @@
 //! Layer 3: the headers every response leaves with, moat's own included.
 //!
-//! [`ResponseHeaders`] is the layer; it applies, in this order, three
+//! [`ResponseHeaders`] is the layer; it applies, in this order, four
 //! response policies that must cover every response (rescue's and the
-//! early refusals of layers 4–6 too), each owned by its own module:
+//! early refusals of layers 4–6 too), each owned by its own module: the
+//! `ratelimit-*` headers of the request's bucket, when layer 8 asked one
+//! ([`super::rate_limit::response_headers`]),
 //! moat's CORS headers in place of the upstream's ([`super::cors::decorate`];
 //! the request half of CORS is layer 7), the HTML rendering of moat's
 //! error responses for browsers ([`super::error_page::render`]), and the
@@ -80,6 +82,7 @@ impl Policy for ResponseHeaders {
     }
 
     fn response(&self, res: &mut Response<Body>, ctx: &Arc<Ctx>) {
+        super::rate_limit::response_headers(res, ctx);
         super::cors::decorate(res, ctx);
         super::error_page::render(res, ctx);
         apply(res, ctx);

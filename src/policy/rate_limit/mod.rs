@@ -425,10 +425,17 @@ impl Policy for RateLimit {
         self.finish(decision, &route, ctx)
     }
 
-    fn response(&self, res: &mut Response<Body>, ctx: &Arc<Ctx>) {
-        if let Some(d) = ctx.ratelimit.get() {
-            set_headers(res, d);
-        }
+    // The `ratelimit-*` headers are set by layer 3 (`ResponseHeaders`), from
+    // the bucket's answer kept in the context: on every answer of a limited
+    // route, moat's own included, without a future of this layer's own.
+    const ADJUSTS_RESPONSE: bool = false;
+}
+
+/// The `ratelimit-*` headers of the request's bucket answer, if a bucket
+/// answered (layer 3 calls this for every response).
+pub(crate) fn response_headers(res: &mut Response<Body>, ctx: &Ctx) {
+    if let Some(d) = ctx.ratelimit.get() {
+        set_headers(res, d);
     }
 }
 
