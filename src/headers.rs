@@ -297,6 +297,15 @@ pub fn set_forwarding(
 mod tests {
     use super::*;
 
+    /// A header map of `pairs`, in order (a name may repeat).
+    fn map(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_bytes(v).unwrap());
+        }
+        h
+    }
+
     #[test]
     fn numbers_read_as_http_writes_them() {
         for n in (0..2048u64).chain([4095, 65_536, 999_999, 1_000_000, u64::from(u32::MAX), u64::MAX]) {
@@ -343,13 +352,6 @@ mod tests {
 
     #[test]
     fn connection_alone_removed_with_every_header_it_names() {
-        let map = |pairs: &[(&str, &[u8])]| {
-            let mut h = HeaderMap::new();
-            for (n, v) in pairs {
-                h.append(HeaderName::from_bytes(n.as_bytes()).unwrap(), HeaderValue::from_bytes(v).unwrap());
-            }
-            h
-        };
         let names = |h: &HeaderMap| h.keys().map(|k| k.as_str().to_string()).collect::<Vec<_>>();
         for (pairs, left) in [
             (&[("connection", &b"keep-alive"[..]), ("x-keep", b"1")][..], &["x-keep"][..]),
@@ -470,19 +472,16 @@ mod tests {
         assert!(set_forwarding(&mut h, a, a, false, Some("bad\nhost")).is_none());
         assert!(!h.contains_key("x-forwarded-host"));
         // A trusted peer's chains are extended, then the next request's replaced again.
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
-        h.insert("forwarded", "for=203.0.113.9".parse().unwrap());
-        set_forwarding(&mut h, a, b, true, Some("one.example"));
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 192.0.2.1");
-        assert_eq!(h["forwarded"], "for=203.0.113.9, for=192.0.2.1;proto=https;host=\"one.example\"");
-        assert_eq!(h["x-real-ip"], "198.51.100.7");
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", "203.0.113.9".parse().unwrap());
-        h.insert("forwarded", "for=203.0.113.9".parse().unwrap());
-        set_forwarding(&mut h, a, b, false, Some("one.example"));
-        assert_eq!(h["x-forwarded-for"], "192.0.2.1");
-        assert_eq!(h["forwarded"], "for=192.0.2.1;proto=https;host=\"one.example\"");
+        for (trusted, xff, fwd) in [
+            (true, "203.0.113.9, 192.0.2.1", "for=203.0.113.9, for=192.0.2.1;proto=https;host=\"one.example\""),
+            (false, "192.0.2.1", "for=192.0.2.1;proto=https;host=\"one.example\""),
+        ] {
+            let mut h = map(&[("x-forwarded-for", b"203.0.113.9"), ("forwarded", b"for=203.0.113.9")]);
+            set_forwarding(&mut h, a, b, trusted, Some("one.example"));
+            assert_eq!(h["x-forwarded-for"], xff, "trusted: {trusted}");
+            assert_eq!(h["forwarded"], fwd, "trusted: {trusted}");
+            assert_eq!(h["x-real-ip"], "198.51.100.7");
+        }
     }
 
     #[test]
