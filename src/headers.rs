@@ -239,14 +239,11 @@ impl Values {
     }
 }
 
-/// A previous forwarding chain, if it is to be extended: only from a trusted
-/// peer, and only when it says something.
-fn previous(h: &HeaderMap, name: &HeaderName, trusted: bool) -> Option<String> {
-    if !trusted {
-        return None;
-    }
-    let prev = h.get(name)?.to_str().ok()?;
-    (!prev.trim().is_empty()).then(|| prev.to_string())
+/// The chain in `name` extended with `ours`, when it is to be extended:
+/// only from a trusted peer, and only when it says something.
+fn extended(h: &HeaderMap, name: &HeaderName, trusted: bool, ours: Option<&HeaderValue>) -> Option<HeaderValue> {
+    let prev = h.get(name).filter(|_| trusted)?.to_str().ok().filter(|p| !p.trim().is_empty())?;
+    owned_value(format!("{prev}, {}", ours?.to_str().ok()?))
 }
 
 /// Sets the forwarding headers for the upstream.
@@ -263,11 +260,7 @@ pub fn set_forwarding(
     host: Option<&str>,
 ) -> Option<HeaderValue> {
     let v = Values::of(peer, client, host);
-    let xff = match previous(h, &X_FORWARDED_FOR, trusted) {
-        Some(prev) => owned_value(format!("{prev}, {peer}")),
-        None => v.peer,
-    };
-    if let Some(xff) = xff {
+    if let Some(xff) = extended(h, &X_FORWARDED_FOR, trusted, v.peer.as_ref()).or(v.peer) {
         h.insert(X_FORWARDED_FOR.clone(), xff);
     }
     h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("https"));
@@ -280,11 +273,7 @@ pub fn set_forwarding(
             h.remove(&X_FORWARDED_HOST);
         }
     }
-    let forwarded = match (previous(h, &header::FORWARDED, trusted), v.forwarded) {
-        (Some(prev), Some(ours)) => ours.to_str().ok().and_then(|ours| owned_value(format!("{prev}, {ours}"))),
-        (_, ours) => ours,
-    };
-    if let Some(f) = forwarded {
+    if let Some(f) = extended(h, &header::FORWARDED, trusted, v.forwarded.as_ref()).or(v.forwarded) {
         h.insert(header::FORWARDED, f);
     }
     if let Some(c) = v.client {

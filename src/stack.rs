@@ -103,26 +103,20 @@ where
         .layer(PolicyLayer::new(ResponseHeaders))
         // 4. The one place errors and panics become problem+json responses.
         .layer(RescueLayer::new(shared.metrics.clone()))
-        // 5 to 7 decide at once and leave responses alone: one layer, run in this order.
-        .layer(PolicyLayer::new((
-            // 5. Framing first: a request two parsers could read differently is refused before anything trusts it.
-            Framing, // 5. Normalize the path and pick the route every later policy reads.
-            Routing, // 6. Who the client is (trusted proxies only), then the IP allow/deny lists.
-            ClientIp,
-            // 7. CORS before rate limit and auth, so a browser can read a 429 or 401; preflights end here.
-            Cors,
-        )))
+        // 5 to 7 decide at once and leave responses alone: one layer, run in the order listed.
+        // 5. Framing first: a request two parsers could read differently is refused before anything trusts it.
+        // 5. Routing: normalize the path and pick the route every later policy reads.
+        // 6. ClientIp: who the client is (trusted proxies only), then the IP allow/deny lists.
+        // 7. Cors before rate limit and auth, so a browser can read a 429 or 401; preflights end here.
+        .layer(PolicyLayer::new((Framing, Routing, ClientIp, Cors)))
         // 8. Cheap refusals before expensive work: buckets, then in-flight caps.
         .layer(PolicyLayer::new(RateLimit::new(shared.limiters.clone(), shared.auth.clone(), shared.metrics.clone())))
         // 9. Who is asking: headers only, so nothing has read the body yet.
         .layer(PolicyLayer::new(Auth::new(shared.auth.clone())))
-        // 10 decides at once too: one layer, in this order.
-        .layer(PolicyLayer::new((
-            // 10. Body limits wrap the stream before anything reads it.
-            BodyLimit,
-            // 10. Upload inspection wraps the already-limited stream: what the bytes are, as they pass.
-            Upload::new(shared.metrics.scans.clone()),
-        )))
+        // 10 decides at once too: one layer, run in the order listed.
+        // 10. BodyLimit wraps the stream before anything reads it.
+        // 10. Upload inspection then wraps the already-limited stream: what the bytes are, as they pass.
+        .layer(PolicyLayer::new((BodyLimit, Upload::new(shared.metrics.scans.clone()))))
         // 12. Only upstream responses pass here: 5xx bodies replaced, 4xx bodies redacted.
         .layer(SanitizeLayer)
         // 11 + 13. Upstream timeout and forwarding.

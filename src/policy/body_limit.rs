@@ -57,7 +57,7 @@ pub(crate) fn refuse(reason: Reason, ctx: &Ctx, h1: bool) -> Verdict {
 /// The policy.
 pub(crate) struct BodyLimit;
 
-impl BodyLimit {
+impl Decide for BodyLimit {
     fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let route = ctx.route().clone();
         let h1 = req.version() < http::Version::HTTP_2;
@@ -81,12 +81,6 @@ impl BodyLimit {
             .with_total(route.body_timeout);
         *req.body_mut() = crate::body::boxed(guarded);
         Verdict::Pass
-    }
-}
-
-impl Decide for BodyLimit {
-    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
-        self.decide(req, ctx)
     }
 }
 

@@ -99,7 +99,7 @@ fn through_trusted(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
 /// The policy.
 pub(crate) struct ClientIp;
 
-impl ClientIp {
+impl Decide for ClientIp {
     fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let peer = canonical(ctx.conn.peer.ip());
         let ip = if ctx.trusted_peer {
@@ -113,12 +113,6 @@ impl ClientIp {
             return reject(Reason::IpDenied, ctx);
         }
         Verdict::Pass
-    }
-}
-
-impl Decide for ClientIp {
-    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
-        self.decide(req, ctx)
     }
 }
 

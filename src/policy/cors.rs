@@ -397,7 +397,7 @@ static ALLOW_PRIVATE_NETWORK: HeaderName = HeaderName::from_static("access-contr
 /// The policy.
 pub struct Cors;
 
-impl Cors {
+impl Decide for Cors {
     fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let Some(origin) = ctx.origin.as_deref() else { return Verdict::Pass };
         let policy = policy_of(ctx);
@@ -413,12 +413,6 @@ impl Cors {
             return reject(Reason::CorsOrigin, ctx);
         }
         Verdict::Pass
-    }
-}
-
-impl Decide for Cors {
-    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
-        self.decide(req, ctx)
     }
 }
 

@@ -74,17 +74,11 @@ pub(crate) fn problem<B>(req: &Request<B>) -> Option<&'static str> {
 /// The policy.
 pub(crate) struct Framing;
 
-impl Framing {
+impl Decide for Framing {
     fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let Some(why) = problem(req) else { return Verdict::Pass };
         tracing::info!(request_id = %ctx.id, problem = why, "request framing refused");
         super::body_limit::refuse(Reason::BadRequest, ctx, req.version() < Version::HTTP_2)
-    }
-}
-
-impl Decide for Framing {
-    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
-        self.decide(req, ctx)
     }
 }
 

@@ -104,12 +104,12 @@ pub trait Policy: Send + Sync + 'static {
 /// seeing only the requests the ones before it let through.
 pub trait Decide: Send + Sync + 'static {
     /// The verdict on the request (which the policy may adjust).
-    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict;
+    fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict;
 }
 
 impl<T: Decide> Policy for T {
     fn check(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Option<Verdict> {
-        Some(self.verdict(req, ctx))
+        Some(self.decide(req, ctx))
     }
 
     const ADJUSTS_RESPONSE: bool = false;
@@ -120,10 +120,10 @@ macro_rules! decide_in_order {
     ($($p:ident),+) => {
         impl<$($p: Decide),+> Decide for ($($p,)+) {
             #[allow(non_snake_case)]
-            fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
+            fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
                 let ($($p,)+) = self;
                 $(
-                    if let Verdict::Respond(res) = $p.verdict(req, ctx) {
+                    if let Verdict::Respond(res) = $p.decide(req, ctx) {
                         return Verdict::Respond(res);
                     }
                 )+

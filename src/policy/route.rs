@@ -236,7 +236,7 @@ fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
 /// The policy.
 pub struct Routing;
 
-impl Routing {
+impl Decide for Routing {
     fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         if head_size(req) > ctx.config.limits.max_header_bytes {
             return reject(Reason::HeaderTooLarge, ctx);
@@ -316,12 +316,6 @@ fn wrong_method(ctx: &Ctx, ms: &[Method]) -> Verdict {
         res.headers_mut().insert(http::header::ALLOW, v);
     }
     Verdict::Respond(res)
-}
-
-impl Decide for Routing {
-    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
-        self.decide(req, ctx)
-    }
 }
 
 #[cfg(test)]

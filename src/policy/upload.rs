@@ -46,12 +46,6 @@ impl Upload {
 
 impl Decide for Upload {
     // Decided at once: the inspection itself runs as the body streams.
-    fn verdict(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
-        self.decide(req, ctx)
-    }
-}
-
-impl Upload {
     fn decide(&self, req: &mut Request<Body>, ctx: &Arc<Ctx>) -> Verdict {
         let Some(rules) = ctx.route().upload.clone() else { return Verdict::Pass };
         let h1 = req.version() < http::Version::HTTP_2;
